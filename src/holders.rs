@@ -1,0 +1,617 @@
+//! Who holds what: process slots, holder records, liveness, and reclaiming the weight of the dead.
+//!
+//! # Process slots and liveness
+//!
+//! A process that uses a namespace registers once in a [`ProcSlot`] and, for as long as it lives,
+//! holds an OFD write lock on byte `1 + slot` of the namespace's lock file (byte 0 is the table
+//! lock). The kernel drops that lock when the process dies, however it dies, so death is decided
+//! by the lock, never by a timer or a pid: PID reuse and pid namespaces cannot fool it. A stopped
+//! process keeps its locks and is alive. A forked child closes its inherited copy of the lock
+//! file at once (see `sys`) and registers a slot of its own on first use, so it never inherits its
+//! parent's holdings.
+//!
+//! An *external* holder (`shmsem acquire --holder PID`, typically a shell) is not an engine
+//! process and holds no lock. Its slot records pid and start time, and it is dead when no process
+//! with that pid and start time exists. The CLI process acting for it holds the slot's lock
+//! while it changes the slot's records, so a reclaimer never races it.
+//!
+//! Slot `state` is `generation << 8 | kind`:
+//!
+//! | kind | meaning | lock byte held by |
+//! |---|---|---|
+//! | `FREE` | unused | nobody, or a registering process |
+//! | `ENGINE` | an engine process | that process, while it lives |
+//! | `EXTERNAL` | an external holder | the CLI process acting for it, while it acts |
+//!
+//! # Holder records
+//!
+//! One [`HolderRecord`] per (slot, lane, semaphore): a *lane* is a thread of the process, so each
+//! record has one writer and is updated with plain stores (see `semaphore::protocol`). The
+//! weight a process holds is the sum over its lanes.
+//!
+//! # Reclaim
+//!
+//! [`reclaim`] takes the lock byte of every slot whose lock is free: for an engine slot that
+//! proves its process dead; an external slot is then judged by pid and start time. For every
+//! semaphore a dead slot had records on, it runs the protocol's recount, which sets the value to
+//! what live holders hold, exactly, whatever instruction the dead process (or an earlier
+//! reclaimer) was killed at. Then it frees the dead records and slots and wakes the waiters of
+//! every semaphore it touched. At most one process recounts a semaphore at a time: it claims the
+//! record's `recounter` field first, and takes it over only from a dead recounter.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::fd::BorrowedFd,
+    sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release},
+    time::Duration,
+};
+
+use crate::{
+    error::{Error, Result},
+    segment::{
+        Segment,
+        layout::{MAX_HOLDERS, MAX_PROCESSES},
+    },
+    semaphore::protocol::{self, Counted, Operator, Recount},
+    sys::{self, Identity, Liveness},
+    table::{self, Found},
+    wait,
+};
+
+/// Slot kind: unused.
+pub const FREE: u32 = 0;
+/// Slot kind: an engine process, alive while it holds its lock byte.
+pub const ENGINE: u32 = 1;
+/// Slot kind: an external holder, alive while its pid and start time match a process.
+pub const EXTERNAL: u32 = 2;
+
+/// Byte of the lock file that serialises name-table inserts and removals.
+pub const TABLE_LOCK: u64 = 0;
+
+/// The lock byte of slot `slot`.
+#[inline]
+pub const fn lock_offset(slot: u32) -> u64 {
+    1 + slot as u64
+}
+
+#[inline]
+const fn kind(state: u32) -> u32 {
+    state & 0xFF
+}
+
+#[inline]
+const fn slot_generation(state: u32) -> u32 {
+    state >> 8
+}
+
+#[inline]
+const fn slot_state(generation: u32, kind: u32) -> u32 {
+    (generation << 8) | kind
+}
+
+/// The key of the record of (`slot`, `lane`) on semaphore `found`.
+#[inline]
+pub const fn record_key(slot: u32, lane: u16, found: Found) -> u64 {
+    ((slot as u64 + 1) << 48)
+        | ((lane as u64) << 32)
+        | ((found.index as u64) << 16)
+        | found.generation as u64
+}
+
+/// The slot a record key belongs to, if the key is in use and in bounds.
+#[inline]
+fn key_slot(key: u64) -> Option<u32> {
+    let s = (key >> 48) as u32;
+    (s != 0 && s <= MAX_PROCESSES).then(|| s - 1)
+}
+
+/// The semaphore a record key refers to.
+#[inline]
+fn key_sem(key: u64) -> Found {
+    Found {
+        index: ((key >> 16) & 0xFFFF) as u32,
+        generation: key as u16,
+    }
+}
+
+/// What this process needs to operate on a segment's holder tables.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The segment.
+    pub seg: &'a Segment,
+    /// This process's descriptor of the lock file.
+    pub fd: BorrowedFd<'a>,
+    /// This process's own slot, if registered.
+    pub me: Option<u32>,
+    /// External slots this process is acting for now: their lock bytes are held by this
+    /// process's description, so probing them would wrongly succeed.
+    pub acting: &'a [u32],
+}
+
+/// Register this process in a free slot, reclaiming a dead process's slot if that is what it
+/// finds. Returns the slot and its generation.
+pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
+    let header = ctx.seg.header();
+    let hint = header.proc_hint.load(Relaxed) % MAX_PROCESSES;
+    for i in 0..MAX_PROCESSES {
+        let slot = (hint + i) % MAX_PROCESSES;
+        let Some(s) = ctx.seg.proc_slot(slot) else {
+            break;
+        };
+        let st = s.state.load(Acquire);
+        if kind(st) == EXTERNAL {
+            continue; // external slots are found and freed by the reclaimer, not taken here
+        }
+        if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
+            .map_err(|e| Error::io("locking a process slot", e))?
+        {
+            continue; // a live process has it
+        }
+        // We hold the lock byte. A slot still marked ENGINE belonged to a process that died:
+        // give back what it held before taking it over.
+        if kind(s.state.load(Acquire)) == ENGINE {
+            reclaim_locked(Ctx { me: None, ..ctx }, &[slot])?;
+        }
+        let generation = slot_generation(s.state.load(Acquire)).wrapping_add(1) & 0xFF_FFFF;
+        s.pid.store(who.pid, Relaxed);
+        s.start_time.store(who.start_time, Relaxed);
+        s.pidns.store(sys::pid_namespace(), Relaxed);
+        s.uid.store(sys::uid(), Relaxed);
+        s.registered_ms.store(sys::wall_ms(), Relaxed);
+        // Release: the identity above is visible with the kind.
+        s.state.store(slot_state(generation, ENGINE), Release);
+        header.proc_hint.store(slot + 1, Relaxed);
+        return Ok((slot, generation));
+    }
+    Err(Error::TableFull {
+        table: "process",
+        capacity: MAX_PROCESSES,
+    })
+}
+
+/// Find or create the external slot of `who`. The caller holds the table lock, which serialises
+/// creating external slots. Returns the slot and generation.
+pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
+    let mut free = None;
+    for slot in 0..MAX_PROCESSES {
+        let Some(s) = ctx.seg.proc_slot(slot) else {
+            break;
+        };
+        let st = s.state.load(Acquire);
+        match kind(st) {
+            EXTERNAL
+                if s.pid.load(Relaxed) == who.pid
+                    && s.start_time.load(Relaxed) == who.start_time =>
+            {
+                return Ok((slot, slot_generation(st)));
+            }
+            FREE if free.is_none() => free = Some(slot),
+            _ => {}
+        }
+    }
+    let Some(slot) = free else {
+        return Err(Error::TableFull {
+            table: "process",
+            capacity: MAX_PROCESSES,
+        });
+    };
+    let s = ctx
+        .seg
+        .proc_slot(slot)
+        .ok_or_else(|| Error::corrupt("slot out of bounds"))?;
+    // Take the byte so no registering engine process grabs the slot while we fill it in.
+    sys::lock_byte(ctx.fd, lock_offset(slot))
+        .map_err(|e| Error::io("locking a process slot", e))?;
+    let st = s.state.load(Acquire);
+    let result = if kind(st) == FREE {
+        let generation = slot_generation(st).wrapping_add(1) & 0xFF_FFFF;
+        s.pid.store(who.pid, Relaxed);
+        s.start_time.store(who.start_time, Relaxed);
+        s.pidns.store(sys::pid_namespace(), Relaxed);
+        s.uid.store(sys::uid(), Relaxed);
+        s.registered_ms.store(sys::wall_ms(), Relaxed);
+        s.state.store(slot_state(generation, EXTERNAL), Release);
+        Ok((slot, generation))
+    } else {
+        Err(Error::io(
+            "registering a holder",
+            std::io::Error::other("slot taken; try again"),
+        ))
+    };
+    let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+    result
+}
+
+/// Claim a free holder record for (`slot`, `lane`) on `found`.
+pub fn claim_record(
+    ctx: Ctx<'_>,
+    slot: u32,
+    slot_gen: u32,
+    lane: u16,
+    found: Found,
+) -> Result<u32> {
+    let key = record_key(slot, lane, found);
+    let header = ctx.seg.header();
+    let hint = header.holder_hint.load(Relaxed) % MAX_HOLDERS;
+    for i in 0..MAX_HOLDERS {
+        let index = (hint + i) % MAX_HOLDERS;
+        let Some(r) = ctx.seg.holder(index) else {
+            break;
+        };
+        if r.key.load(Relaxed) != 0 {
+            continue;
+        }
+        // Acquire: a free record's zeroed fields were stored before its key was released.
+        if r.key.compare_exchange(0, key, Acquire, Relaxed).is_ok() {
+            r.owner_gen.store(slot_gen, Relaxed);
+            r.held.store(0, Relaxed);
+            r.intent.store(0, Relaxed);
+            r.since_ms.store(0, Relaxed);
+            r.wait_weight.store(0, Relaxed);
+            header.holder_hint.store(index + 1, Relaxed);
+            return Ok(index);
+        }
+    }
+    Err(Error::TableFull {
+        table: "holder",
+        capacity: MAX_HOLDERS,
+    })
+}
+
+/// Free a record: zero it, then release the key.
+fn free_record(ctx: Ctx<'_>, index: u32) {
+    if let Some(r) = ctx.seg.holder(index) {
+        r.held.store(0, Relaxed);
+        r.intent.store(0, Relaxed);
+        r.wait_weight.store(0, Relaxed);
+        // Release: the zeroes above are seen by the next claimer's Acquire.
+        r.key.store(0, Release);
+    }
+}
+
+/// One holder or waiter as shown by `info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    /// Process id.
+    pub pid: u32,
+    /// Weight held, or waited for.
+    pub weight: u64,
+    /// Wall-clock ms since the epoch when it began.
+    pub since_ms: u64,
+}
+
+/// Holders and waiters of one semaphore, one entry per process.
+pub fn parties(seg: &Segment, found: Found) -> (Vec<Party>, Vec<Party>) {
+    let mut holders: BTreeMap<u32, Party> = BTreeMap::new();
+    let mut waiters: Vec<Party> = Vec::new();
+    for index in 0..MAX_HOLDERS {
+        let Some(r) = seg.holder(index) else { break };
+        let key = r.key.load(Acquire);
+        let Some(slot) = key_slot(key) else { continue };
+        if key_sem(key) != found {
+            continue;
+        }
+        let Some(s) = seg.proc_slot(slot) else {
+            continue;
+        };
+        if kind(s.state.load(Acquire)) == FREE {
+            continue;
+        }
+        let pid = s.pid.load(Relaxed);
+        let held = r.held.load(Relaxed) as i64;
+        if held != 0 {
+            let since = r.since_ms.load(Relaxed);
+            let p = holders.entry(pid).or_insert(Party {
+                pid,
+                weight: 0,
+                since_ms: since,
+            });
+            p.weight = (p.weight as i64).saturating_add(held).max(0) as u64;
+            if since != 0 && (p.since_ms == 0 || since < p.since_ms) {
+                p.since_ms = since;
+            }
+        }
+        let w = r.wait_weight.load(Relaxed);
+        if w != 0 {
+            waiters.push(Party {
+                pid,
+                weight: w as u64,
+                since_ms: r.wait_since_ms.load(Relaxed),
+            });
+        }
+    }
+    let holders = holders.into_values().filter(|p| p.weight > 0).collect();
+    waiters.sort_by_key(|p| (p.since_ms, p.pid));
+    (holders, waiters)
+}
+
+/// What [`reclaim`] gave back from one dead holder on one semaphore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// The semaphore's name.
+    pub semaphore: String,
+    /// The dead holder's pid.
+    pub pid: u32,
+    /// The weight that came back.
+    pub weight: u64,
+}
+
+/// How a slot other than ours looks to a reclaimer.
+enum Probe {
+    /// Someone holds its lock byte: a live process, or a reclaimer or CLI acting for it.
+    Operated,
+    /// We took its lock byte; the holder is dead.
+    Dead,
+    /// We took its lock byte; the holder (external) is alive.
+    Quiescent,
+    /// We took its lock byte; nobody is registered there.
+    Free,
+}
+
+fn probe(ctx: Ctx<'_>, slot: u32) -> Result<Probe> {
+    let s = ctx
+        .seg
+        .proc_slot(slot)
+        .ok_or_else(|| Error::corrupt("slot out of bounds"))?;
+    if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
+        .map_err(|e| Error::io("probing a process slot", e))?
+    {
+        return Ok(Probe::Operated);
+    }
+    let st = s.state.load(Acquire);
+    Ok(match kind(st) {
+        ENGINE => Probe::Dead,
+        EXTERNAL => {
+            let who = Identity {
+                pid: s.pid.load(Relaxed),
+                start_time: s.start_time.load(Relaxed),
+            };
+            match sys::liveness(who) {
+                Liveness::Alive => Probe::Quiescent,
+                Liveness::Dead => Probe::Dead,
+            }
+        }
+        _ => Probe::Free,
+    })
+}
+
+/// Reclaim what dead holders hold. Returns what came back.
+pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
+    let mut dead = Vec::new();
+    for slot in 0..MAX_PROCESSES {
+        if Some(slot) == ctx.me || ctx.acting.contains(&slot) {
+            continue;
+        }
+        let Some(s) = ctx.seg.proc_slot(slot) else {
+            break;
+        };
+        if kind(s.state.load(Acquire)) == FREE {
+            continue;
+        }
+        match probe(ctx, slot)? {
+            Probe::Operated => {}
+            Probe::Dead => dead.push(slot),
+            Probe::Quiescent | Probe::Free => {
+                let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+            }
+        }
+    }
+    if dead.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = reclaim_locked(ctx, &dead);
+    for &slot in &dead {
+        let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+    }
+    out
+}
+
+/// Reclaim the slots in `dead`, whose lock bytes the caller holds, and free them. On return the
+/// caller still holds those bytes.
+fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
+    let mut dead: BTreeSet<u32> = dead.iter().copied().collect();
+    let mut extra_locks: Vec<u32> = Vec::new();
+    let mut sems: BTreeSet<Found> = BTreeSet::new();
+    for index in 0..MAX_HOLDERS {
+        let Some(r) = ctx.seg.holder(index) else {
+            break;
+        };
+        let key = r.key.load(Acquire);
+        if key_slot(key).is_some_and(|s| dead.contains(&s)) {
+            sems.insert(key_sem(key));
+        }
+    }
+    let mut report: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let mut result = Ok(());
+    for found in sems {
+        let Some(rec) = ctx.seg.sem(found.index) else {
+            continue;
+        };
+        if !table::is_current(rec, found.generation) {
+            continue; // removed: its records are simply freed below
+        }
+        let name = table::name_of(rec).unwrap_or_default();
+        match recount_one(ctx, found, &mut dead, &mut extra_locks) {
+            Ok(gone) => {
+                for (pid, weight) in gone {
+                    *report.entry((name.clone(), pid)).or_default() += weight;
+                }
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        wait::wake(&rec.word, u32::MAX);
+    }
+    if result.is_ok() {
+        // Free the dead records and slots; every semaphore they touched was recounted.
+        for index in 0..MAX_HOLDERS {
+            let Some(r) = ctx.seg.holder(index) else {
+                break;
+            };
+            if key_slot(r.key.load(Acquire)).is_some_and(|s| dead.contains(&s)) {
+                free_record(ctx, index);
+            }
+        }
+        for &slot in &dead {
+            if let Some(s) = ctx.seg.proc_slot(slot) {
+                let st = s.state.load(Acquire);
+                s.state
+                    .store(slot_state(slot_generation(st), FREE), Release);
+            }
+        }
+    }
+    for slot in extra_locks {
+        if Some(slot) != ctx.me {
+            let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+        }
+    }
+    result.map(|()| {
+        report
+            .into_iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|((semaphore, pid), weight)| Reclaimed {
+                semaphore,
+                pid,
+                weight,
+            })
+            .collect()
+    })
+}
+
+/// The `recounter` value naming `slot`.
+fn recounter_id(ctx: Ctx<'_>, slot: u32) -> u64 {
+    let generation = ctx
+        .seg
+        .proc_slot(slot)
+        .map_or(0, |s| slot_generation(s.state.load(Relaxed)));
+    ((slot as u64 + 1) << 32) | generation as u64
+}
+
+/// Recount one semaphore. Slots found dead on the way join `dead` (their lock bytes are then
+/// held by the caller); slots locked for a quiescent look join `extra_locks`. Returns the weight
+/// that came back per dead pid.
+fn recount_one(
+    ctx: Ctx<'_>,
+    found: Found,
+    dead: &mut BTreeSet<u32>,
+    extra_locks: &mut Vec<u32>,
+) -> Result<Vec<(u32, u64)>> {
+    let rec = ctx
+        .seg
+        .sem(found.index)
+        .ok_or_else(|| Error::corrupt("semaphore index out of bounds"))?;
+    // The recounter is named by a slot whose lock byte this process holds: its own, or, while it
+    // registers, the dead slot it is taking over.
+    let Some(me) = ctx.me.or_else(|| dead.first().copied()) else {
+        return Ok(Vec::new());
+    };
+    let my_id = recounter_id(ctx, me);
+    // Claim the recounter field, taking it over only from a dead recounter.
+    let mut cur = rec.recounter.load(Acquire);
+    loop {
+        if cur != 0 && cur != my_id {
+            let other = ((cur >> 32) as u32).wrapping_sub(1);
+            let other_dead = dead.contains(&other)
+                || (other < MAX_PROCESSES
+                    && !sys::byte_locked(ctx.fd, lock_offset(other)).unwrap_or(true));
+            if !other_dead {
+                return Ok(Vec::new()); // a live reclaimer is on it
+            }
+        }
+        match rec.recounter.compare_exchange(cur, my_id, AcqRel, Acquire) {
+            Ok(_) => break,
+            Err(actual) => cur = actual,
+        }
+    }
+
+    let mut gone: Vec<(u32, u64)> = Vec::new();
+    let mut probe_error = None;
+    let mut polls = 0u32;
+    let outcome = protocol::recount(
+        &rec.word,
+        found.generation,
+        || {
+            let mut counted = Vec::new();
+            let mut seen: BTreeMap<u32, Operator> = BTreeMap::new();
+            for index in 0..MAX_HOLDERS {
+                let Some(r) = ctx.seg.holder(index) else {
+                    break;
+                };
+                let key = r.key.load(Acquire);
+                let Some(slot) = key_slot(key) else { continue };
+                if key_sem(key) != found {
+                    continue;
+                }
+                let operator = match seen.get(&slot) {
+                    Some(&op) => op,
+                    None => {
+                        let op = if Some(slot) == ctx.me || ctx.acting.contains(&slot) {
+                            Operator::Live
+                        } else if dead.contains(&slot) {
+                            Operator::Dead
+                        } else {
+                            match probe(ctx, slot) {
+                                Ok(Probe::Operated) => Operator::Live,
+                                Ok(Probe::Dead) => {
+                                    dead.insert(slot);
+                                    extra_locks.push(slot);
+                                    Operator::Dead
+                                }
+                                Ok(Probe::Quiescent | Probe::Free) => {
+                                    extra_locks.push(slot);
+                                    Operator::Quiescent
+                                }
+                                Err(e) => {
+                                    // Unknown counts as alive.
+                                    probe_error.get_or_insert(e);
+                                    Operator::Live
+                                }
+                            }
+                        };
+                        seen.insert(slot, op);
+                        op
+                    }
+                };
+                if operator == Operator::Dead {
+                    let held = r.held.load(Acquire) as i64;
+                    let pid = ctx.seg.proc_slot(slot).map_or(0, |s| s.pid.load(Relaxed));
+                    if held > 0 {
+                        gone.push((pid, held as u64));
+                    }
+                }
+                counted.push(Counted {
+                    held: &r.held,
+                    intent: &r.intent,
+                    operator,
+                });
+            }
+            counted
+        },
+        || {
+            polls += 1;
+            std::thread::sleep(Duration::from_micros(200));
+            polls < 2_500 // about half a second
+        },
+    );
+    // Release the recounter claim only if it is still ours.
+    let _ = rec.recounter.compare_exchange(my_id, 0, Release, Relaxed);
+    if let Some(e) = probe_error {
+        return Err(e);
+    }
+    match outcome {
+        Recount::Done { .. } | Recount::Removed => Ok(gone),
+        Recount::Busy => Err(Error::io(
+            "reclaiming",
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "a live process stayed in the middle of an operation; try again",
+            ),
+        )),
+        Recount::Corrupt => Err(Error::corrupt(format!(
+            "holder records of semaphore #{} sum to an impossible weight",
+            found.index
+        ))),
+    }
+}

@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod error;
+mod holders;
+mod namespace;
+mod scope;
+mod segment;
+mod semaphore;
+mod sys;
+mod table;
+mod wait;
+
+pub use crate::{
+    error::{Error, Result},
+    holders::{Party, Reclaimed},
+    scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, validate_name},
+    semaphore::{Info, Kind, Options, Permit, Semaphore},
+};
+
+/// The protocol and layout, exposed for the loom model, fuzz targets and benchmarks. Not a
+/// stable interface.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::{
+        segment::layout,
+        semaphore::{protocol, word},
+    };
+}

@@ -1,0 +1,378 @@
+//! A mapped namespace and this process's place in it: the process-wide registry of mapped
+//! namespaces, registration, thread lanes, the table lock, and cleanup of `self` trees.
+//!
+//! A namespace is mapped once per process and stays mapped for the life of the process: its
+//! process slot, and the liveness lock that goes with it, must outlive every handle.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use crate::{
+    error::{Error, Result},
+    holders::{self, Ctx, Reclaimed, TABLE_LOCK},
+    scope::{Location, Scope},
+    segment::{self, Creation, Segment, layout::MAX_PROCESSES},
+    sys,
+    table::Found,
+    wait::Monotonic,
+};
+
+/// This process's registration in a namespace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Registration {
+    /// The fork epoch it belongs to.
+    pub epoch: u32,
+    /// Our process slot and its generation.
+    pub slot: u32,
+    pub slot_gen: u32,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The lock file, opened by this process (reopened in a forked child).
+    lock_file: Option<File>,
+    registration: Option<Registration>,
+    /// Holder records of this process: (lane, semaphore) → record.
+    records: HashMap<(u16, Found), u32>,
+}
+
+/// A mapped namespace.
+#[derive(Debug)]
+pub(crate) struct Namespace {
+    pub loc: Location,
+    pub seg: Segment,
+    inner: Mutex<Inner>,
+    /// Threads of this process take the table lock one at a time: OFD locks do not exclude
+    /// threads sharing a descriptor.
+    table: Mutex<()>,
+    reclaim: Mutex<()>,
+    last_reclaim_ns: AtomicU64,
+    /// External slots whose lock byte this process holds while acting for them.
+    acting: Mutex<Vec<u32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these leaves nothing half-done that matters: recover.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+static REGISTRY: Mutex<Option<HashMap<PathBuf, Arc<Namespace>>>> = Mutex::new(None);
+
+impl Namespace {
+    /// The namespace at `loc`, mapped once per process, created if `creation` is given.
+    pub fn open(loc: Location, creation: Option<Creation>) -> Result<Option<Arc<Namespace>>> {
+        sys::install_fork_hook();
+        let mut registry = lock(&REGISTRY);
+        let map = registry.get_or_insert_with(HashMap::new);
+        if let Some(ns) = map.get(&loc.segment) {
+            return Ok(Some(ns.clone()));
+        }
+        if loc.scope == Scope::Tree {
+            sweep_trees(loc.dir());
+            install_exit_hook();
+        }
+        let seg = match creation {
+            Some(c) => {
+                // The lock file first: a segment never exists without its lock file.
+                segment::open_or_create_plain(&loc.lock, c)?;
+                Segment::open_or_create(&loc.segment, c)?
+            }
+            None => match Segment::open(&loc.segment)? {
+                Some(s) => s,
+                None => return Ok(None),
+            },
+        };
+        let ns = Arc::new(Namespace {
+            loc,
+            seg,
+            inner: Mutex::new(Inner {
+                lock_file: None,
+                registration: None,
+                records: HashMap::new(),
+            }),
+            table: Mutex::new(()),
+            reclaim: Mutex::new(()),
+            last_reclaim_ns: AtomicU64::new(0),
+            acting: Mutex::new(Vec::new()),
+        });
+        ns.registration()?;
+        // Reclaim on open: whatever dead processes left behind comes back now.
+        ns.reclaim()?;
+        map.insert(ns.loc.segment.clone(), ns.clone());
+        Ok(Some(ns))
+    }
+
+    /// This process's registration, made on first use and again in a forked child.
+    pub fn registration(&self) -> Result<Registration> {
+        let epoch = sys::FORK_EPOCH.load(Relaxed);
+        let mut inner = lock(&self.inner);
+        if let Some(r) = inner.registration
+            && r.epoch == epoch
+        {
+            return Ok(r);
+        }
+        if inner.registration.is_some() {
+            // A forked child: the hook closed our copy of the parent's lock file; forget the
+            // parent's descriptor number without closing it again, and its records.
+            if let Some(f) = inner.lock_file.take() {
+                std::mem::forget(f);
+            }
+            inner.records.clear();
+        }
+        let file = segment::open_existing(&self.loc.lock)?.ok_or_else(|| {
+            Error::io(
+                format!("opening {}", self.loc.lock.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+        sys::close_in_forked_children(file.as_fd());
+        let ctx = Ctx {
+            seg: &self.seg,
+            fd: file.as_fd(),
+            me: None,
+            acting: &[],
+        };
+        let (slot, slot_gen) = holders::register(ctx, sys::current())?;
+        let r = Registration {
+            epoch,
+            slot,
+            slot_gen,
+        };
+        inner.lock_file = Some(file);
+        inner.registration = Some(r);
+        Ok(r)
+    }
+
+    /// The lock file descriptor.
+    fn fd(&self) -> Result<BorrowedFd<'_>> {
+        self.registration()?;
+        let inner = lock(&self.inner);
+        let raw = inner
+            .lock_file
+            .as_ref()
+            .map(|f| f.as_raw_fd())
+            .ok_or_else(|| Error::corrupt("lock file missing after registration"))?;
+        // SAFETY: the lock file stays open for as long as `self` lives: it is only replaced in a
+        // forked child, where the forking thread is the only thread, and never closed otherwise.
+        Ok(unsafe { BorrowedFd::borrow_raw(raw) })
+    }
+
+    /// A context for the holder tables.
+    pub fn ctx(&self) -> Result<Ctx<'_>> {
+        let r = self.registration()?;
+        Ok(Ctx {
+            seg: &self.seg,
+            fd: self.fd()?,
+            me: Some(r.slot),
+            acting: &[],
+        })
+    }
+
+    /// The record of (`lane`, `found`) for this process, claimed on first use.
+    pub fn record(&self, lane: u16, found: Found) -> Result<(u32, u32)> {
+        let r = self.registration()?;
+        if let Some(&index) = lock(&self.inner).records.get(&(lane, found)) {
+            return Ok((index, r.epoch));
+        }
+        let ctx = self.ctx()?;
+        let index = holders::claim_record(ctx, r.slot, r.slot_gen, lane, found)?;
+        lock(&self.inner).records.insert((lane, found), index);
+        Ok((index, r.epoch))
+    }
+
+    /// Run `f` holding the table lock.
+    pub fn with_table_lock<T>(&self, f: impl FnOnce(Ctx<'_>) -> Result<T>) -> Result<T> {
+        let _threads = lock(&self.table);
+        let ctx = self.ctx()?;
+        sys::lock_byte(ctx.fd, TABLE_LOCK).map_err(|e| Error::io("taking the table lock", e))?;
+        let out = f(ctx);
+        let _ = sys::unlock_byte(ctx.fd, TABLE_LOCK);
+        out
+    }
+
+    /// Run `f` holding the lock byte of process slot `slot` (acting for an external holder),
+    /// waiting at most until `deadline`.
+    pub fn with_slot_lock<T>(
+        &self,
+        slot: u32,
+        deadline: Option<Monotonic>,
+        f: impl FnOnce(Ctx<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let ctx = self.ctx()?;
+        let offset = holders::lock_offset(slot);
+        loop {
+            if sys::try_lock_byte(ctx.fd, offset).map_err(|e| Error::io("locking a holder", e))? {
+                break;
+            }
+            if deadline.is_some_and(|d| Monotonic::now() >= d) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lock(&self.acting).push(slot);
+        let out = f(ctx);
+        lock(&self.acting).retain(|&s| s != slot);
+        let _ = sys::unlock_byte(ctx.fd, offset);
+        out.map(Some)
+    }
+
+    /// Reclaim what dead holders hold.
+    pub fn reclaim(&self) -> Result<Vec<Reclaimed>> {
+        let _one = lock(&self.reclaim);
+        self.last_reclaim_ns.store(Monotonic::now().0, Relaxed);
+        let acting = lock(&self.acting).clone();
+        holders::reclaim(Ctx {
+            acting: &acting,
+            ..self.ctx()?
+        })
+    }
+
+    /// Reclaim, at most once per `every` from this process: for waiters' bounded sleeps.
+    pub fn reclaim_every(&self, every: Duration) {
+        let now = Monotonic::now();
+        let last = Monotonic(self.last_reclaim_ns.load(Relaxed));
+        if now >= last.after(every) {
+            let _ = self.reclaim();
+        }
+    }
+}
+
+// ===== `self` trees =====
+
+/// Remove `self` segments in `dir` whose root has exited and that no process has registered in.
+fn sweep_trees(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix("self.") else {
+            continue;
+        };
+        if name.ends_with(".lock") {
+            continue;
+        }
+        let Some((root, _ns)) = rest.split_once('.') else {
+            continue;
+        };
+        let Some(root) = crate::scope::parse_tree_id(root) else {
+            continue;
+        };
+        if sys::liveness(root) == sys::Liveness::Alive {
+            continue;
+        }
+        let segment = entry.path();
+        let lock_path = dir.join(format!("{name}.lock"));
+        remove_if_unused(&segment, &lock_path);
+    }
+}
+
+/// Remove a namespace's files if no process holds a slot lock in its lock file.
+fn remove_if_unused(segment: &Path, lock_path: &Path) {
+    match segment::open_existing(lock_path) {
+        Ok(Some(f)) => {
+            if matches!(
+                sys::range_locked(f.as_fd(), 1, MAX_PROCESSES as u64),
+                Ok(false)
+            ) {
+                segment::remove_files(segment, lock_path);
+            }
+        }
+        Ok(None) => segment::remove_files(segment, lock_path),
+        Err(_) => {}
+    }
+}
+
+fn install_exit_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn at_exit() {
+        let Ok(registry) = REGISTRY.try_lock() else {
+            return;
+        };
+        let Some(map) = registry.as_ref() else { return };
+        let me = std::process::id();
+        for ns in map.values() {
+            let Some(root) = ns.loc.tree_root else {
+                continue;
+            };
+            if root.pid != me && sys::liveness(root) == sys::Liveness::Alive {
+                continue; // the root lives on and may use it again
+            }
+            // Drop our own liveness lock, then remove the files if nobody else holds one.
+            let inner = lock(&ns.inner);
+            if let (Some(f), Some(r)) = (&inner.lock_file, inner.registration) {
+                let _ = sys::unlock_byte(f.as_fd(), holders::lock_offset(r.slot));
+                if matches!(
+                    sys::range_locked(f.as_fd(), 1, MAX_PROCESSES as u64),
+                    Ok(false)
+                ) {
+                    segment::remove_files(&ns.loc.segment, &ns.loc.lock);
+                }
+            }
+        }
+    }
+    ONCE.call_once(|| {
+        // SAFETY: `at_exit` is a valid `extern "C" fn()` for the whole program.
+        unsafe { libc::atexit(at_exit) };
+    });
+}
+
+// ===== lanes =====
+
+/// Thread lanes: each thread that uses shmsem gets a number, unique among the live threads of
+/// this process, which selects its holder records. A lane is returned when its thread exits.
+struct LaneGuard(u16);
+
+/// The lane used by code running while its thread's lane is already gone (late destructors).
+/// Those callers serialise on [`SHARED_LANE_LOCK`].
+const SHARED_LANE: u16 = u16::MAX;
+pub(crate) static SHARED_LANE_LOCK: Mutex<()> = Mutex::new(());
+
+static LANES: Mutex<(u16, Vec<u16>)> = Mutex::new((0, Vec::new()));
+
+impl LaneGuard {
+    fn take() -> LaneGuard {
+        let mut lanes = lock(&LANES);
+        if let Some(l) = lanes.1.pop() {
+            return LaneGuard(l);
+        }
+        let l = lanes.0;
+        // Past 65 534 live threads every further thread shares the shared lane.
+        lanes.0 = lanes.0.saturating_add(1).min(SHARED_LANE);
+        LaneGuard(l)
+    }
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        if self.0 != SHARED_LANE {
+            lock(&LANES).1.push(self.0);
+        }
+    }
+}
+
+thread_local! {
+    static LANE: LaneGuard = LaneGuard::take();
+}
+
+/// Run `f` with this thread's lane.
+#[inline]
+pub(crate) fn with_lane<T>(f: impl FnOnce(u16) -> T) -> T {
+    match LANE.try_with(|l| l.0) {
+        Ok(lane) if lane != SHARED_LANE => f(lane),
+        _ => {
+            let _one = lock(&SHARED_LANE_LOCK);
+            f(SHARED_LANE)
+        }
+    }
+}

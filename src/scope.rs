@@ -1,0 +1,268 @@
+//! Scopes, names, and where a namespace's files live.
+//!
+//! (A "scope" here is who can see a semaphore; it has nothing to do with the private or shared
+//! flavour of a futex, which is always shared in shmsem.)
+//!
+//! | scope | files | mode |
+//! |---|---|---|
+//! | `global` | `/dev/shm/shmsem.global.NS` and `….lock`: flat files, no directory another user could plant | 0666 unless created with another mode |
+//! | `local` | `$XDG_RUNTIME_DIR/shmsem/local.NS` (per user, removed at logout); without `XDG_RUNTIME_DIR`, `/dev/shm/shmsem.user.UID/local.NS` | 0600, in a 0700 directory |
+//! | `self` | the `local` directory, `self.PID-START.NS`, where PID and START identify the root of the process tree | 0600 |
+//!
+//! `SHMSEM_DIR`, when set, replaces every directory above: all scopes keep their files flat in
+//! it, under the same file names (`global.NS`, `local.NS`, `self.PID-START.NS`).
+
+use std::{
+    fmt,
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::OnceLock,
+};
+
+use crate::{
+    error::{Error, Result},
+    segment::layout::NAME_MAX,
+    sys,
+};
+
+/// The environment variable that overrides where every scope keeps its files.
+pub const DIR_ENV: &str = "SHMSEM_DIR";
+/// The environment variable that carries a `self` scope's identity to child processes.
+pub const SELF_ENV: &str = "SHMSEM_SELF";
+/// The namespace used when none is given.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Who can see a semaphore.
+///
+/// # Examples
+///
+/// ```
+/// use shmsem::Scope;
+/// assert_eq!("self".parse::<Scope>().unwrap(), Scope::Tree);
+/// assert_eq!(Scope::Global.to_string(), "global");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// This process and its descendants (`self` on the command line). The first process of the
+    /// tree to use it names the tree after itself in `SHMSEM_SELF`, which children inherit. The
+    /// files are removed once the root has exited and no process of the tree has them open.
+    Tree,
+    /// Every process of the current user's login session.
+    #[default]
+    Local,
+    /// Every process on the machine that the namespace's file permissions admit.
+    Global,
+}
+
+impl Scope {
+    /// The name used on the command line and in file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Tree => "self",
+            Scope::Local => "local",
+            Scope::Global => "global",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "self" | "tree" => Ok(Scope::Tree),
+            "local" => Ok(Scope::Local),
+            "global" => Ok(Scope::Global),
+            _ => Err(Error::invalid(format!(
+                "unknown scope {s:?}; use self, local or global"
+            ))),
+        }
+    }
+}
+
+/// Check a semaphore or namespace name: 1 to 200 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
+///
+/// # Examples
+///
+/// ```
+/// assert!(shmsem::validate_name("ci-build_1.2").is_ok());
+/// assert!(shmsem::validate_name("../etc").is_err());
+/// ```
+pub fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > NAME_MAX {
+        Some("it is longer than 200 bytes")
+    } else if name == "." || name == ".." {
+        Some("it is \".\" or \"..\"")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("it has a character outside [A-Za-z0-9._-]")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            name: name.chars().take(64).collect(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Where one namespace of one scope keeps its files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Location {
+    pub scope: Scope,
+    pub namespace: String,
+    pub segment: PathBuf,
+    pub lock: PathBuf,
+    /// For `self`: the root of the tree.
+    pub tree_root: Option<sys::Identity>,
+}
+
+impl Location {
+    /// Resolve (scope, namespace), creating the per-user directory if needed.
+    pub fn resolve(scope: Scope, namespace: &str) -> Result<Location> {
+        validate_name(namespace)?;
+        let (dir, global_prefix) = match std::env::var_os(DIR_ENV) {
+            Some(d) if !d.is_empty() => {
+                let dir = PathBuf::from(d);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+                (dir, "global.")
+            }
+            _ => match scope {
+                Scope::Global => (PathBuf::from("/dev/shm"), "shmsem.global."),
+                Scope::Local | Scope::Tree => (user_dir()?, "global."),
+            },
+        };
+        let (file, tree_root) = match scope {
+            Scope::Global => (format!("{global_prefix}{namespace}"), None),
+            Scope::Local => (format!("local.{namespace}"), None),
+            Scope::Tree => {
+                let root = tree_root()?;
+                (
+                    format!("self.{}-{}.{namespace}", root.pid, root.start_time),
+                    Some(root),
+                )
+            }
+        };
+        let segment = dir.join(&file);
+        let lock = dir.join(format!("{file}.lock"));
+        Ok(Location {
+            scope,
+            namespace: namespace.to_owned(),
+            segment,
+            lock,
+            tree_root,
+        })
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        self.segment.parent().unwrap_or(Path::new("/"))
+    }
+}
+
+/// Parse a tree identity, `PID-START`.
+pub(crate) fn parse_tree_id(s: &str) -> Option<sys::Identity> {
+    let (pid, start) = s.split_once('-')?;
+    let pid: u32 = pid.parse().ok().filter(|&p| p > 0)?;
+    let start_time: u64 = start.parse().ok()?;
+    Some(sys::Identity { pid, start_time })
+}
+
+/// The root of this process's `self` tree: from `SHMSEM_SELF`, or this process, which then
+/// publishes itself in `SHMSEM_SELF` for its children.
+pub(crate) fn tree_root() -> Result<sys::Identity> {
+    static ROOT: OnceLock<std::result::Result<sys::Identity, String>> = OnceLock::new();
+    let root = ROOT.get_or_init(|| match std::env::var(SELF_ENV) {
+        Ok(v) => parse_tree_id(&v).ok_or_else(|| {
+            format!("{SELF_ENV}={v:?} is not PID-START; unset it to start a new tree")
+        }),
+        Err(_) => {
+            let me = sys::current();
+            // SAFETY: `set_var` races with other threads reading the environment. It runs once,
+            // on the first use of the `self` scope; the `Scope::Tree` docs tell programs with
+            // threads that read the environment to set `SHMSEM_SELF` themselves before.
+            unsafe { std::env::set_var(SELF_ENV, format!("{}-{}", me.pid, me.start_time)) };
+            Ok(me)
+        }
+    });
+    root.clone().map_err(Error::invalid)
+}
+
+/// The per-user directory for `local` and `self`, created 0700 and checked to be ours.
+fn user_dir() -> Result<PathBuf> {
+    let uid = sys::uid();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() && Path::new(&d).is_absolute() => PathBuf::from(d).join("shmsem"),
+        _ => PathBuf::from(format!("/dev/shm/shmsem.user.{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+    }
+    // symlink_metadata: a planted symlink is refused, not followed.
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| Error::io(format!("checking {}", dir.display()), e))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::PermissionDenied {
+            path: format!(
+                "{} (must be a directory owned by uid {uid} with mode 0700)",
+                dir.display()
+            ),
+        });
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        for ok in ["a", "A.b_c-9", &"x".repeat(200), "..."] {
+            assert!(validate_name(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "é", "a\0", &"x".repeat(201)] {
+            assert!(
+                matches!(validate_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scopes_parse_and_print() {
+        for s in [Scope::Tree, Scope::Local, Scope::Global] {
+            assert_eq!(s.as_str().parse::<Scope>().unwrap(), s);
+        }
+        assert!("machine".parse::<Scope>().is_err());
+    }
+
+    #[test]
+    fn tree_ids_parse_strictly() {
+        assert_eq!(
+            parse_tree_id("12-345"),
+            Some(sys::Identity {
+                pid: 12,
+                start_time: 345
+            })
+        );
+        for bad in ["", "12", "-3", "0-1", "a-1", "1-b", "1-2-3"] {
+            assert_eq!(parse_tree_id(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,882 @@
+//! The public semaphore: opening by name, acquiring with weights and timeouts, releasing, and
+//! looking inside.
+//!
+//! # Memory ordering
+//!
+//! A successful acquire *acquires* and a release *releases*: everything a holder did before it
+//! released happens-before everything the next holder does after its acquire, in any process,
+//! as with a mutex. A failed try-acquire or a timed-out acquire synchronises with nothing.
+
+pub mod protocol;
+pub mod word;
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{
+            AtomicU64,
+            Ordering::{Acquire, Relaxed},
+        },
+    },
+    time::Duration,
+};
+
+use self::{
+    protocol::{Lane, Refused},
+    word::Wake,
+};
+use crate::{
+    error::{Error, Result},
+    holders,
+    namespace::{Namespace, with_lane},
+    scope::{DEFAULT_NAMESPACE, Location, Scope, validate_name},
+    segment::{
+        Creation,
+        layout::{HolderRecord, SemRecord},
+    },
+    sys,
+    table::{self, DEFAULT_IDLE_MS, Found, KIND_PERSISTENT, NewRecord},
+    wait::{self, Monotonic, Waited},
+};
+
+/// The longest a waiter sleeps before it looks for dead holders and re-checks.
+const BOUNDED_SLEEP: Duration = Duration::from_millis(50);
+/// Spins before the first sleep.
+const SPINS: u32 = 6;
+
+/// How to open a semaphore: scope, namespace, and what to create it with if it does not exist.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("shmsem-doc-opt-{}", std::process::id()));
+/// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+/// use shmsem::{Scope, Semaphore};
+///
+/// let sem = Semaphore::options()
+///     .scope(Scope::Local)
+///     .namespace("ci")
+///     .capacity(2)
+///     .persistent()
+///     .open("slow-backend")?;
+/// assert_eq!(sem.capacity(), 2);
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    scope: Scope,
+    namespace: String,
+    capacity: u32,
+    persistent: bool,
+    idle_ms: u32,
+    mode: Option<u32>,
+    group: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            scope: Scope::Local,
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            capacity: 1,
+            persistent: false,
+            idle_ms: DEFAULT_IDLE_MS,
+            mode: None,
+            group: None,
+        }
+    }
+}
+
+impl Options {
+    /// The scope (default [`Scope::Local`]).
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The namespace (default `default`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The capacity a new semaphore gets (default 1). An existing one keeps its own.
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// A new semaphore stays until removed.
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+
+    /// A new semaphore is removed after `idle` without holders or waiters (the default, 60 s).
+    pub fn auto(mut self, idle: Duration) -> Self {
+        self.persistent = false;
+        self.idle_ms = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// File mode of a new namespace's files (default 0600, or 0666 for [`Scope::Global`]).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode & 0o777);
+        self
+    }
+
+    /// Group of a new namespace's files.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    fn location(&self) -> Result<Location> {
+        Location::resolve(self.scope, &self.namespace)
+    }
+
+    fn creation(&self) -> Creation {
+        let default = if self.scope == Scope::Global {
+            0o666
+        } else {
+            0o600
+        };
+        Creation {
+            mode: self.mode.unwrap_or(default),
+            group: self.group,
+        }
+    }
+
+    /// Open `name`, creating it if it does not exist.
+    pub fn open(&self, name: &str) -> Result<Semaphore> {
+        validate_name(name)?;
+        if self.capacity == 0 || self.capacity > word::MAX_CAPACITY {
+            return Err(Error::invalid(format!(
+                "capacity {} is outside 1..={}",
+                self.capacity,
+                word::MAX_CAPACITY
+            )));
+        }
+        let loc = self.location()?;
+        let ns = Namespace::open(loc, Some(self.creation()))?
+            .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
+        let found = match table::lookup(&ns.seg, name) {
+            Some(f) => f,
+            None => {
+                let new = NewRecord {
+                    capacity: self.capacity,
+                    persistent: self.persistent,
+                    idle_ms: self.idle_ms,
+                };
+                ns.with_table_lock(|ctx| table::insert(ctx.seg, name, new))?
+                    .0
+            }
+        };
+        Ok(Semaphore::new(ns, name, found))
+    }
+
+    /// Open `name` only if it exists.
+    pub fn open_existing(&self, name: &str) -> Result<Semaphore> {
+        validate_name(name)?;
+        let not_found = || Error::NotFound {
+            name: name.to_owned(),
+        };
+        let ns = Namespace::open(self.location()?, None)?.ok_or_else(not_found)?;
+        let found = table::lookup(&ns.seg, name).ok_or_else(not_found)?;
+        Ok(Semaphore::new(ns, name, found))
+    }
+
+    /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
+    pub fn list(&self) -> Result<Vec<Info>> {
+        let Some(ns) = Namespace::open(self.location()?, None)? else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Info> = table::live(&ns.seg)
+            .into_iter()
+            .map(|(found, name)| Semaphore::new(ns.clone(), &name, found).info())
+            .filter_map(Result::ok)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Reclaim what dead holders hold in the scope and namespace.
+    pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
+        match Namespace::open(self.location()?, None)? {
+            Some(ns) => ns.reclaim(),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// A named counting semaphore shared by processes.
+///
+/// Cloning a handle is cheap; handles may be shared between threads.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("shmsem-doc-sem-{}", std::process::id()));
+/// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+/// use std::time::Duration;
+/// use shmsem::{Error, Scope, Semaphore};
+///
+/// let sem = Semaphore::options().capacity(2).open("example")?;
+/// let two = sem.acquire_weight(2)?;              // Use: held until dropped
+/// assert!(matches!(
+///     sem.acquire_timeout(1, Duration::from_millis(20)),
+///     Err(Error::Timeout { .. })                 // Timeout
+/// ));
+/// drop(two);
+/// sem.enter(1)?;                                 // Enter ...
+/// sem.exit(1)?;                                  // ... Exit, with a release count
+/// sem.with(|| println!("at most 2 of us here"))?;
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Semaphore {
+    ns: Arc<Namespace>,
+    name: Arc<str>,
+    found: Found,
+    /// `fork epoch << 48 | lane << 32 | holder record`, the last (lane, record) used through this
+    /// handle; `u64::MAX` when empty.
+    cache: Arc<AtomicU64>,
+    /// Weight taken with [`enter`](Self::enter) and not yet given back with
+    /// [`exit`](Self::exit), by this process through any handle of this semaphore.
+    unguarded: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("name", &self.name)
+            .field("scope", &self.ns.loc.scope)
+            .field("namespace", &self.ns.loc.namespace)
+            .finish()
+    }
+}
+
+impl Semaphore {
+    /// Open `name` in `scope` (namespace `default`), creating it with capacity 1 if it does not
+    /// exist. See [`Semaphore::options`] for the rest.
+    pub fn open(name: &str, scope: Scope) -> Result<Semaphore> {
+        Options::default().scope(scope).open(name)
+    }
+
+    /// Options for opening a semaphore.
+    pub fn options() -> Options {
+        Options::default()
+    }
+
+    fn new(ns: Arc<Namespace>, name: &str, found: Found) -> Semaphore {
+        Semaphore {
+            ns,
+            name: name.into(),
+            found,
+            cache: Arc::new(AtomicU64::new(u64::MAX)),
+            unguarded: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The semaphore's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The scope it lives in.
+    pub fn scope(&self) -> Scope {
+        self.ns.loc.scope
+    }
+
+    /// The namespace it lives in.
+    pub fn namespace(&self) -> &str {
+        &self.ns.loc.namespace
+    }
+
+    /// The capacity now.
+    pub fn capacity(&self) -> u32 {
+        self.rec().capacity.load(Relaxed)
+    }
+
+    #[inline]
+    fn rec(&self) -> &SemRecord {
+        // `found.index` came from the table probe, which only yields in-bounds indices.
+        self.ns
+            .seg
+            .sem(self.found.index)
+            .unwrap_or_else(|| unreachable!())
+    }
+
+    /// This thread's holder record for this semaphore, and the fork epoch it belongs to.
+    #[inline]
+    fn holder(&self, lane: u16) -> Result<(&HolderRecord, u32)> {
+        let epoch = sys::FORK_EPOCH.load(Relaxed);
+        let c = self.cache.load(Relaxed);
+        if c >> 48 == (epoch & 0xFFFF) as u64 && (c >> 32) as u16 == lane {
+            if let Some(h) = self.ns.seg.holder(c as u32) {
+                return Ok((h, epoch));
+            }
+        }
+        self.holder_slow(lane)
+    }
+
+    #[cold]
+    fn holder_slow(&self, lane: u16) -> Result<(&HolderRecord, u32)> {
+        let (index, epoch) = self.ns.record(lane, self.found)?;
+        let c = ((epoch & 0xFFFF) as u64) << 48 | (lane as u64) << 32 | index as u64;
+        self.cache.store(c, Relaxed);
+        let h = self
+            .ns
+            .seg
+            .holder(index)
+            .ok_or_else(|| Error::corrupt("record out of bounds"))?;
+        Ok((h, epoch))
+    }
+
+    /// Wait as long as it takes for weight 1.
+    pub fn acquire(&self) -> Result<Permit<'_>> {
+        self.acquire_weight(1)
+    }
+
+    /// Wait as long as it takes for `weight`.
+    pub fn acquire_weight(&self, weight: u32) -> Result<Permit<'_>> {
+        self.take(weight, Until::Forever).map(|epoch| Permit {
+            sem: self,
+            weight,
+            epoch,
+        })
+    }
+
+    /// Wait at most `timeout` for `weight`; [`Error::Timeout`] when it elapses.
+    pub fn acquire_timeout(&self, weight: u32, timeout: Duration) -> Result<Permit<'_>> {
+        let deadline = Monotonic::now().after(timeout);
+        self.take(weight, Until::Deadline(deadline, timeout))
+            .map(|epoch| Permit {
+                sem: self,
+                weight,
+                epoch,
+            })
+    }
+
+    /// Take `weight` only if it is available now; [`Error::WouldBlock`] otherwise.
+    pub fn try_acquire(&self, weight: u32) -> Result<Permit<'_>> {
+        self.take(weight, Until::Now).map(|epoch| Permit {
+            sem: self,
+            weight,
+            epoch,
+        })
+    }
+
+    /// Acquire weight 1, run `f`, and release, even if `f` panics.
+    pub fn with<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let _permit = self.acquire()?;
+        Ok(f())
+    }
+
+    /// Take `weight` without a guard, waiting as long as it takes; give it back with
+    /// [`exit`](Self::exit). Weight entered and never exited comes back when the process dies.
+    pub fn enter(&self, weight: u32) -> Result<()> {
+        self.take(weight, Until::Forever)?;
+        self.unguarded.fetch_add(weight as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Give back `count` of the weight taken with [`enter`](Self::enter);
+    /// [`Error::NotHeld`] if this process entered less, and nothing changes then.
+    pub fn exit(&self, count: u32) -> Result<()> {
+        if count == 0 {
+            return Err(Error::invalid("release count 0; give back at least 1"));
+        }
+        self.unguarded
+            .fetch_update(Relaxed, Relaxed, |held| held.checked_sub(count as u64))
+            .map_err(|held| Error::NotHeld { count, held })?;
+        self.give(count).inspect_err(|_| {
+            self.unguarded.fetch_add(count as u64, Relaxed);
+        })
+    }
+
+    /// Capacity, value, kind, holders and waiters now.
+    pub fn info(&self) -> Result<Info> {
+        let rec = self.rec();
+        if !table::is_current(rec, self.found.generation) {
+            return Err(Error::Removed {
+                name: self.name.to_string(),
+            });
+        }
+        let w = rec.word.load(Acquire);
+        let (holders, waiters) = holders::parties(&self.ns.seg, self.found);
+        let flags = rec.flags.load(Relaxed);
+        Ok(Info {
+            name: self.name.to_string(),
+            scope: self.ns.loc.scope,
+            namespace: self.ns.loc.namespace.clone(),
+            kind: if flags & KIND_PERSISTENT != 0 {
+                Kind::Persistent
+            } else {
+                Kind::Auto
+            },
+            idle_ms: rec.idle_ms.load(Relaxed),
+            capacity: rec.capacity.load(Relaxed),
+            value: word::value(w),
+            holders,
+            waiters,
+        })
+    }
+
+    /// Remove the semaphore. Refuses with [`Error::InUse`] while anything is held, unless
+    /// `force`; sleepers wake and get [`Error::Removed`].
+    pub fn remove(&self, force: bool) -> Result<()> {
+        let rec = self.rec();
+        self.ns.with_table_lock(|ctx| {
+            if !table::is_current(rec, self.found.generation) {
+                return Err(Error::NotFound {
+                    name: self.name.to_string(),
+                });
+            }
+            let value = word::value(rec.word.load(Acquire));
+            if value != 0 && !force {
+                return Err(Error::InUse {
+                    name: self.name.to_string(),
+                    value,
+                });
+            }
+            table::remove(ctx.seg, self.found);
+            Ok(())
+        })?;
+        wait::wake(&rec.word, u32::MAX);
+        Ok(())
+    }
+
+    // ===== acquire =====
+
+    /// Take `weight`; returns the fork epoch the holding belongs to.
+    #[inline]
+    fn take(&self, weight: u32, until: Until) -> Result<u32> {
+        with_lane(|lane| {
+            let rec = self.rec();
+            let capacity = rec.capacity.load(Relaxed);
+            check_weight(weight, capacity)?;
+            let (h, epoch) = self.holder(lane)?;
+            let lane_view = Lane {
+                word: &rec.word,
+                held: &h.held,
+                intent: &h.intent,
+            };
+            match lane_view.try_take(self.found.generation, weight, capacity, false) {
+                Ok(_) => {
+                    note_since(h, weight);
+                    Ok(epoch)
+                }
+                Err(Refused::Removed) => Err(self.removed()),
+                Err(refused) => self
+                    .take_contended(weight, until, h, refused)
+                    .map(|()| epoch),
+            }
+        })
+    }
+
+    #[cold]
+    fn take_contended(
+        &self,
+        weight: u32,
+        until: Until,
+        h: &HolderRecord,
+        first: Refused,
+    ) -> Result<()> {
+        let rec = self.rec();
+        let generation = self.found.generation;
+        let lane = Lane {
+            word: &rec.word,
+            held: &h.held,
+            intent: &h.intent,
+        };
+        let mut seen = match first {
+            Refused::Full(w) | Refused::Frozen(w) | Refused::Underflow(w) => w,
+            Refused::Removed => return Err(self.removed()),
+        };
+        if let Until::Now = until {
+            return Err(Error::WouldBlock {
+                weight,
+                available: word::available(seen, rec.capacity.load(Relaxed)),
+            });
+        }
+        // Spin briefly: a holder in another process may be about to release.
+        for i in 0..SPINS {
+            for _ in 0..(1 << i) {
+                std::hint::spin_loop();
+            }
+            match lane.try_take(generation, weight, rec.capacity.load(Relaxed), false) {
+                Ok(_) => return self.taken(h, weight),
+                Err(Refused::Removed) => return Err(self.removed()),
+                Err(_) => {}
+            }
+        }
+        // Sleep. Count ourselves as a waiter in the word so that releases wake us, and show
+        // ourselves in the holder record so that `show` and `ps` list us.
+        h.wait_since_ms.store(sys::wall_ms(), Relaxed);
+        h.wait_weight.store(weight, Relaxed);
+        let mut counted = false;
+        let result = loop {
+            if !counted {
+                match protocol::count_waiter(&rec.word, generation, weight) {
+                    None => break Err(self.removed()),
+                    Some((_, c)) => counted = c,
+                }
+            }
+            let capacity = rec.capacity.load(Relaxed);
+            if let Err(e) = check_weight(weight, capacity) {
+                break Err(e);
+            }
+            match lane.try_take(generation, weight, capacity, counted) {
+                Ok(_) => {
+                    counted = false; // uncounted by the same step
+                    break self.taken(h, weight);
+                }
+                Err(Refused::Removed) => break Err(self.removed()),
+                Err(Refused::Full(w) | Refused::Underflow(w)) => seen = w,
+                Err(Refused::Frozen(w)) => seen = w,
+            }
+            let now = Monotonic::now();
+            if let Until::Deadline(deadline, timeout) = until
+                && now >= deadline
+            {
+                break Err(Error::Timeout {
+                    weight,
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+            // Bounded: a frozen word or an uncounted waiter polls; everyone re-checks for dead
+            // holders at least every BOUNDED_SLEEP, so a releaser killed between giving back and
+            // waking cannot strand us.
+            let nap = if word::is_frozen(seen) || !counted {
+                Duration::from_millis(2)
+            } else {
+                BOUNDED_SLEEP
+            };
+            let wake_at = match until {
+                Until::Deadline(d, _) => d.min(now.after(nap)),
+                _ => now.after(nap),
+            };
+            if wait::wait(&rec.word, word::value(seen), wake_at) == Waited::TimedOut
+                && wake_at < until.deadline()
+            {
+                self.ns.reclaim_every(BOUNDED_SLEEP);
+            }
+        };
+        if counted {
+            protocol::uncount_waiter(&rec.word);
+        }
+        h.wait_weight.store(0, Relaxed);
+        result
+    }
+
+    fn taken(&self, h: &HolderRecord, weight: u32) -> Result<()> {
+        note_since(h, weight);
+        Ok(())
+    }
+
+    fn removed(&self) -> Error {
+        Error::Removed {
+            name: self.name.to_string(),
+        }
+    }
+
+    // ===== release =====
+
+    /// Give back `count` through this thread's lane.
+    #[inline]
+    fn give(&self, count: u32) -> Result<()> {
+        with_lane(|lane| {
+            let rec = self.rec();
+            let (h, _) = self.holder(lane)?;
+            let lane_view = Lane {
+                word: &rec.word,
+                held: &h.held,
+                intent: &h.intent,
+            };
+            loop {
+                match lane_view.give(self.found.generation, count) {
+                    Ok(Wake::None) => return Ok(()),
+                    Ok(Wake::Some(n)) => {
+                        wait::wake(&rec.word, n);
+                        return Ok(());
+                    }
+                    Ok(Wake::All) => {
+                        wait::wake(&rec.word, u32::MAX);
+                        return Ok(());
+                    }
+                    Err(Refused::Frozen(_)) => frozen_pause(),
+                    Err(Refused::Removed) => {
+                        // The semaphore is gone; there is nothing to give back to.
+                        let held = h.held.load(Relaxed) as i64;
+                        h.held
+                            .store(held.wrapping_sub(count as i64) as u64, Relaxed);
+                        return Ok(());
+                    }
+                    Err(Refused::Underflow(w)) | Err(Refused::Full(w)) => {
+                        return Err(Error::corrupt(format!(
+                            "semaphore {:?} has value {} but {count} is being released",
+                            self.name,
+                            word::value(w)
+                        )));
+                    }
+                }
+            }
+        })
+    }
+
+    // ===== acting for another process =====
+
+    /// Acquire `weight` on behalf of process `pid` (for example a shell that runs
+    /// `shmsem acquire`): the weight stays held until [`release_for`](Self::release_for) or until
+    /// that process exits. `timeout` `None` waits forever; zero tries once.
+    pub fn acquire_for(&self, pid: u32, weight: u32, timeout: Option<Duration>) -> Result<()> {
+        let until = match timeout {
+            None => Until::Forever,
+            Some(d) if d.is_zero() => Until::Now,
+            Some(d) => Until::Deadline(Monotonic::now().after(d), d),
+        };
+        let (slot, slot_gen) = self.external_slot(pid)?;
+        let deadline = match until {
+            Until::Deadline(d, _) => Some(d),
+            Until::Now => Some(Monotonic::now()),
+            Until::Forever => None,
+        };
+        let done = self.ns.with_slot_lock(slot, deadline, |ctx| {
+            let index = self.external_record(ctx, slot, slot_gen)?;
+            let h = ctx
+                .seg
+                .holder(index)
+                .ok_or_else(|| Error::corrupt("record out of bounds"))?;
+            let rec = self.rec();
+            let capacity = rec.capacity.load(Relaxed);
+            check_weight(weight, capacity)?;
+            let lane = Lane {
+                word: &rec.word,
+                held: &h.held,
+                intent: &h.intent,
+            };
+            match lane.try_take(self.found.generation, weight, capacity, false) {
+                Ok(_) => self.taken(h, weight),
+                Err(Refused::Removed) => Err(self.removed()),
+                Err(refused) => self.take_contended(weight, until, h, refused),
+            }
+        })?;
+        done.ok_or(match until {
+            Until::Now => Error::WouldBlock {
+                weight,
+                available: 0,
+            },
+            Until::Deadline(_, d) => Error::Timeout {
+                weight,
+                timeout_ms: d.as_millis() as u64,
+            },
+            Until::Forever => unreachable!("an unbounded wait for a lock always ends with it"),
+        })
+    }
+
+    /// Give back `count` of what process `pid` holds through [`acquire_for`](Self::acquire_for);
+    /// [`Error::NotHeld`] if it holds less, and nothing changes then.
+    pub fn release_for(&self, pid: u32, count: u32) -> Result<()> {
+        if count == 0 {
+            return Err(Error::invalid("release count 0; give back at least 1"));
+        }
+        let (slot, slot_gen) = self.external_slot(pid)?;
+        self.ns
+            .with_slot_lock(slot, None, |ctx| {
+                let index = self.external_record(ctx, slot, slot_gen)?;
+                let h = ctx
+                    .seg
+                    .holder(index)
+                    .ok_or_else(|| Error::corrupt("record out of bounds"))?;
+                let held = h.held.load(Relaxed) as i64;
+                if held < count as i64 {
+                    return Err(Error::NotHeld {
+                        count,
+                        held: held.max(0) as u64,
+                    });
+                }
+                let rec = self.rec();
+                let lane = Lane {
+                    word: &rec.word,
+                    held: &h.held,
+                    intent: &h.intent,
+                };
+                loop {
+                    match lane.give(self.found.generation, count) {
+                        Ok(Wake::None) => return Ok(()),
+                        Ok(Wake::Some(n)) => {
+                            wait::wake(&rec.word, n);
+                            return Ok(());
+                        }
+                        Ok(Wake::All) => {
+                            wait::wake(&rec.word, u32::MAX);
+                            return Ok(());
+                        }
+                        Err(Refused::Frozen(_)) => frozen_pause(),
+                        Err(Refused::Removed) => return Err(self.removed()),
+                        Err(Refused::Underflow(w) | Refused::Full(w)) => {
+                            return Err(Error::corrupt(format!(
+                                "semaphore {:?} has value {} but {count} is being released",
+                                self.name,
+                                word::value(w)
+                            )));
+                        }
+                    }
+                }
+            })
+            .map(|done| done.unwrap_or(()))
+    }
+
+    fn external_slot(&self, pid: u32) -> Result<(u32, u32)> {
+        let who = sys::identity(pid)
+            .map_err(|e| Error::io(format!("looking up process {pid}"), e))?
+            .ok_or_else(|| Error::invalid(format!("there is no process {pid}")))?;
+        self.ns
+            .with_table_lock(|ctx| holders::external_slot(ctx, who))
+    }
+
+    /// The record of external slot `slot` on this semaphore: lane 0, found or claimed. The caller
+    /// holds the slot's lock byte.
+    fn external_record(&self, ctx: holders::Ctx<'_>, slot: u32, slot_gen: u32) -> Result<u32> {
+        let key = holders::record_key(slot, 0, self.found);
+        for index in 0..crate::segment::layout::MAX_HOLDERS {
+            if ctx
+                .seg
+                .holder(index)
+                .is_some_and(|h| h.key.load(Acquire) == key)
+            {
+                return Ok(index);
+            }
+        }
+        holders::claim_record(ctx, slot, slot_gen, 0, self.found)
+    }
+}
+
+/// Record when a holding began, if this acquire began it.
+#[inline]
+fn note_since(h: &HolderRecord, weight: u32) {
+    if h.held.load(Relaxed) as i64 == weight as i64 {
+        h.since_ms.store(sys::wall_ms(), Relaxed);
+    }
+}
+
+fn check_weight(weight: u32, capacity: u32) -> Result<()> {
+    if weight == 0 {
+        return Err(Error::invalid("weight 0; ask for at least 1"));
+    }
+    if weight > capacity {
+        return Err(Error::WeightTooLarge { weight, capacity });
+    }
+    Ok(())
+}
+
+#[cold]
+fn frozen_pause() {
+    std::thread::sleep(Duration::from_micros(500));
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Now,
+    Deadline(Monotonic, Duration),
+    Forever,
+}
+
+impl Until {
+    fn deadline(self) -> Monotonic {
+        match self {
+            Until::Now => Monotonic(0),
+            Until::Deadline(d, _) => d,
+            Until::Forever => Monotonic(u64::MAX),
+        }
+    }
+}
+
+/// Weight held until dropped.
+///
+/// Dropping it gives the weight back and wakes waiters. In a child created by `fork`, dropping
+/// the parent's permit does nothing: the weight belongs to the parent.
+#[must_use = "the weight is given back as soon as the permit is dropped"]
+pub struct Permit<'a> {
+    sem: &'a Semaphore,
+    weight: u32,
+    epoch: u32,
+}
+
+impl Permit<'_> {
+    /// The weight held.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
+    /// [`Semaphore::exit`].
+    pub fn forget(self) {
+        self.sem.unguarded.fetch_add(self.weight as u64, Relaxed);
+        std::mem::forget(self);
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("semaphore", &self.sem.name)
+            .field("weight", &self.weight)
+            .finish()
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.epoch != sys::FORK_EPOCH.load(Relaxed) {
+            return; // a forked child: the parent holds this weight
+        }
+        // An error here means the segment was corrupted under us; a destructor cannot report it,
+        // and the weight comes back when this process exits.
+        let _ = self.sem.give(self.weight);
+    }
+}
+
+/// Auto or persistent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Removed after its idle period without holders or waiters.
+    Auto,
+    /// Stays until removed.
+    Persistent,
+}
+
+impl Kind {
+    /// `auto` or `persistent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Auto => "auto",
+            Kind::Persistent => "persistent",
+        }
+    }
+}
+
+/// A snapshot of a semaphore.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// Name.
+    pub name: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Namespace.
+    pub namespace: String,
+    /// Auto or persistent.
+    pub kind: Kind,
+    /// Idle period of an auto semaphore, ms.
+    pub idle_ms: u32,
+    /// Most weight that may be held at once.
+    pub capacity: u32,
+    /// Weight held now.
+    pub value: u32,
+    /// Processes holding weight.
+    pub holders: Vec<holders::Party>,
+    /// Processes waiting for weight.
+    pub waiters: Vec<holders::Party>,
+}

@@ -1,0 +1,240 @@
+//! The 64-bit state word of a semaphore, as pure functions on `u64` values.
+//!
+//! ```text
+//!  63            48 47  46  45                 32 31                            0
+//! +----------------+---+---+---------------------+-------------------------------+
+//! |   generation   | F | H |   waiters (hint)    |  value: weight held now       |
+//! +----------------+---+---+---------------------+-------------------------------+
+//!                                                  ^ the futex word (low half)
+//! ```
+//!
+//! # State table
+//!
+//! | F (`FROZEN`) | H (`HEAVY`) | waiters | meaning |
+//! |---|---|---|---|
+//! | 0 | 0 | 0 | Nobody waits: a release changes the value and makes no system call. |
+//! | 0 | 0 | n > 0 | About n waiters, all for weight 1: a release of k wakes k of them. |
+//! | 0 | 1 | n > 0 | Some waiter wants more than 1: a release wakes all, each re-checks. |
+//! | 1 | any | any | A reclaimer is recounting the value from the holder records; no acquire or release may change the value until it clears F. Waiter counts may still change. |
+//!
+//! * **value** is the sum of the weights held now, not what is available: the capacity lives in its
+//!   own field and may change at run time without touching this word. A waiter sleeps on the value
+//!   it saw; any release changes the value and so cannot slip past a sleeping waiter.
+//! * **waiters** is a hint, as in glibc's `new_sem`: a waiter adds itself in the same
+//!   read-modify-write that saw the value too high, and removes itself in the same one that takes
+//!   its weight. A waiter that dies while counted leaves the count too high, which costs only a
+//!   spurious wake. It saturates at [`MAX_WAITERS`]; a waiter that cannot count itself still
+//!   wakes on its bounded sleep.
+//! * **generation** is the record's name-table generation. A handle remembers it; every
+//!   compare-exchange compares the whole word, so a handle to a removed semaphore can never take
+//!   weight from a new one that reused the record.
+
+/// Bits of the value.
+pub const VALUE_MASK: u64 = 0xFFFF_FFFF;
+/// Shift of the waiter count.
+pub const WAITERS_SHIFT: u32 = 32;
+/// The waiter count saturates here.
+pub const MAX_WAITERS: u64 = (1 << 14) - 1;
+/// One waiter.
+pub const ONE_WAITER: u64 = 1 << WAITERS_SHIFT;
+/// Bits of the waiter count.
+pub const WAITERS_MASK: u64 = MAX_WAITERS << WAITERS_SHIFT;
+/// Set while some counted waiter wants a weight above 1.
+pub const HEAVY: u64 = 1 << 46;
+/// Set while a reclaimer recounts the value.
+pub const FROZEN: u64 = 1 << 47;
+/// Shift of the generation.
+pub const GENERATION_SHIFT: u32 = 48;
+/// The largest capacity, chosen so that `value + weight` never overflows 32 bits.
+pub const MAX_CAPACITY: u32 = 1 << 30;
+
+/// The weight held now.
+#[inline]
+pub const fn value(word: u64) -> u32 {
+    (word & VALUE_MASK) as u32
+}
+
+/// The waiter-count hint.
+#[inline]
+pub const fn waiters(word: u64) -> u64 {
+    (word & WAITERS_MASK) >> WAITERS_SHIFT
+}
+
+/// The name-table generation the word belongs to.
+#[inline]
+pub const fn generation(word: u64) -> u16 {
+    (word >> GENERATION_SHIFT) as u16
+}
+
+/// A reclaimer is recounting: the value must not change.
+#[inline]
+pub const fn is_frozen(word: u64) -> bool {
+    word & FROZEN != 0
+}
+
+/// A release must wake every waiter, not just as many as the weight it gave back.
+#[inline]
+pub const fn is_heavy(word: u64) -> bool {
+    word & HEAVY != 0
+}
+
+/// The word of a fresh record of generation `generation`: nothing held, nobody waiting.
+#[inline]
+pub const fn empty(generation: u16) -> u64 {
+    (generation as u64) << GENERATION_SHIFT
+}
+
+/// The same word with the value replaced.
+#[inline]
+pub const fn with_value(word: u64, value: u32) -> u64 {
+    (word & !VALUE_MASK) | value as u64
+}
+
+/// What is available under `capacity`; zero when the value is at or above it.
+#[inline]
+pub const fn available(word: u64, capacity: u32) -> u32 {
+    capacity.saturating_sub(value(word))
+}
+
+/// The word after taking `weight`, or `None` when it does not fit under `capacity` or the word
+/// is frozen. A counted waiter (`counted`) uncounts itself in the same step.
+#[inline]
+pub const fn take(word: u64, weight: u32, capacity: u32, counted: bool) -> Option<u64> {
+    if is_frozen(word) {
+        return None;
+    }
+    // `value` may exceed `capacity` after the capacity was lowered; nothing fits then.
+    let v = value(word) as u64;
+    if v + weight as u64 > capacity as u64 {
+        return None;
+    }
+    let taken = word + weight as u64;
+    Some(if counted { uncount(taken) } else { taken })
+}
+
+/// The word after giving back `count`, or `None` when the value is smaller than `count` (a
+/// corrupted word, or a release of weight that was never taken) or the word is frozen.
+#[inline]
+pub const fn give(word: u64, count: u32) -> Option<u64> {
+    if is_frozen(word) || value(word) < count {
+        return None;
+    }
+    Some(word - count as u64)
+}
+
+/// The word with one more counted waiter for `weight`, or `None` when the count is saturated.
+#[inline]
+pub const fn count(word: u64, weight: u32) -> Option<u64> {
+    if waiters(word) >= MAX_WAITERS {
+        return None;
+    }
+    let counted = word + ONE_WAITER;
+    Some(if weight > 1 { counted | HEAVY } else { counted })
+}
+
+/// The word with one counted waiter fewer; the last one out clears [`HEAVY`].
+#[inline]
+pub const fn uncount(word: u64) -> u64 {
+    if waiters(word) == 0 {
+        return word & !HEAVY;
+    }
+    let uncounted = word - ONE_WAITER;
+    if waiters(uncounted) == 0 {
+        uncounted & !HEAVY
+    } else {
+        uncounted
+    }
+}
+
+/// How many sleepers a release of `count` should wake, judged from the word before it.
+#[inline]
+pub const fn wake_count(word_before: u64, count: u32) -> Wake {
+    if waiters(word_before) == 0 {
+        Wake::None
+    } else if is_heavy(word_before) {
+        Wake::All
+    } else {
+        Wake::Some(count)
+    }
+}
+
+/// Whom a change of the word must wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Nobody is counted as waiting.
+    None,
+    /// Up to this many weight-1 waiters.
+    Some(u32),
+    /// Everyone: some waiter wants more than 1, or the capacity changed.
+    All,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_respects_capacity_and_counts() {
+        let w = empty(7);
+        let w = take(w, 3, 5, false).unwrap();
+        assert_eq!(value(w), 3);
+        let w = take(w, 2, 5, false).unwrap();
+        assert_eq!(value(w), 5);
+        assert_eq!(take(w, 1, 5, false), None);
+        assert_eq!(generation(w), 7);
+        assert_eq!(available(w, 5), 0);
+    }
+
+    #[test]
+    fn lowered_capacity_admits_nothing_until_value_drops() {
+        let w = with_value(empty(0), 4);
+        assert_eq!(take(w, 1, 2, false), None);
+        assert_eq!(available(w, 2), 0);
+        let w = give(w, 3).unwrap();
+        assert_eq!(take(w, 1, 2, false).map(value), Some(2));
+    }
+
+    #[test]
+    fn waiters_count_and_heavy_flag() {
+        let w = count(empty(1), 1).unwrap();
+        assert_eq!(waiters(w), 1);
+        assert!(!is_heavy(w));
+        let w = count(w, 5).unwrap();
+        assert!(is_heavy(w));
+        assert_eq!(wake_count(w, 1), Wake::All);
+        let w = uncount(w);
+        assert!(is_heavy(w), "heavy stays while any waiter is counted");
+        let w = take(w, 1, 1, true).unwrap();
+        assert_eq!(waiters(w), 0);
+        assert!(!is_heavy(w));
+        assert_eq!(wake_count(w, 1), Wake::None);
+        assert_eq!(wake_count(count(w, 1).unwrap(), 2), Wake::Some(2));
+    }
+
+    #[test]
+    fn saturated_waiters_and_underflow_are_refused() {
+        let w = empty(0) | WAITERS_MASK;
+        assert_eq!(count(w, 1), None);
+        assert_eq!(give(with_value(empty(0), 1), 2), None);
+        assert_eq!(uncount(empty(3)), empty(3));
+    }
+
+    #[test]
+    fn frozen_word_refuses_value_changes() {
+        let w = with_value(empty(2), 1) | FROZEN;
+        assert_eq!(take(w, 1, 10, false), None);
+        assert_eq!(give(w, 1), None);
+        assert!(
+            count(w, 1).is_some(),
+            "waiter counts may change while frozen"
+        );
+    }
+
+    #[test]
+    fn value_never_carries_into_waiters() {
+        let w = with_value(empty(0), MAX_CAPACITY);
+        assert_eq!(take(w, MAX_CAPACITY, MAX_CAPACITY, false), None);
+        let w = take(empty(0), MAX_CAPACITY, MAX_CAPACITY, false).unwrap();
+        assert_eq!(waiters(w), 0);
+    }
+}

@@ -1,0 +1,210 @@
+//! Linux: open-file-description (OFD) locks, `/proc`, `CLOCK_REALTIME_COARSE`, `pthread_atfork`.
+
+use std::{
+    fs, io,
+    os::fd::{AsRawFd, BorrowedFd},
+    sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed},
+};
+
+use rustix::time::{ClockId, clock_gettime};
+
+use super::{Identity, Liveness};
+
+// ===== byte-range locks =====
+
+fn ofd_lock(
+    fd: BorrowedFd<'_>,
+    cmd: libc::c_int,
+    kind: libc::c_short,
+    offset: u64,
+    len: u64,
+) -> io::Result<libc::flock> {
+    // SAFETY: `flock` is a plain C struct for which all-zero bytes are a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = offset as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    loop {
+        // SAFETY: `fd` is an open descriptor for the duration of the call and `fl` is a valid,
+        // exclusively borrowed `flock` as F_OFD_* commands require.
+        let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &mut fl) };
+        if r == 0 {
+            return Ok(fl);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Take a write lock on byte `offset` of `fd`'s file without waiting. `Ok(false)` when another
+/// open file description holds a lock on it.
+///
+/// OFD locks belong to the open file description, not the process: every thread of this process
+/// using the same descriptor shares them, and the kernel drops them when the last descriptor of
+/// the description closes, including at process death.
+pub fn try_lock_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    match ofd_lock(fd, libc::F_OFD_SETLK, libc::F_WRLCK as _, offset, 1) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Take a write lock on byte `offset`, waiting for it.
+pub fn lock_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<()> {
+    ofd_lock(fd, libc::F_OFD_SETLKW, libc::F_WRLCK as _, offset, 1).map(drop)
+}
+
+/// Drop this description's lock on byte `offset`.
+pub fn unlock_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<()> {
+    ofd_lock(fd, libc::F_OFD_SETLK, libc::F_UNLCK as _, offset, 1).map(drop)
+}
+
+/// Whether another open file description holds a lock on byte `offset`.
+pub fn byte_locked(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    range_locked(fd, offset, 1)
+}
+
+/// Whether another open file description holds a lock on any byte of `offset..offset + len`.
+pub fn range_locked(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool> {
+    let fl = ofd_lock(fd, libc::F_OFD_GETLK, libc::F_WRLCK as _, offset, len)?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+// ===== process identity =====
+
+/// Parse field 22 (`starttime`) and field 3 (`state`) of a `/proc/PID/stat` line. The command name
+/// (field 2) may hold spaces and parentheses, so fields are counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // `rest` starts at field 3; starttime is field 22, 19 further on.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn read_stat(pid: u32) -> io::Result<Option<(char, u64)>> {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => Ok(parse_stat(&s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// This process.
+pub fn current() -> Identity {
+    let pid = std::process::id();
+    let start_time = read_stat(pid).ok().flatten().map_or(0, |(_, t)| t);
+    Identity { pid, start_time }
+}
+
+/// Who `pid` is now, or `None` if there is no such process.
+pub fn identity(pid: u32) -> io::Result<Option<Identity>> {
+    Ok(read_stat(pid)?.map(|(_, start_time)| Identity { pid, start_time }))
+}
+
+/// Whether the process recorded as `who` still runs. A zombie (exited, not yet waited for) is
+/// dead; a stopped process is alive.
+pub fn liveness(who: Identity) -> Liveness {
+    match read_stat(who.pid) {
+        Ok(Some((state, start))) if start == who.start_time && state != 'Z' && state != 'X' => {
+            Liveness::Alive
+        }
+        Ok(_) => Liveness::Dead,
+        // Unreadable (permissions, hidepid): unknown counts as alive, never as dead.
+        Err(_) => Liveness::Alive,
+    }
+}
+
+/// Inode of this process's pid namespace, or 0 when it cannot be read.
+pub fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// This process's real user id.
+pub fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+// ===== clocks =====
+
+/// Wall-clock milliseconds since the Unix epoch, from the coarse clock (a few ms resolution,
+/// no system call): for display only.
+#[inline]
+pub fn wall_ms() -> u64 {
+    let t = clock_gettime(ClockId::RealtimeCoarse);
+    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
+}
+
+// ===== fork =====
+
+/// Bumped in the child after every `fork`. Code that caches per-process state (a registered
+/// slot, a holder record) compares it to notice that it now runs in a child.
+pub static FORK_EPOCH: AtomicU32 = AtomicU32::new(0);
+
+/// Descriptors that hold this process's liveness locks. A forked child closes its copies at once:
+/// otherwise the shared open file description would keep the parent's locks held, and the
+/// parent's death unnoticed, for as long as the child lives.
+static LIVENESS_FDS: [AtomicI32; 64] = [const { AtomicI32::new(-1) }; 64];
+
+/// Remember `fd` as one the child of a fork must close. Returns `false` when all places are taken
+/// (the descriptor then stays open in children, which delays noticing this process's death).
+pub fn close_in_forked_children(fd: BorrowedFd<'_>) -> bool {
+    LIVENESS_FDS.iter().any(|slot| {
+        slot.compare_exchange(-1, fd.as_raw_fd(), Relaxed, Relaxed)
+            .is_ok()
+    })
+}
+
+extern "C" fn after_fork_in_child() {
+    // Only atomics and close(2): async-signal-safe, as a child of a multi-threaded parent needs.
+    for slot in &LIVENESS_FDS {
+        let fd = slot.swap(-1, Relaxed);
+        if fd >= 0 {
+            // SAFETY: `fd` was registered as a descriptor this process owns; in the child it is a
+            // copy that nothing else uses, and its owner never closes it again once the fork
+            // epoch has changed.
+            unsafe { libc::close(fd) };
+        }
+    }
+    FORK_EPOCH.fetch_add(1, Relaxed);
+}
+
+/// Install the fork hook once per process.
+pub fn install_fork_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `after_fork_in_child` is a valid `extern "C" fn()` that lives for the whole
+        // program and does only async-signal-safe work.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_survives_odd_command_names() {
+        let line = "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_stat(line), Some(('S', 98765)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_identity_is_alive_and_a_wrong_start_time_is_dead() {
+        let me = current();
+        assert!(me.start_time > 0);
+        assert_eq!(liveness(me), Liveness::Alive);
+        let impostor = Identity {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert_eq!(liveness(impostor), Liveness::Dead);
+    }
+}

@@ -1,0 +1,295 @@
+//! The name table: semaphore names to records, by open addressing over the segment's
+//! [`SemRecord`]s.
+//!
+//! Each record's `slot` word is `generation << 16 | state`:
+//!
+//! | state | meaning | who moves it on |
+//! |---|---|---|
+//! | `EMPTY` | never used; a lookup stops here | an inserter, to `RESERVED` |
+//! | `RESERVED` | an inserter is writing the record; skipped by lookups | that inserter, to `LIVE`; or, if it died, the next inserter |
+//! | `LIVE` | a semaphore; compared by lookups | a remover, to `TOMBSTONE` |
+//! | `TOMBSTONE` | removed; a lookup probes on past it | an inserter, to `RESERVED` |
+//!
+//! Lookups take no lock: they read `slot` with `Acquire` (pairing with the inserter's `Release`
+//! store of `LIVE`, so the name and capacity written before it are visible) and compare names.
+//! Inserts and removals hold the namespace's table lock (an OFD lock the kernel drops if the
+//! holder dies), so two processes creating the same name end with one record, and a `RESERVED`
+//! record seen under the lock can only be a dead inserter's.
+//!
+//! The generation, also kept in the top of the semaphore's state word, grows on every removal,
+//! so a handle opened before a removal cannot touch whatever later reuses the record.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use crate::{
+    error::{Error, Result},
+    segment::{
+        Segment,
+        layout::{MAX_SEMAPHORES, NAME_MAX, SemRecord},
+    },
+    semaphore::word,
+    sys,
+};
+
+/// Never used.
+pub const EMPTY: u32 = 0;
+/// Being written by an inserter.
+pub const RESERVED: u32 = 1;
+/// A semaphore.
+pub const LIVE: u32 = 2;
+/// Removed.
+pub const TOMBSTONE: u32 = 3;
+
+/// `flags` bit: the semaphore stays until removed.
+pub const KIND_PERSISTENT: u32 = 1;
+
+/// The idle period of an auto semaphore when none is given.
+pub const DEFAULT_IDLE_MS: u32 = 60_000;
+
+#[inline]
+const fn state(slot: u32) -> u32 {
+    slot & 0xFFFF
+}
+
+#[inline]
+const fn generation(slot: u32) -> u16 {
+    (slot >> 16) as u16
+}
+
+#[inline]
+const fn slot(generation: u16, state: u32) -> u32 {
+    (generation as u32) << 16 | state
+}
+
+/// FNV-1a, 64-bit: stable across processes and builds, no seed.
+pub fn hash(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A name packed into the record's words.
+struct Packed([u64; NAME_MAX / 8]);
+
+impl Packed {
+    fn new(name: &[u8]) -> Packed {
+        let mut words = [0u64; NAME_MAX / 8];
+        for (i, chunk) in name.chunks(8).enumerate() {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            words[i] = u64::from_le_bytes(b);
+        }
+        Packed(words)
+    }
+
+    fn matches(&self, rec: &SemRecord, len: usize) -> bool {
+        let n = len.div_ceil(8);
+        rec.name[..n]
+            .iter()
+            .zip(&self.0[..n])
+            .all(|(a, b)| a.load(Relaxed) == *b)
+    }
+}
+
+/// A semaphore found in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Found {
+    /// Record index.
+    pub index: u32,
+    /// Record generation.
+    pub generation: u16,
+}
+
+fn probe(name: &[u8]) -> impl Iterator<Item = u32> {
+    let start = hash(name) as u32;
+    (0..MAX_SEMAPHORES).map(move |i| start.wrapping_add(i) & (MAX_SEMAPHORES - 1))
+}
+
+/// Find `name` without locking.
+pub fn lookup(seg: &Segment, name: &str) -> Option<Found> {
+    let bytes = name.as_bytes();
+    let packed = Packed::new(bytes);
+    let h = hash(bytes);
+    for index in probe(bytes) {
+        let rec = seg.sem(index)?;
+        // Acquire: pairs with the inserter's Release of LIVE.
+        let s = rec.slot.load(Acquire);
+        match state(s) {
+            EMPTY => return None,
+            LIVE if rec.hash.load(Relaxed) == h
+                && rec.name_len.load(Relaxed) as usize == bytes.len()
+                && packed.matches(rec, bytes.len()) =>
+            {
+                // Re-check: a removal between the two loads would have changed the slot.
+                if rec.slot.load(Acquire) == s {
+                    return Some(Found {
+                        index,
+                        generation: generation(s),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What a new semaphore is created with.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord {
+    /// Capacity.
+    pub capacity: u32,
+    /// Persistent rather than auto.
+    pub persistent: bool,
+    /// Idle period of an auto semaphore.
+    pub idle_ms: u32,
+}
+
+/// Find `name`, or insert it. The caller holds the table lock. Returns the record and whether it
+/// was created.
+pub fn insert(seg: &Segment, name: &str, new: NewRecord) -> Result<(Found, bool)> {
+    if let Some(found) = lookup(seg, name) {
+        return Ok((found, false));
+    }
+    let bytes = name.as_bytes();
+    let mut free = None;
+    for index in probe(bytes) {
+        let Some(rec) = seg.sem(index) else { break };
+        let s = rec.slot.load(Acquire);
+        match state(s) {
+            EMPTY => {
+                free.get_or_insert(index);
+                break;
+            }
+            // Under the table lock a RESERVED record is a dead inserter's: reusable.
+            RESERVED | TOMBSTONE => {
+                free.get_or_insert(index);
+            }
+            _ => {}
+        }
+    }
+    let Some(index) = free else {
+        return Err(Error::TableFull {
+            table: "semaphore",
+            capacity: MAX_SEMAPHORES,
+        });
+    };
+    let rec = seg
+        .sem(index)
+        .ok_or_else(|| Error::corrupt("probe out of bounds"))?;
+    let old = rec.slot.load(Relaxed);
+    let generation = match state(old) {
+        EMPTY => generation(old),
+        _ => generation(old).wrapping_add(1),
+    };
+    rec.slot.store(slot(generation, RESERVED), Relaxed);
+    let now = sys::wall_ms();
+    rec.word.store(word::empty(generation), Relaxed);
+    rec.capacity.store(new.capacity, Relaxed);
+    rec.flags
+        .store(if new.persistent { KIND_PERSISTENT } else { 0 }, Relaxed);
+    rec.idle_ms.store(new.idle_ms, Relaxed);
+    rec.reservation.store(0, Relaxed);
+    rec.last_used_ms.store(now, Relaxed);
+    rec.created_ms.store(now, Relaxed);
+    let packed = Packed::new(bytes);
+    for (cell, w) in rec.name.iter().zip(packed.0) {
+        cell.store(w, Relaxed);
+    }
+    rec.name_len.store(bytes.len() as u32, Relaxed);
+    rec.hash.store(hash(bytes), Relaxed);
+    // Release: publishes everything above to lock-free lookups.
+    rec.slot.store(slot(generation, LIVE), Release);
+    seg.header().live_names.fetch_add(1, Relaxed);
+    Ok((Found { index, generation }, true))
+}
+
+/// Remove a live record. The caller holds the table lock. Returns `false` if the record was not
+/// live with that generation.
+pub fn remove(seg: &Segment, found: Found) -> bool {
+    let Some(rec) = seg.sem(found.index) else {
+        return false;
+    };
+    let live = slot(found.generation, LIVE);
+    let next = found.generation.wrapping_add(1);
+    if rec
+        .slot
+        .compare_exchange(live, slot(next, TOMBSTONE), Release, Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    // Every handle of the old generation now fails its compare-exchanges; sleepers are woken by
+    // the caller and see the new generation.
+    rec.word.store(word::empty(next), Release);
+    let _ = seg
+        .header()
+        .live_names
+        .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    true
+}
+
+/// The name of a record, validated: `None` unless it is live and well formed.
+pub fn name_of(rec: &SemRecord) -> Option<String> {
+    let s = rec.slot.load(Acquire);
+    if state(s) != LIVE {
+        return None;
+    }
+    let len = rec.name_len.load(Relaxed) as usize;
+    if len == 0 || len > NAME_MAX {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(NAME_MAX);
+    for cell in &rec.name {
+        bytes.extend_from_slice(&cell.load(Relaxed).to_le_bytes());
+    }
+    bytes.truncate(len);
+    let name = String::from_utf8(bytes).ok()?;
+    crate::scope::validate_name(&name).ok()?;
+    (rec.slot.load(Acquire) == s).then_some(name)
+}
+
+/// Every live record, with its validated name.
+pub fn live(seg: &Segment) -> Vec<(Found, String)> {
+    (0..MAX_SEMAPHORES)
+        .filter_map(|index| {
+            let rec = seg.sem(index)?;
+            let s = rec.slot.load(Acquire);
+            let name = name_of(rec)?;
+            Some((
+                Found {
+                    index,
+                    generation: generation(s),
+                },
+                name,
+            ))
+        })
+        .collect()
+}
+
+/// Whether a handle's record is still the live record it opened.
+pub fn is_current(rec: &SemRecord, generation_: u16) -> bool {
+    rec.slot.load(Acquire) == slot(generation_, LIVE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_reference_vectors() {
+        assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn slot_packing() {
+        let s = slot(0xBEEF, LIVE);
+        assert_eq!(state(s), LIVE);
+        assert_eq!(generation(s), 0xBEEF);
+    }
+}

@@ -1,0 +1,68 @@
+//! Linux: `FUTEX_WAIT_BITSET` and `FUTEX_WAKE` on a shared futex.
+
+use std::{
+    num::NonZeroU32,
+    sync::atomic::{AtomicU32, AtomicU64},
+};
+
+use rustix::{
+    io::Errno,
+    thread::futex,
+    time::{ClockId, Timespec, clock_gettime},
+};
+
+use super::{Monotonic, Waited};
+
+/// Offset of the low 32 bits inside a `u64`.
+const LOW_HALF: usize = if cfg!(target_endian = "little") { 0 } else { 4 };
+
+/// The low half of `word` as the `&AtomicU32` the futex call takes.
+///
+/// The reference is only passed to the kernel, which reads the four bytes atomically; this
+/// crate never loads or stores through it, so no Rust atomic access of one size overlaps one of
+/// another size.
+#[inline]
+fn low_half(word: &AtomicU64) -> &AtomicU32 {
+    let base = std::ptr::from_ref(word).cast::<u8>();
+    // SAFETY: `word` is 8-aligned and 8 bytes long, so `base + LOW_HALF` is 4-aligned and its four
+    // bytes lie inside `word`, valid for as long as the borrow of `word`. `AtomicU32` has the
+    // size and alignment of `u32`, and any bit pattern is valid for it.
+    unsafe { &*base.add(LOW_HALF).cast::<AtomicU32>() }
+}
+
+pub(super) fn monotonic_ns() -> u64 {
+    let t = clock_gettime(ClockId::Monotonic);
+    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
+}
+
+pub(super) fn wait(word: &AtomicU64, expected: u32, deadline: Monotonic) -> Waited {
+    let abs = Timespec {
+        tv_sec: (deadline.0 / 1_000_000_000) as _,
+        tv_nsec: (deadline.0 % 1_000_000_000) as _,
+    };
+    loop {
+        // Shared futex: `Flags::empty()`, never `PRIVATE`. The bitset variant takes an absolute
+        // CLOCK_MONOTONIC deadline, so retrying after EINTR does not stretch the timeout.
+        let r = futex::wait_bitset(
+            low_half(word),
+            futex::Flags::empty(),
+            expected,
+            Some(&abs),
+            NonZeroU32::MAX,
+        );
+        match r {
+            Ok(()) | Err(Errno::AGAIN) => return Waited::Woken,
+            Err(Errno::INTR) => continue,
+            Err(Errno::TIMEDOUT) => return Waited::TimedOut,
+            // EFAULT/EINVAL cannot happen for a mapped, aligned word; treat anything else as a
+            // spurious wake: callers re-check the word and their deadline.
+            Err(_) => return Waited::Woken,
+        }
+    }
+}
+
+pub(super) fn wake(word: &AtomicU64, n: u32) {
+    let n = n.min(i32::MAX as u32);
+    // The result (how many woke) is not needed; an error can only mean a bad address.
+    let _ = futex::wake(low_half(word), futex::Flags::empty(), n);
+}
