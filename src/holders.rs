@@ -52,7 +52,7 @@ use crate::{
         Segment,
         layout::{MAX_HOLDERS, MAX_PROCESSES},
     },
-    semaphore::protocol::{self, Counted, Operator, Recount},
+    semaphore::protocol::{self, Counted, Operator, Recount, holding},
     sys::{self, Identity, Liveness},
     table::{self, Found},
     wait,
@@ -244,8 +244,7 @@ pub fn claim_record(
         // Acquire: a free record's zeroed fields were stored before its key was released.
         if r.key.compare_exchange(0, key, Acquire, Relaxed).is_ok() {
             r.owner_gen.store(slot_gen, Relaxed);
-            r.held.store(0, Relaxed);
-            r.intent.store(0, Relaxed);
+            r.holding.store(0, Relaxed);
             r.since_ms.store(0, Relaxed);
             r.wait_weight.store(0, Relaxed);
             header.holder_hint.store(index + 1, Relaxed);
@@ -261,8 +260,7 @@ pub fn claim_record(
 /// Free a record: zero it, then release the key.
 fn free_record(ctx: Ctx<'_>, index: u32) {
     if let Some(r) = ctx.seg.holder(index) {
-        r.held.store(0, Relaxed);
-        r.intent.store(0, Relaxed);
+        r.holding.store(0, Relaxed);
         r.wait_weight.store(0, Relaxed);
         // Release: the zeroes above are seen by the next claimer's Acquire.
         r.key.store(0, Release);
@@ -298,7 +296,7 @@ pub fn parties(seg: &Segment, found: Found) -> (Vec<Party>, Vec<Party>) {
             continue;
         }
         let pid = s.pid.load(Relaxed);
-        let held = r.held.load(Relaxed) as i64;
+        let held = holding::held(r.holding.load(Relaxed));
         if held != 0 {
             let since = r.since_ms.load(Relaxed);
             let p = holders.entry(pid).or_insert(Party {
@@ -575,15 +573,14 @@ fn recount_one(
                     }
                 };
                 if operator == Operator::Dead {
-                    let held = r.held.load(Acquire) as i64;
+                    let held = holding::held(r.holding.load(Acquire));
                     let pid = ctx.seg.proc_slot(slot).map_or(0, |s| s.pid.load(Relaxed));
                     if held > 0 {
                         gone.push((pid, held as u64));
                     }
                 }
                 counted.push(Counted {
-                    held: &r.held,
-                    intent: &r.intent,
+                    holding: &r.holding,
                     operator,
                 });
             }

@@ -331,30 +331,24 @@ fn install_exit_hook() {
 
 /// Thread lanes: each thread that uses shmsem gets a number, unique among the live threads of
 /// this process, which selects its holder records. A lane is returned when its thread exits.
+///
+/// The number sits in a `const`-initialised thread-local (one load on the fast path); a second
+/// thread-local with a destructor hands it back when the thread exits.
 struct LaneGuard(u16);
 
-/// The lane used by code running while its thread's lane is already gone (late destructors).
-/// Those callers serialise on [`SHARED_LANE_LOCK`].
-const SHARED_LANE: u16 = u16::MAX;
-pub(crate) static SHARED_LANE_LOCK: Mutex<()> = Mutex::new(());
+/// The lane used by code running while its thread's lane is already gone (late destructors),
+/// and by threads beyond the 65 535th. Those callers serialise on [`SHARED_LANE_LOCK`].
+pub(crate) const SHARED_LANE: u16 = u16::MAX;
+static SHARED_LANE_LOCK: Mutex<()> = Mutex::new(());
+
+/// `u32::MAX` until the thread's first use, then its lane.
+const NO_LANE: u32 = u32::MAX;
 
 static LANES: Mutex<(u16, Vec<u16>)> = Mutex::new((0, Vec::new()));
 
-impl LaneGuard {
-    fn take() -> LaneGuard {
-        let mut lanes = lock(&LANES);
-        if let Some(l) = lanes.1.pop() {
-            return LaneGuard(l);
-        }
-        let l = lanes.0;
-        // Past 65 534 live threads every further thread shares the shared lane.
-        lanes.0 = lanes.0.saturating_add(1).min(SHARED_LANE);
-        LaneGuard(l)
-    }
-}
-
 impl Drop for LaneGuard {
     fn drop(&mut self) {
+        LANE.set(NO_LANE);
         if self.0 != SHARED_LANE {
             lock(&LANES).1.push(self.0);
         }
@@ -362,15 +356,51 @@ impl Drop for LaneGuard {
 }
 
 thread_local! {
-    static LANE: LaneGuard = LaneGuard::take();
+    static LANE: std::cell::Cell<u32> = const { std::cell::Cell::new(NO_LANE) };
+    static LANE_GUARD: std::cell::RefCell<Option<LaneGuard>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Run `f` with this thread's lane.
+/// This thread's lane, or `None` when the thread must use the shared lane.
+#[inline]
+pub(crate) fn current_lane() -> Option<u16> {
+    match LANE.try_with(std::cell::Cell::get) {
+        Ok(l) if l < SHARED_LANE as u32 => Some(l as u16),
+        Ok(NO_LANE) => assign_lane(),
+        _ => None,
+    }
+}
+
+#[cold]
+fn assign_lane() -> Option<u16> {
+    let lane = {
+        let mut lanes = lock(&LANES);
+        match lanes.1.pop() {
+            Some(l) => l,
+            None => {
+                let l = lanes.0;
+                lanes.0 = lanes.0.saturating_add(1).min(SHARED_LANE);
+                l
+            }
+        }
+    };
+    // If the guard cannot be stored (the thread is exiting), give the lane back at once.
+    let stored = LANE_GUARD.try_with(|g| *g.borrow_mut() = Some(LaneGuard(lane)));
+    if stored.is_err() || lane == SHARED_LANE {
+        if lane != SHARED_LANE {
+            lock(&LANES).1.push(lane);
+        }
+        return None;
+    }
+    LANE.set(lane as u32);
+    Some(lane)
+}
+
+/// Run `f` with this thread's lane, holding the shared-lane lock when it is the shared lane.
 #[inline]
 pub(crate) fn with_lane<T>(f: impl FnOnce(u16) -> T) -> T {
-    match LANE.try_with(|l| l.0) {
-        Ok(lane) if lane != SHARED_LANE => f(lane),
-        _ => {
+    match current_lane() {
+        Some(lane) => f(lane),
+        None => {
             let _one = lock(&SHARED_LANE_LOCK);
             f(SHARED_LANE)
         }

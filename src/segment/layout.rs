@@ -111,11 +111,11 @@ pub struct HolderRecord {
     /// The generation of the owning process slot when the record was claimed.
     pub owner_gen: AtomicU32,
     _pad0: AtomicU32,
-    /// Weight held through this record, as an `i64`. One lane may release what another lane of the
-    /// same process acquired, so a single record can be negative; the per-process sum cannot.
-    pub held: AtomicU64,
-    /// Non-zero while an operation that changes the semaphore's value is in flight.
-    pub intent: AtomicU64,
+    /// The weight held through this record and the in-flight flag; see
+    /// `semaphore::protocol::holding`. One lane may release what another lane of the same process
+    /// acquired, so a single record's weight can be negative; the per-process sum cannot.
+    pub holding: AtomicU64,
+    _reserved0: AtomicU64,
     /// Wall-clock time the holding began (held went from 0 to positive), ms since the epoch.
     pub since_ms: AtomicU64,
     /// Weight this lane is blocked waiting for, or 0.
@@ -184,8 +184,7 @@ const _: () = {
     assert!(offset_of!(ProcSlot, start_time) == 8);
     assert!(offset_of!(ProcSlot, registered_ms) == 32);
     assert!(size_of::<HolderRecord>() == 64 && align_of::<HolderRecord>() == 64);
-    assert!(offset_of!(HolderRecord, held) == 16);
-    assert!(offset_of!(HolderRecord, intent) == 24);
+    assert!(offset_of!(HolderRecord, holding) == 16);
     assert!(offset_of!(HolderRecord, wait_since_ms) == 48);
     assert!(size_of::<SemRecord>() == 384 && align_of::<SemRecord>() == 128);
     assert!(offset_of!(SemRecord, word) == 0);

@@ -23,13 +23,13 @@ use std::{
 };
 
 use self::{
-    protocol::{Lane, Refused},
+    protocol::{Lane, Refused, holding},
     word::Wake,
 };
 use crate::{
     error::{Error, Result},
     holders,
-    namespace::{Namespace, with_lane},
+    namespace::{Namespace, current_lane, with_lane},
     scope::{DEFAULT_NAMESPACE, Location, Scope, validate_name},
     segment::{
         Creation,
@@ -274,7 +274,7 @@ impl Semaphore {
             ns,
             name: name.into(),
             found,
-            cache: Arc::new(AtomicU64::new(u64::MAX)),
+            cache: Arc::new(AtomicU64::new(Held::EMPTY)),
             unguarded: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -310,61 +310,63 @@ impl Semaphore {
 
     /// This thread's holder record for this semaphore, and the fork epoch it belongs to.
     #[inline]
-    fn holder(&self, lane: u16) -> Result<(&HolderRecord, u32)> {
-        let epoch = sys::FORK_EPOCH.load(Relaxed);
-        let c = self.cache.load(Relaxed);
-        if c >> 48 == (epoch & 0xFFFF) as u64 && (c >> 32) as u16 == lane {
-            if let Some(h) = self.ns.seg.holder(c as u32) {
-                return Ok((h, epoch));
-            }
+    fn holder(&self, lane: u16) -> Result<(&HolderRecord, Held)> {
+        let held = Held(self.cache.load(Relaxed));
+        if held.is_current(lane)
+            && let Some(h) = self.ns.seg.holder(held.record())
+        {
+            return Ok((h, held));
         }
         self.holder_slow(lane)
     }
 
     #[cold]
-    fn holder_slow(&self, lane: u16) -> Result<(&HolderRecord, u32)> {
-        let (index, epoch) = self.ns.record(lane, self.found)?;
-        let c = ((epoch & 0xFFFF) as u64) << 48 | (lane as u64) << 32 | index as u64;
-        self.cache.store(c, Relaxed);
+    fn holder_slow(&self, lane: u16) -> Result<(&HolderRecord, Held)> {
+        let (record, epoch) = self.ns.record(lane, self.found)?;
+        let held = Held::new(epoch, lane, record);
+        self.cache.store(held.0, Relaxed);
         let h = self
             .ns
             .seg
-            .holder(index)
+            .holder(record)
             .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-        Ok((h, epoch))
+        Ok((h, held))
     }
 
     /// Wait as long as it takes for weight 1.
+    #[inline]
     pub fn acquire(&self) -> Result<Permit<'_>> {
         self.acquire_weight(1)
     }
 
     /// Wait as long as it takes for `weight`.
+    #[inline]
     pub fn acquire_weight(&self, weight: u32) -> Result<Permit<'_>> {
-        self.take(weight, Until::Forever).map(|epoch| Permit {
+        self.take(weight, Until::Forever).map(|held| Permit {
             sem: self,
             weight,
-            epoch,
+            held,
         })
     }
 
     /// Wait at most `timeout` for `weight`; [`Error::Timeout`] when it elapses.
+    #[inline]
     pub fn acquire_timeout(&self, weight: u32, timeout: Duration) -> Result<Permit<'_>> {
-        let deadline = Monotonic::now().after(timeout);
-        self.take(weight, Until::Deadline(deadline, timeout))
-            .map(|epoch| Permit {
+        self.take(weight, Until::Timeout(timeout))
+            .map(|held| Permit {
                 sem: self,
                 weight,
-                epoch,
+                held,
             })
     }
 
     /// Take `weight` only if it is available now; [`Error::WouldBlock`] otherwise.
+    #[inline]
     pub fn try_acquire(&self, weight: u32) -> Result<Permit<'_>> {
-        self.take(weight, Until::Now).map(|epoch| Permit {
+        self.take(weight, Until::Now).map(|held| Permit {
             sem: self,
             weight,
-            epoch,
+            held,
         })
     }
 
@@ -450,30 +452,34 @@ impl Semaphore {
 
     // ===== acquire =====
 
-    /// Take `weight`; returns the fork epoch the holding belongs to.
+    /// Take `weight` through this thread's lane; returns where the holding is recorded.
     #[inline]
-    fn take(&self, weight: u32, until: Until) -> Result<u32> {
-        with_lane(|lane| {
-            let rec = self.rec();
-            let capacity = rec.capacity.load(Relaxed);
-            check_weight(weight, capacity)?;
-            let (h, epoch) = self.holder(lane)?;
-            let lane_view = Lane {
-                word: &rec.word,
-                held: &h.held,
-                intent: &h.intent,
-            };
-            match lane_view.try_take(self.found.generation, weight, capacity, false) {
-                Ok(_) => {
-                    note_since(h, weight);
-                    Ok(epoch)
-                }
-                Err(Refused::Removed) => Err(self.removed()),
-                Err(refused) => self
-                    .take_contended(weight, until, h, refused)
-                    .map(|()| epoch),
+    fn take(&self, weight: u32, until: Until) -> Result<Held> {
+        match current_lane() {
+            Some(lane) => self.take_on(lane, weight, until),
+            None => with_lane(|lane| self.take_on(lane, weight, until)),
+        }
+    }
+
+    #[inline]
+    fn take_on(&self, lane: u16, weight: u32, until: Until) -> Result<Held> {
+        let rec = self.rec();
+        let capacity = rec.capacity.load(Relaxed);
+        check_weight(weight, capacity)?;
+        let (h, held) = self.holder(lane)?;
+        let lane_view = Lane {
+            word: &rec.word,
+            holding: &h.holding,
+        };
+        match lane_view.try_take(self.found.generation, weight, capacity, false) {
+            Ok(_) => {
+                note_since(h, weight);
+                Ok(held)
             }
-        })
+            Err(refused) => self
+                .take_contended(weight, until.start(), h, refused)
+                .map(|()| held),
+        }
     }
 
     #[cold]
@@ -488,8 +494,7 @@ impl Semaphore {
         let generation = self.found.generation;
         let lane = Lane {
             word: &rec.word,
-            held: &h.held,
-            intent: &h.intent,
+            holding: &h.holding,
         };
         let mut seen = match first {
             Refused::Full(w) | Refused::Frozen(w) | Refused::Underflow(w) => w,
@@ -585,15 +590,21 @@ impl Semaphore {
     // ===== release =====
 
     /// Give back `count` through this thread's lane.
-    #[inline]
     fn give(&self, count: u32) -> Result<()> {
         with_lane(|lane| {
-            let rec = self.rec();
             let (h, _) = self.holder(lane)?;
+            self.give_on(h, count)
+        })
+    }
+
+    /// Give back `count` through holder record `h`, which this thread operates.
+    #[inline]
+    fn give_on(&self, h: &HolderRecord, count: u32) -> Result<()> {
+        {
+            let rec = self.rec();
             let lane_view = Lane {
                 word: &rec.word,
-                held: &h.held,
-                intent: &h.intent,
+                holding: &h.holding,
             };
             loop {
                 match lane_view.give(self.found.generation, count) {
@@ -609,9 +620,9 @@ impl Semaphore {
                     Err(Refused::Frozen(_)) => frozen_pause(),
                     Err(Refused::Removed) => {
                         // The semaphore is gone; there is nothing to give back to.
-                        let held = h.held.load(Relaxed) as i64;
-                        h.held
-                            .store(held.wrapping_sub(count as i64) as u64, Relaxed);
+                        let held = holding::held(h.holding.load(Relaxed));
+                        h.holding
+                            .store(holding::of(held.wrapping_sub(count as i64)), Relaxed);
                         return Ok(());
                     }
                     Err(Refused::Underflow(w)) | Err(Refused::Full(w)) => {
@@ -623,7 +634,7 @@ impl Semaphore {
                     }
                 }
             }
-        })
+        }
     }
 
     // ===== acting for another process =====
@@ -635,13 +646,14 @@ impl Semaphore {
         let until = match timeout {
             None => Until::Forever,
             Some(d) if d.is_zero() => Until::Now,
-            Some(d) => Until::Deadline(Monotonic::now().after(d), d),
-        };
+            Some(d) => Until::Timeout(d),
+        }
+        .start();
         let (slot, slot_gen) = self.external_slot(pid)?;
         let deadline = match until {
             Until::Deadline(d, _) => Some(d),
             Until::Now => Some(Monotonic::now()),
-            Until::Forever => None,
+            Until::Timeout(_) | Until::Forever => None,
         };
         let done = self.ns.with_slot_lock(slot, deadline, |ctx| {
             let index = self.external_record(ctx, slot, slot_gen)?;
@@ -654,8 +666,7 @@ impl Semaphore {
             check_weight(weight, capacity)?;
             let lane = Lane {
                 word: &rec.word,
-                held: &h.held,
-                intent: &h.intent,
+                holding: &h.holding,
             };
             match lane.try_take(self.found.generation, weight, capacity, false) {
                 Ok(_) => self.taken(h, weight),
@@ -669,6 +680,10 @@ impl Semaphore {
                 available: 0,
             },
             Until::Deadline(_, d) => Error::Timeout {
+                weight,
+                timeout_ms: d.as_millis() as u64,
+            },
+            Until::Timeout(d) => Error::Timeout {
                 weight,
                 timeout_ms: d.as_millis() as u64,
             },
@@ -690,7 +705,7 @@ impl Semaphore {
                     .seg
                     .holder(index)
                     .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-                let held = h.held.load(Relaxed) as i64;
+                let held = holding::held(h.holding.load(Relaxed));
                 if held < count as i64 {
                     return Err(Error::NotHeld {
                         count,
@@ -700,8 +715,7 @@ impl Semaphore {
                 let rec = self.rec();
                 let lane = Lane {
                     word: &rec.word,
-                    held: &h.held,
-                    intent: &h.intent,
+                    holding: &h.holding,
                 };
                 loop {
                     match lane.give(self.found.generation, count) {
@@ -757,7 +771,7 @@ impl Semaphore {
 /// Record when a holding began, if this acquire began it.
 #[inline]
 fn note_since(h: &HolderRecord, weight: u32) {
-    if h.held.load(Relaxed) as i64 == weight as i64 {
+    if holding::held(h.holding.load(Relaxed)) == weight as i64 {
         h.since_ms.store(sys::wall_ms(), Relaxed);
     }
 }
@@ -777,20 +791,71 @@ fn frozen_pause() {
     std::thread::sleep(Duration::from_micros(500));
 }
 
+/// How long an acquire may wait.
 #[derive(Debug, Clone, Copy)]
 enum Until {
+    /// Not at all.
     Now,
+    /// A timeout whose clock has not started: the fast path never reads the clock.
+    Timeout(Duration),
+    /// A started timeout: its absolute deadline, and the timeout for the error message.
     Deadline(Monotonic, Duration),
+    /// Forever.
     Forever,
 }
 
 impl Until {
+    /// Start the clock of a [`Until::Timeout`].
+    fn start(self) -> Until {
+        match self {
+            Until::Timeout(d) => Until::Deadline(Monotonic::now().after(d), d),
+            other => other,
+        }
+    }
+
     fn deadline(self) -> Monotonic {
         match self {
             Until::Now => Monotonic(0),
             Until::Deadline(d, _) => d,
-            Until::Forever => Monotonic(u64::MAX),
+            Until::Timeout(_) | Until::Forever => Monotonic(u64::MAX),
         }
+    }
+}
+
+/// Where a holding is recorded, packed in one word (the handle caches the same word):
+/// `fork epoch (low 16 bits) << 48 | lane << 32 | holder record`.
+#[derive(Debug, Clone, Copy)]
+struct Held(u64);
+
+impl Held {
+    const EMPTY: u64 = u64::MAX;
+
+    #[inline]
+    fn new(epoch: u32, lane: u16, record: u32) -> Held {
+        Held(((epoch & 0xFFFF) as u64) << 48 | (lane as u64) << 32 | record as u64)
+    }
+
+    /// Made in this process (not inherited through a fork) by `lane`.
+    #[inline]
+    fn is_current(self, lane: u16) -> bool {
+        self.0 != Held::EMPTY
+            && self.0 >> 32 == Held::new(sys::FORK_EPOCH.load(Relaxed), lane, 0).0 >> 32
+    }
+
+    /// Made in this process, by any lane.
+    #[inline]
+    fn is_this_process(self) -> bool {
+        self.0 >> 48 == (sys::FORK_EPOCH.load(Relaxed) & 0xFFFF) as u64
+    }
+
+    #[inline]
+    fn lane(self) -> u16 {
+        (self.0 >> 32) as u16
+    }
+
+    #[inline]
+    fn record(self) -> u32 {
+        self.0 as u32
     }
 }
 
@@ -802,7 +867,7 @@ impl Until {
 pub struct Permit<'a> {
     sem: &'a Semaphore,
     weight: u32,
-    epoch: u32,
+    held: Held,
 }
 
 impl Permit<'_> {
@@ -829,13 +894,19 @@ impl fmt::Debug for Permit<'_> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if self.epoch != sys::FORK_EPOCH.load(Relaxed) {
+        if !self.held.is_this_process() {
             return; // a forked child: the parent holds this weight
         }
         // An error here means the segment was corrupted under us; a destructor cannot report it,
         // and the weight comes back when this process exits.
-        let _ = self.sem.give(self.weight);
+        let _ = match (current_lane(), self.sem.ns.seg.holder(self.held.record())) {
+            // The acquiring thread: its own record, no lookup.
+            (Some(lane), Some(h)) if lane == self.held.lane() => self.sem.give_on(h, self.weight),
+            // Another thread: give back through that thread's lane.
+            _ => self.sem.give(self.weight),
+        };
     }
 }
 

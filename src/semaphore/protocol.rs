@@ -6,26 +6,28 @@
 //!
 //! Taking weight touches two places, the semaphore's word and the caller's holder record, and no
 //! single instruction covers both. A process killed between the two must leave a state from
-//! which a reclaimer can compute the true value. Each change is bracketed by an *intent*:
+//! which a reclaimer can compute the true value. Each change is bracketed by the record's
+//! *in-flight* flag (`BUSY`, kept in the same word as the record's weight, see [`holding`]):
 //!
 //! ```text
-//! acquire(w): intent := w;  CAS word.value += w;  held += w;  intent := 0
-//! release(n): intent := n;  CAS word.value -= n;  held -= n;  intent := 0
+//! acquire(w): rec := held | BUSY;  CAS word.value += w;  rec := held + w
+//! release(n): rec := held | BUSY;  CAS word.value -= n;  rec := held - n
 //! ```
 //!
-//! The intent is written only by the record's *operator*: the owning thread lane while its
-//! process lives, the reclaimer that holds the process slot's lock once it has died. So it is a
-//! plain store, not a read-modify-write, and the uncontended acquire + release costs two
-//! compare-exchanges, like glibc's `sem_wait` + `sem_post`.
+//! A record is written only by its *operator*: the owning thread lane while its process lives,
+//! the reclaimer that holds the process slot's lock once it has died. So these are plain stores,
+//! not read-modify-writes, and an uncontended acquire + release costs two compare-exchanges,
+//! like glibc's `sem_wait` + `sem_post`.
 //!
 //! A reclaimer never guesses whether a dead lane's compare-exchange happened. It [`recount`]s:
 //!
 //! 1. set `FROZEN` in the word: from then on no compare-exchange that changes the value succeeds;
-//! 2. wait until every record with a live operator shows `intent == 0`. A lane that was between
-//!    setting its intent and its compare-exchange sees `FROZEN`, clears its intent and waits; a
-//!    lane that had already changed the word finishes its record without touching the word again;
+//! 2. list the semaphore's records, and wait until every record with a live operator is not
+//!    `BUSY`. A lane that was between marking itself busy and its compare-exchange sees `FROZEN`,
+//!    clears the flag and waits; a lane that had already changed the word finishes its record
+//!    without touching the word again;
 //! 3. the true value is then `Σ held` over the records of live holders, exactly: every applied
-//!    change of a live lane is in its `held`, and nothing a dead lane did counts any more;
+//!    change of a live lane is in its record, and nothing a dead lane did counts any more;
 //! 4. clear the dead records, then store the true value and clear `FROZEN`.
 //!
 //! At no moment does the word's value fall below the weight that live holders hold, so no more
@@ -36,13 +38,13 @@
 //!
 //! * A successful acquire compare-exchange is `AcqRel`. *Acquire* pairs with the `Release` of the
 //!   compare-exchange that last gave weight back, so whatever the previous holder did before it
-//!   released happens-before what the new holder does. *Release* publishes the intent stored just
-//!   before it to a reclaimer, whose freezing read-modify-write reads the word later in its
+//!   released happens-before what the new holder does. *Release* publishes the `BUSY` mark stored
+//!   just before it to a reclaimer, whose freezing read-modify-write reads the word later in its
 //!   modification order and so synchronises with it (a release sequence).
 //! * A release compare-exchange is `Release` for the same two reasons.
-//! * Intents and `held` are stored `Relaxed` before the compare-exchange (the compare-exchange
-//!   orders them) and the closing `intent := 0` is `Release`, paired with the reclaimer's
-//!   `Acquire` load: a reclaimer that sees the intent cleared also sees the new `held`.
+//! * The `BUSY` mark is stored `Relaxed` (the compare-exchange after it orders it); the closing
+//!   store of the new weight is `Release`, paired with the reclaimer's `Acquire` load, so a
+//!   reclaimer that sees the flag clear sees the weight that goes with it: they are one word.
 //! * The unfreezing store is `Release`, so the recounted value is seen together with the cleared
 //!   dead records by any later acquirer.
 
@@ -87,20 +89,38 @@ impl Atomic64 for std::sync::atomic::AtomicU64 {
     }
 }
 
-/// The intent of an acquire of `weight` (the weight is kept for diagnostics only).
-pub const INTENT_ACQUIRE: u64 = 1 << 62;
-/// The intent of a release of `count`.
-pub const INTENT_RELEASE: u64 = 2 << 62;
+/// A holder record's word: `BUSY << 63 | held`, `held` a 63-bit two's-complement weight.
+pub mod holding {
+    /// Set while an operation that changes the semaphore's value is in flight.
+    pub const BUSY: u64 = 1 << 63;
+    const HELD: u64 = !BUSY;
+
+    /// The weight held.
+    #[inline]
+    pub const fn held(bits: u64) -> i64 {
+        ((bits << 1) as i64) >> 1
+    }
+
+    /// An operation is in flight.
+    #[inline]
+    pub const fn is_busy(bits: u64) -> bool {
+        bits & BUSY != 0
+    }
+
+    /// The word for weight `held`, not busy.
+    #[inline]
+    pub const fn of(held: i64) -> u64 {
+        held as u64 & HELD
+    }
+}
 
 /// A semaphore's word seen through one lane's holder record.
 #[derive(Debug)]
 pub struct Lane<'a, A> {
     /// The semaphore's state word.
     pub word: &'a A,
-    /// The lane's held weight, as `i64` bits.
-    pub held: &'a A,
-    /// The lane's intent.
-    pub intent: &'a A,
+    /// The lane's holder record word (see [`holding`]).
+    pub holding: &'a A,
 }
 
 /// Why a single attempt did not change the word.
@@ -127,29 +147,29 @@ impl<A: Atomic64> Lane<'_, A> {
         capacity: u32,
         counted: bool,
     ) -> Result<u64, Refused> {
+        // Relaxed: only this lane writes its record.
+        let mine = self.holding.load(Relaxed);
         let mut current = self.word.load(Relaxed);
         let mut announced = false;
         loop {
             if word::generation(current) != generation {
-                break self.withdraw(announced, Refused::Removed);
+                break self.withdraw(announced, mine, Refused::Removed);
             }
             if word::is_frozen(current) {
-                break self.withdraw(announced, Refused::Frozen(current));
+                break self.withdraw(announced, mine, Refused::Frozen(current));
             }
             let Some(new) = word::take(current, weight, capacity, counted) else {
-                break self.withdraw(announced, Refused::Full(current));
+                break self.withdraw(announced, mine, Refused::Full(current));
             };
             if !announced {
-                self.intent.store(INTENT_ACQUIRE | weight as u64, Relaxed);
+                self.holding.store(mine | holding::BUSY, Relaxed);
                 announced = true;
             }
             // AcqRel: see "Notes about memory ordering".
             match self.word.compare_exchange(current, new, AcqRel, Relaxed) {
                 Ok(before) => {
-                    let held = self.held.load(Relaxed) as i64;
-                    self.held
-                        .store(held.wrapping_add(weight as i64) as u64, Relaxed);
-                    self.intent.store(0, Release);
+                    let held = holding::held(mine).wrapping_add(weight as i64);
+                    self.holding.store(holding::of(held), Release);
                     break Ok(before);
                 }
                 Err(actual) => current = actual,
@@ -160,29 +180,28 @@ impl<A: Atomic64> Lane<'_, A> {
     /// Give back `count`. Returns whom to wake.
     #[inline]
     pub fn give(&self, generation: u16, count: u32) -> Result<Wake, Refused> {
+        let mine = self.holding.load(Relaxed);
         let mut current = self.word.load(Relaxed);
         let mut announced = false;
         loop {
             if word::generation(current) != generation {
-                break self.withdraw(announced, Refused::Removed);
+                break self.withdraw(announced, mine, Refused::Removed);
             }
             if word::is_frozen(current) {
-                break self.withdraw(announced, Refused::Frozen(current));
+                break self.withdraw(announced, mine, Refused::Frozen(current));
             }
             let Some(new) = word::give(current, count) else {
-                break self.withdraw(announced, Refused::Underflow(current));
+                break self.withdraw(announced, mine, Refused::Underflow(current));
             };
             if !announced {
-                self.intent.store(INTENT_RELEASE | count as u64, Relaxed);
+                self.holding.store(mine | holding::BUSY, Relaxed);
                 announced = true;
             }
             // Release: see "Notes about memory ordering".
             match self.word.compare_exchange(current, new, Release, Relaxed) {
                 Ok(before) => {
-                    let held = self.held.load(Relaxed) as i64;
-                    self.held
-                        .store(held.wrapping_sub(count as i64) as u64, Relaxed);
-                    self.intent.store(0, Release);
+                    let held = holding::held(mine).wrapping_sub(count as i64);
+                    self.holding.store(holding::of(held), Release);
                     break Ok(word::wake_count(before, count));
                 }
                 Err(actual) => current = actual,
@@ -191,16 +210,17 @@ impl<A: Atomic64> Lane<'_, A> {
     }
 
     #[inline]
-    fn withdraw<T>(&self, announced: bool, why: Refused) -> Result<T, Refused> {
+    fn withdraw<T>(&self, announced: bool, mine: u64, why: Refused) -> Result<T, Refused> {
         if announced {
-            self.intent.store(0, Release);
+            // Release: a reclaimer that sees the flag clear knows the word was not changed.
+            self.holding.store(mine, Release);
         }
         Err(why)
     }
 }
 
-/// Count one more waiter for `weight`. Returns the word after, or `None` when the generation
-/// changed. A saturated count leaves the word alone and reports `Some(false)`.
+/// Count one more waiter for `weight`. Returns the word after and whether the waiter is counted
+/// (the count saturates), or `None` when the generation changed.
 pub fn count_waiter<A: Atomic64>(word: &A, generation: u16, weight: u32) -> Option<(u64, bool)> {
     let mut current = word.load(Relaxed);
     loop {
@@ -234,10 +254,10 @@ pub fn uncount_waiter<A: Atomic64>(word: &A) {
 /// Who operates a holder record during a recount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {
-    /// A live process may be changing it: wait for its intent to clear, then count it.
+    /// A live process may be changing it: wait until it is not busy, then count it.
     Live,
-    /// The holder lives but nobody operates the record now (the recounter holds its lock): an
-    /// intent left on it was abandoned by a dead operator and is rolled back. Count it.
+    /// The holder lives but nobody operates the record now (the recounter holds its lock): a busy
+    /// flag left on it was abandoned by a dead operator and is rolled back. Count it.
     Quiescent,
     /// The holder is dead and the recounter holds its lock: do not count it; clear it.
     Dead,
@@ -246,10 +266,8 @@ pub enum Operator {
 /// One holder record of the semaphore being recounted.
 #[derive(Debug)]
 pub struct Counted<'a, A> {
-    /// The record's held weight.
-    pub held: &'a A,
-    /// The record's intent.
-    pub intent: &'a A,
+    /// The record's word (see [`holding`]).
+    pub holding: &'a A,
     /// Who operates it.
     pub operator: Operator,
 }
@@ -264,7 +282,7 @@ pub enum Recount {
         /// The recounted value.
         after: u32,
     },
-    /// A live operator did not clear its intent in time; the word was unfrozen unchanged.
+    /// A live operator stayed busy too long; the word was unfrozen unchanged.
     Busy,
     /// The records sum to an impossible value; the word was unfrozen unchanged.
     Corrupt,
@@ -276,8 +294,8 @@ pub enum Recount {
 ///
 /// `collect` runs once the word is frozen and must list every record keyed to this semaphore and
 /// generation: a record claimed before the freeze is visible then, and no record can change its
-/// `held` after it without the word. `settle` is called between polls of live intents and returns
-/// `false` once the caller's patience is exhausted.
+/// weight after it without the word. `settle` is called between polls of live records and
+/// returns `false` once the caller's patience is exhausted.
 pub fn recount<'a, A: Atomic64 + 'a>(
     word: &A,
     generation: u16,
@@ -290,7 +308,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
         if word::generation(current) != generation {
             return Recount::Removed;
         }
-        // AcqRel: acquire every lane's intent published by its value-changing compare-exchange.
+        // AcqRel: acquire every lane's BUSY mark published by its value-changing CAS.
         match word.compare_exchange(current, current | word::FROZEN, AcqRel, Relaxed) {
             Ok(_) => break,
             Err(actual) => current = actual,
@@ -302,7 +320,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
     // 2. Quiesce live operators.
     while records
         .iter()
-        .any(|r| r.operator == Operator::Live && r.intent.load(Acquire) != 0)
+        .any(|r| r.operator == Operator::Live && holding::is_busy(r.holding.load(Acquire)))
     {
         if !settle() {
             unfreeze(word, None);
@@ -313,25 +331,24 @@ pub fn recount<'a, A: Atomic64 + 'a>(
     // 3. Sum what live holders hold.
     let mut sum: i64 = 0;
     for r in records.iter().filter(|r| r.operator != Operator::Dead) {
-        sum = sum.saturating_add(r.held.load(Acquire) as i64);
+        sum = sum.saturating_add(holding::held(r.holding.load(Acquire)));
     }
-    let Ok(after) = u32::try_from(sum) else {
-        unfreeze(word, None);
-        return Recount::Corrupt;
+    let after = match u32::try_from(sum) {
+        Ok(v) if v <= word::MAX_CAPACITY => v,
+        _ => {
+            unfreeze(word, None);
+            return Recount::Corrupt;
+        }
     };
-    if after > word::MAX_CAPACITY {
-        unfreeze(word, None);
-        return Recount::Corrupt;
-    }
 
-    // 4. Clear dead records and abandoned intents, then publish.
+    // 4. Clear dead records and roll back abandoned marks, then publish.
     for r in &records {
         match r.operator {
-            Operator::Dead => {
-                r.held.store(0, Relaxed);
-                r.intent.store(0, Relaxed);
+            Operator::Dead => r.holding.store(0, Relaxed),
+            Operator::Quiescent => {
+                let bits = r.holding.load(Relaxed);
+                r.holding.store(holding::of(holding::held(bits)), Relaxed);
             }
-            Operator::Quiescent => r.intent.store(0, Relaxed),
             Operator::Live => {}
         }
     }
@@ -361,73 +378,73 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
 
-    struct Rec {
-        held: AtomicU64,
-        intent: AtomicU64,
+    fn rec(held: i64, busy: bool) -> AtomicU64 {
+        let bits = holding::of(held);
+        AtomicU64::new(if busy { bits | holding::BUSY } else { bits })
     }
-    fn rec() -> Rec {
-        Rec {
-            held: AtomicU64::new(0),
-            intent: AtomicU64::new(0),
+
+    #[test]
+    fn holding_word_round_trips_signed_weights() {
+        for held in [0, 1, -1, 5, -7, (1 << 40), -(1 << 40)] {
+            let bits = holding::of(held);
+            assert_eq!(holding::held(bits), held);
+            assert_eq!(holding::held(bits | holding::BUSY), held);
+            assert!(!holding::is_busy(bits));
         }
     }
 
     #[test]
     fn take_and_give_keep_word_and_record_in_step() {
         let w = AtomicU64::new(word::empty(3));
-        let r = rec();
+        let r = rec(0, false);
         let lane = Lane {
             word: &w,
-            held: &r.held,
-            intent: &r.intent,
+            holding: &r,
         };
         lane.try_take(3, 2, 3, false).unwrap();
         assert_eq!(word::value(w.load(Relaxed)), 2);
-        assert_eq!(r.held.load(Relaxed), 2);
+        assert_eq!(holding::held(r.load(Relaxed)), 2);
         assert!(matches!(
             lane.try_take(3, 2, 3, false),
             Err(Refused::Full(_))
         ));
-        assert_eq!(
-            r.intent.load(Relaxed),
-            0,
-            "a refused attempt leaves no intent"
+        assert!(
+            !holding::is_busy(r.load(Relaxed)),
+            "a refused attempt leaves no mark"
         );
         assert_eq!(lane.give(3, 2), Ok(Wake::None));
-        assert_eq!(r.held.load(Relaxed), 0);
+        assert_eq!(r.load(Relaxed), 0);
         assert_eq!(lane.try_take(4, 1, 3, false), Err(Refused::Removed));
         assert!(matches!(lane.give(3, 1), Err(Refused::Underflow(_))));
     }
 
     #[test]
-    fn recount_excludes_dead_and_rolls_back_abandoned_intents() {
+    fn recount_excludes_dead_and_rolls_back_abandoned_marks() {
         // Live lane holds 2; a dead lane held 3 and was mid-acquire of 1 (applied);
-        // an external holder holds 1 and has an abandoned release intent (not applied).
+        // an external holder holds 1 and has an abandoned release mark (not applied).
         let w = AtomicU64::new(word::with_value(word::empty(0), 2 + 3 + 1 + 1));
-        let (live, dead, ext) = (rec(), rec(), rec());
-        live.held.store(2, Relaxed);
-        dead.held.store(3, Relaxed);
-        dead.intent.store(INTENT_ACQUIRE | 1, Relaxed);
-        ext.held.store(1, Relaxed);
-        ext.intent.store(INTENT_RELEASE | 1, Relaxed);
-        let records = [
-            Counted {
-                held: &live.held,
-                intent: &live.intent,
-                operator: Operator::Live,
+        let (live, dead, ext) = (rec(2, false), rec(3, true), rec(1, true));
+        let out = recount(
+            &w,
+            0,
+            || {
+                vec![
+                    Counted {
+                        holding: &live,
+                        operator: Operator::Live,
+                    },
+                    Counted {
+                        holding: &dead,
+                        operator: Operator::Dead,
+                    },
+                    Counted {
+                        holding: &ext,
+                        operator: Operator::Quiescent,
+                    },
+                ]
             },
-            Counted {
-                held: &dead.held,
-                intent: &dead.intent,
-                operator: Operator::Dead,
-            },
-            Counted {
-                held: &ext.held,
-                intent: &ext.intent,
-                operator: Operator::Quiescent,
-            },
-        ];
-        let out = recount(&w, 0, || records.into(), || true);
+            || true,
+        );
         assert_eq!(
             out,
             Recount::Done {
@@ -437,25 +454,24 @@ mod tests {
         );
         assert_eq!(word::value(w.load(Relaxed)), 3);
         assert!(!word::is_frozen(w.load(Relaxed)));
-        assert_eq!(dead.held.load(Relaxed), 0);
-        assert_eq!(ext.intent.load(Relaxed), 0);
+        assert_eq!(dead.load(Relaxed), 0);
+        assert_eq!(ext.load(Relaxed), holding::of(1));
     }
 
     #[test]
     fn recount_gives_up_on_a_busy_live_lane_and_changes_nothing() {
         let w = AtomicU64::new(word::with_value(word::empty(0), 5));
-        let live = rec();
-        live.intent.store(INTENT_ACQUIRE | 1, Relaxed);
-        let records = [Counted {
-            held: &live.held,
-            intent: &live.intent,
-            operator: Operator::Live,
-        }];
+        let live = rec(0, true);
         let mut polls = 0;
         let out = recount(
             &w,
             0,
-            || records.into(),
+            || {
+                vec![Counted {
+                    holding: &live,
+                    operator: Operator::Live,
+                }]
+            },
             || {
                 polls += 1;
                 polls < 3
@@ -468,16 +484,15 @@ mod tests {
     #[test]
     fn frozen_word_refuses_lanes_and_they_withdraw() {
         let w = AtomicU64::new(word::empty(0) | word::FROZEN);
-        let r = rec();
+        let r = rec(4, false);
         let lane = Lane {
             word: &w,
-            held: &r.held,
-            intent: &r.intent,
+            holding: &r,
         };
         assert!(matches!(
             lane.try_take(0, 1, 1, false),
             Err(Refused::Frozen(_))
         ));
-        assert_eq!(r.intent.load(Relaxed), 0);
+        assert_eq!(r.load(Relaxed), holding::of(4));
     }
 }

@@ -6,8 +6,6 @@ use std::{
     sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed},
 };
 
-use rustix::time::{ClockId, clock_gettime};
-
 use super::{Identity, Liveness};
 
 // ===== byte-range locks =====
@@ -137,7 +135,13 @@ pub fn uid() -> u32 {
 /// no system call): for display only.
 #[inline]
 pub fn wall_ms() -> u64 {
-    let t = clock_gettime(ClockId::RealtimeCoarse);
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, exclusively borrowed timespec; the clock id is a constant Linux
+    // has had since 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut t) };
     (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
 }
 

@@ -1,1 +1,127 @@
-fn main() {}
+//! `shmsem`: the command-line tool. This file parses the command line, runs the command, and
+//! turns errors into one line on stderr and an exit status:
+//!
+//! | status | when |
+//! |---|---|
+//! | 0 | done (`run`: the command's own status, 128 + signal if a signal ended it) |
+//! | 1 | an error |
+//! | 2 | bad usage: an unknown flag, a malformed number or name, a zero weight |
+//! | 75 | timed out, or would block with `--timeout 0` |
+//! | 77 | permission denied |
+
+mod bench;
+mod cli;
+mod commands;
+mod group;
+mod output;
+mod signals;
+
+use std::{
+    io::{self, Write},
+    process::ExitCode,
+};
+
+use clap::{Parser, error::ErrorKind};
+
+/// `EX_TEMPFAIL`: timed out, or would block.
+const TIMED_OUT: u8 = 75;
+/// `EX_NOPERM`: permission denied.
+const NO_PERMISSION: u8 = 77;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match commands::dispatch(cli) {
+        Ok(status) => ExitCode::from(status),
+        Err(err) => {
+            report(&format!("{err:#}"));
+            ExitCode::from(exit_status(&err))
+        }
+    }
+}
+
+/// The exit status for an error: by the library error inside it, if any.
+fn exit_status(err: &anyhow::Error) -> u8 {
+    match err.chain().find_map(|e| e.downcast_ref::<shmsem::Error>()) {
+        Some(shmsem::Error::Timeout { .. } | shmsem::Error::WouldBlock { .. }) => TIMED_OUT,
+        Some(shmsem::Error::PermissionDenied { .. }) => NO_PERMISSION,
+        _ => 1,
+    }
+}
+
+/// Help and version go to stdout with status 0, and a bare `shmsem` prints its help with
+/// status 2, as clap does; any other usage error becomes one line with status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            report(&format!(
+                "{}; try --help",
+                one_line(&e.render().to_string())
+            ));
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+        }
+    }
+}
+
+/// Clap's multi-line message as one line: its lines up to the usage, joined.
+fn one_line(rendered: &str) -> String {
+    let mut out = String::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line.strip_prefix("error: ").unwrap_or(line));
+    }
+    out
+}
+
+/// Print `message` to stderr as one line starting `shmsem: `. A closed stderr is ignored.
+fn report(message: &str) {
+    let message = message.replace('\n', " ");
+    let _ = writeln!(io::stderr(), "shmsem: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_messages_become_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  \
+                        <NAME>\n\nUsage: shmsem show <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "the following required arguments were not provided: <NAME>"
+        );
+        let rendered = "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' \
+                        as a value, use '-- --bogus'\n\nUsage: shmsem ls [OPTIONS]\n";
+        assert_eq!(
+            one_line(rendered),
+            "unexpected argument '--bogus' found; tip: to pass '--bogus' as a value, use '-- --bogus'"
+        );
+    }
+
+    #[test]
+    fn library_errors_choose_the_status() {
+        let timeout = anyhow::Error::new(shmsem::Error::Timeout {
+            weight: 1,
+            timeout_ms: 5,
+        });
+        assert_eq!(exit_status(&timeout), TIMED_OUT);
+        let denied = anyhow::Error::new(shmsem::Error::PermissionDenied { path: "x".into() })
+            .context("opening");
+        assert_eq!(exit_status(&denied), NO_PERMISSION);
+        assert_eq!(exit_status(&anyhow::anyhow!("other")), 1);
+    }
+}

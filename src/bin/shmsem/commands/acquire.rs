@@ -1,0 +1,17 @@
+//! `shmsem acquire`: take weight on behalf of a process and return.
+
+use std::os::unix::process::parent_id;
+
+use shmsem::Options;
+
+use crate::cli::AcquireArgs;
+
+/// Acquire for `--holder` (default: the parent process, the shell that runs us), creating the
+/// semaphore with `--capacity` if it does not exist.
+pub fn acquire(opts: Options, args: AcquireArgs) -> anyhow::Result<()> {
+    let take = args.take;
+    let holder = args.holder.unwrap_or_else(parent_id);
+    let sem = opts.capacity(take.capacity).open(&take.name)?;
+    sem.acquire_for(holder, take.weight, super::timeout(take.timeout))?;
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! Text and JSON rendering of semaphores and reclaimed holders, and writing to stdout.
+
+use std::{
+    io::{self, Write},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{Value, json};
+use shmsem::{Info, Kind, Party, Reclaimed};
+
+/// Write `text` to stdout. A closed pipe (`shmsem ls | head -1`) is not an error.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to standard output"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One JSON document, pretty-printed, with a final newline.
+pub fn emit_json(value: &Value) -> anyhow::Result<()> {
+    emit(&format!("{value:#}\n"))
+}
+
+/// The `ls` object of one semaphore: `holders` and `waiters` are counts.
+pub fn summary_json(info: &Info) -> Value {
+    let mut v = base_json(info);
+    v["holders"] = json!(info.holders.len());
+    v["waiters"] = json!(info.waiters.len());
+    v
+}
+
+/// The `show` object of one semaphore: `holders` and `waiters` are arrays of parties.
+pub fn detail_json(info: &Info) -> Value {
+    let mut v = base_json(info);
+    v["holders"] = parties_json(&info.holders);
+    v["waiters"] = parties_json(&info.waiters);
+    v
+}
+
+fn base_json(info: &Info) -> Value {
+    json!({
+        "name": info.name,
+        "scope": info.scope.as_str(),
+        "namespace": info.namespace,
+        "kind": info.kind.as_str(),
+        "idle_ms": match info.kind {
+            Kind::Auto => json!(info.idle_ms),
+            Kind::Persistent => Value::Null,
+        },
+        "capacity": info.capacity,
+        "value": info.value,
+    })
+}
+
+fn parties_json(parties: &[Party]) -> Value {
+    parties
+        .iter()
+        .map(|p| json!({ "pid": p.pid, "weight": p.weight, "since_ms": p.since_ms }))
+        .collect()
+}
+
+/// The `reap` array.
+pub fn reclaimed_json(scope: shmsem::Scope, namespace: &str, reclaimed: &[Reclaimed]) -> Value {
+    reclaimed
+        .iter()
+        .map(|r| {
+            json!({
+                "scope": scope.as_str(),
+                "namespace": namespace,
+                "semaphore": r.semaphore,
+                "pid": r.pid,
+                "weight": r.weight,
+            })
+        })
+        .collect()
+}
+
+/// A table: a header and rows, each column padded to its widest cell, the last one unpadded.
+/// Without a header only the rows are printed (`create`'s single line).
+pub fn table<const N: usize>(header: Option<[&str; N]>, rows: &[[String; N]]) -> String {
+    let mut widths = [0; N];
+    for row in header
+        .iter()
+        .map(|h| h.map(str::to_owned))
+        .chain(rows.iter().cloned())
+    {
+        for (w, cell) in widths.iter_mut().zip(&row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push('\n');
+    };
+    if let Some(h) = header {
+        line(&h.map(str::to_owned));
+    }
+    for row in rows {
+        line(row);
+    }
+    out
+}
+
+/// The `ls` header.
+pub const LS_HEADER: [&str; 6] = ["NAME", "KIND", "CAPACITY", "VALUE", "HOLDERS", "WAITERS"];
+
+/// One `ls` row.
+pub fn ls_row(info: &Info) -> [String; 6] {
+    [
+        info.name.clone(),
+        info.kind.as_str().to_owned(),
+        info.capacity.to_string(),
+        info.value.to_string(),
+        info.holders.len().to_string(),
+        info.waiters.len().to_string(),
+    ]
+}
+
+/// `show`'s text: one field a line, then the holders and waiters as tables.
+pub fn detail_text(info: &Info) -> String {
+    let kind = match info.kind {
+        Kind::Auto => format!("auto (deleted after {} ms idle)", info.idle_ms),
+        Kind::Persistent => "persistent".to_owned(),
+    };
+    let mut out = format!(
+        "name:       {}\nscope:      {}\nnamespace:  {}\nkind:       {kind}\n\
+         capacity:   {}\nvalue:      {} ({} available)\n",
+        info.name,
+        info.scope,
+        info.namespace,
+        info.capacity,
+        info.value,
+        info.capacity.saturating_sub(info.value),
+    );
+    for (title, parties) in [("holders", &info.holders), ("waiters", &info.waiters)] {
+        if parties.is_empty() {
+            out.push_str(&format!("{title}:    none\n"));
+            continue;
+        }
+        out.push_str(&format!("{title}:\n"));
+        let now = now_ms();
+        let rows: Vec<[String; 3]> = parties
+            .iter()
+            .map(|p| {
+                [
+                    p.pid.to_string(),
+                    p.weight.to_string(),
+                    age(now, p.since_ms),
+                ]
+            })
+            .collect();
+        for line in table(Some(["PID", "WEIGHT", "SINCE"]), &rows).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
+
+/// How long ago `since_ms` (wall-clock ms since the epoch) was, for people.
+fn age(now_ms: u64, since_ms: u64) -> String {
+    if since_ms == 0 {
+        return "-".to_owned();
+    }
+    let ms = now_ms.saturating_sub(since_ms);
+    match ms {
+        0..1_000 => format!("{ms} ms ago"),
+        1_000..120_000 => format!("{:.1} s ago", ms as f64 / 1e3),
+        120_000..7_200_000 => format!("{} min ago", ms / 60_000),
+        _ => format!("{} h ago", ms / 3_600_000),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `reap`'s text.
+pub fn reclaimed_text(reclaimed: &[Reclaimed]) -> String {
+    if reclaimed.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 3]> = reclaimed
+        .iter()
+        .map(|r| [r.semaphore.clone(), r.pid.to_string(), r.weight.to_string()])
+        .collect();
+    table(Some(["SEMAPHORE", "PID", "WEIGHT"]), &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_do_not_pad_the_last_column() {
+        let t = table(
+            Some(["A", "B"]),
+            &[
+                ["long-name".to_owned(), "1".to_owned()],
+                ["x".to_owned(), "22".to_owned()],
+            ],
+        );
+        assert_eq!(t, "A          B\nlong-name  1\nx          22\n");
+    }
+
+    #[test]
+    fn ages_read_well() {
+        assert_eq!(age(10_000, 0), "-");
+        assert_eq!(age(10_000, 9_500), "500 ms ago");
+        assert_eq!(age(10_000, 7_500), "2.5 s ago");
+        assert_eq!(age(1_000_000, 100_000), "15 min ago");
+    }
+}
