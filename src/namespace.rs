@@ -58,6 +58,8 @@ pub(crate) struct Namespace {
     last_reclaim_ns: AtomicU64,
     /// External slots whose lock byte this process holds while acting for them.
     acting: Mutex<Vec<u32>>,
+    /// What the reclaim at open gave back, until [`Namespace::reap`] reports it.
+    reclaimed_at_open: Mutex<Vec<Reclaimed>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,10 +105,11 @@ impl Namespace {
             reclaim: Mutex::new(()),
             last_reclaim_ns: AtomicU64::new(0),
             acting: Mutex::new(Vec::new()),
+            reclaimed_at_open: Mutex::new(Vec::new()),
         });
         ns.registration()?;
         // Reclaim on open: whatever dead processes left behind comes back now.
-        ns.reclaim()?;
+        *lock(&ns.reclaimed_at_open) = ns.reclaim()?;
         map.insert(ns.loc.segment.clone(), ns.clone());
         Ok(Some(ns))
     }
@@ -234,6 +237,13 @@ impl Namespace {
             acting: &acting,
             ..self.ctx()?
         })
+    }
+
+    /// Reclaim, and report it together with what the reclaim at open gave back.
+    pub fn reap(&self) -> Result<Vec<Reclaimed>> {
+        let mut out = std::mem::take(&mut *lock(&self.reclaimed_at_open));
+        out.extend(self.reclaim()?);
+        Ok(out)
     }
 
     /// Reclaim, at most once per `every` from this process: for waiters' bounded sleeps.
@@ -378,7 +388,7 @@ fn assign_lane() -> Option<u16> {
             Some(l) => l,
             None => {
                 let l = lanes.0;
-                lanes.0 = lanes.0.saturating_add(1).min(SHARED_LANE);
+                lanes.0 = lanes.0.saturating_add(1); // sticks at SHARED_LANE
                 l
             }
         }

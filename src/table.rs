@@ -119,17 +119,16 @@ pub fn lookup(seg: &Segment, name: &str) -> Option<Found> {
         let s = rec.slot.load(Acquire);
         match state(s) {
             EMPTY => return None,
+            // Re-check the slot: a removal between the two loads would have changed it.
             LIVE if rec.hash.load(Relaxed) == h
                 && rec.name_len.load(Relaxed) as usize == bytes.len()
-                && packed.matches(rec, bytes.len()) =>
+                && packed.matches(rec, bytes.len())
+                && rec.slot.load(Acquire) == s =>
             {
-                // Re-check: a removal between the two loads would have changed the slot.
-                if rec.slot.load(Acquire) == s {
-                    return Some(Found {
-                        index,
-                        generation: generation(s),
-                    });
-                }
+                return Some(Found {
+                    index,
+                    generation: generation(s),
+                });
             }
             _ => {}
         }

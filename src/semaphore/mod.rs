@@ -201,12 +201,23 @@ impl Options {
         Ok(out)
     }
 
-    /// Reclaim what dead holders hold in the scope and namespace.
+    /// Reclaim what dead holders hold in the scope and namespace. Returns what came back,
+    /// including what this process's own opening of the namespace reclaimed.
     pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
         match Namespace::open(self.location()?, None)? {
-            Some(ns) => ns.reclaim(),
+            Some(ns) => ns.reap(),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The scope these options open in.
+    pub fn scope_of(&self) -> Scope {
+        self.scope
+    }
+
+    /// The namespace these options open in.
+    pub fn namespace_of(&self) -> &str {
+        &self.namespace
     }
 }
 
@@ -674,7 +685,7 @@ impl Semaphore {
                 Err(refused) => self.take_contended(weight, until, h, refused),
             }
         })?;
-        done.ok_or(match until {
+        done.ok_or_else(|| match until {
             Until::Now => Error::WouldBlock {
                 weight,
                 available: 0,

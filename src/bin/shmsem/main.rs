@@ -79,7 +79,12 @@ fn one_line(rendered: &str) -> String {
             continue;
         }
         if !out.is_empty() {
-            out.push_str(if out.ends_with(':') { " " } else { "; " });
+            let joint = if out.ends_with(':') || line.starts_with('[') {
+                " "
+            } else {
+                "; "
+            };
+            out.push_str(joint);
         }
         out.push_str(line.strip_prefix("error: ").unwrap_or(line));
     }

@@ -78,16 +78,13 @@ pub fn reclaimed_json(scope: shmsem::Scope, namespace: &str, reclaimed: &[Reclai
         .collect()
 }
 
-/// A table: a header and rows, each column padded to its widest cell, the last one unpadded.
-/// Without a header only the rows are printed (`create`'s single line).
-pub fn table<const N: usize>(header: Option<[&str; N]>, rows: &[[String; N]]) -> String {
-    let mut widths = [0; N];
-    for row in header
-        .iter()
-        .map(|h| h.map(str::to_owned))
-        .chain(rows.iter().cloned())
-    {
-        for (w, cell) in widths.iter_mut().zip(&row) {
+/// A table: each column padded to its widest cell, header included, the last column unpadded.
+/// The header line itself is printed only if `show_header` (`create` prints the row alone, laid
+/// out as in `ls`).
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], show_header: bool) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
@@ -102,8 +99,8 @@ pub fn table<const N: usize>(header: Option<[&str; N]>, rows: &[[String; N]]) ->
         }
         out.push('\n');
     };
-    if let Some(h) = header {
-        line(&h.map(str::to_owned));
+    if show_header {
+        line(&header.map(str::to_owned));
     }
     for row in rows {
         line(row);
@@ -159,7 +156,7 @@ pub fn detail_text(info: &Info) -> String {
                 ]
             })
             .collect();
-        for line in table(Some(["PID", "WEIGHT", "SINCE"]), &rows).lines() {
+        for line in table(["PID", "WEIGHT", "SINCE"], &rows, true).lines() {
             out.push_str(&format!("  {line}\n"));
         }
     }
@@ -195,7 +192,7 @@ pub fn reclaimed_text(reclaimed: &[Reclaimed]) -> String {
         .iter()
         .map(|r| [r.semaphore.clone(), r.pid.to_string(), r.weight.to_string()])
         .collect();
-    table(Some(["SEMAPHORE", "PID", "WEIGHT"]), &rows)
+    table(["SEMAPHORE", "PID", "WEIGHT"], &rows, true)
 }
 
 #[cfg(test)]
@@ -204,14 +201,16 @@ mod tests {
 
     #[test]
     fn tables_align_and_do_not_pad_the_last_column() {
-        let t = table(
-            Some(["A", "B"]),
-            &[
-                ["long-name".to_owned(), "1".to_owned()],
-                ["x".to_owned(), "22".to_owned()],
-            ],
+        let rows = [
+            ["long-name".to_owned(), "1".to_owned()],
+            ["x".to_owned(), "22".to_owned()],
+        ];
+        assert_eq!(
+            table(["A", "B"], &rows, true),
+            "A          B\nlong-name  1\nx          22\n"
         );
-        assert_eq!(t, "A          B\nlong-name  1\nx          22\n");
+        let one = [["x".to_owned(), "1".to_owned()]];
+        assert_eq!(table(["NAME", "B"], &one, false), "x     1\n");
     }
 
     #[test]

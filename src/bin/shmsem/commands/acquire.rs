@@ -1,6 +1,6 @@
 //! `shmsem acquire`: take weight on behalf of a process and return.
 
-use std::os::unix::process::parent_id;
+use std::{os::unix::process::parent_id, time::Duration};
 
 use shmsem::Options;
 
@@ -12,6 +12,7 @@ pub fn acquire(opts: Options, args: AcquireArgs) -> anyhow::Result<()> {
     let take = args.take;
     let holder = args.holder.unwrap_or_else(parent_id);
     let sem = opts.capacity(take.capacity).open(&take.name)?;
-    sem.acquire_for(holder, take.weight, super::timeout(take.timeout))?;
+    // No `--timeout` waits forever; `--timeout 0` tries once.
+    sem.acquire_for(holder, take.weight, take.timeout.map(Duration::from_millis))?;
     Ok(())
 }

@@ -30,6 +30,10 @@ pub fn create(mut opts: Options, args: CreateArgs) -> anyhow::Result<()> {
     if args.json {
         emit_json(&output::summary_json(&info))
     } else {
-        emit(&output::table(None, &[output::ls_row(&info)]))
+        emit(&output::table(
+            output::LS_HEADER,
+            &[output::ls_row(&info)],
+            false,
+        ))
     }
 }

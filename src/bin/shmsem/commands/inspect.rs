@@ -16,7 +16,7 @@ pub fn ls(opts: Options, json: bool) -> anyhow::Result<()> {
         return emit_json(&all);
     }
     let rows: Vec<_> = infos.iter().map(output::ls_row).collect();
-    emit(&output::table(Some(output::LS_HEADER), &rows))
+    emit(&output::table(output::LS_HEADER, &rows, true))
 }
 
 /// Show one existing semaphore with its holders and waiters.

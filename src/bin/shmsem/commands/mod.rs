@@ -8,8 +8,6 @@ mod release;
 mod rm;
 mod run;
 
-use std::time::Duration;
-
 use shmsem::Semaphore;
 
 use crate::cli::{Cli, Command};
@@ -32,9 +30,4 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(args) => crate::bench::run(args.json, args.quick),
     }
     .map(|()| 0)
-}
-
-/// `--timeout MS`: `None` waits forever, `Some(ZERO)` tries once.
-fn timeout(ms: Option<u64>) -> Option<Duration> {
-    ms.map(Duration::from_millis)
 }

@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use shmsem::Options;
 
 use crate::{cli::RunArgs, signals};
@@ -27,7 +28,7 @@ pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
         Some(0) => sem.try_acquire(take.weight)?,
         Some(ms) => sem.acquire_timeout(take.weight, Duration::from_millis(ms))?,
     };
-    signals::install()?;
+    signals::install().context("installing the signal handlers")?;
     if let Some(sig) = signals::pending() {
         // Interrupted before the command started: do not start it.
         return Ok(signal_status(sig));

@@ -1,0 +1,424 @@
+//! Loom models of the counter protocol on plain memory: each process is a loom thread, the
+//! segment is a few loom atomics, and the futex is a condition variable.
+//!
+//! Run with:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom
+//! ```
+//!
+//! A killed process is modelled by [`Mortal`]: a view of the shared atomics whose writes, after
+//! the `k`-th one, silently do nothing. The victim's code runs on, but from its `k`-th shared
+//! write on nothing it does reaches memory, exactly like a process SIGKILLed between two writes.
+//! Every `k` from 0 to the number of writes of a full acquire + release is checked.
+#![cfg(loom)]
+
+use std::sync::atomic::Ordering;
+
+use std::cell::Cell;
+
+use loom::{
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicU32, AtomicU64},
+    },
+    thread,
+};
+use shmsem::internals::{
+    protocol::{self, Atomic64, Counted, Lane, Operator, Recount, Refused, holding},
+    word::{self, Wake},
+};
+
+/// A shared 64-bit cell.
+struct Cell64(AtomicU64);
+
+impl Cell64 {
+    fn new(v: u64) -> Arc<Cell64> {
+        Arc::new(Cell64(AtomicU64::new(v)))
+    }
+}
+
+impl Atomic64 for Cell64 {
+    fn load(&self, order: Ordering) -> u64 {
+        self.0.load(order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        self.0.store(value, order)
+    }
+    fn compare_exchange(&self, c: u64, n: u64, ok: Ordering, err: Ordering) -> Result<u64, u64> {
+        self.0.compare_exchange(c, n, ok, err)
+    }
+}
+
+/// The victim's view of a cell: writes past its budget are dropped (the process is dead).
+/// A dropped compare-exchange reports success, so the dead code runs to its end without
+/// looping; it just never changes memory again.
+struct Mortal<'a> {
+    cell: &'a Cell64,
+    budget: &'a Cell<u32>,
+}
+
+impl Mortal<'_> {
+    fn alive(&self) -> bool {
+        let left = self.budget.get();
+        if left == 0 {
+            return false;
+        }
+        self.budget.set(left - 1);
+        true
+    }
+}
+
+impl Atomic64 for Mortal<'_> {
+    fn load(&self, order: Ordering) -> u64 {
+        self.cell.load(order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        if self.alive() {
+            self.cell.store(value, order)
+        }
+    }
+    fn compare_exchange(&self, c: u64, n: u64, ok: Ordering, err: Ordering) -> Result<u64, u64> {
+        if self.budget.get() == 0 {
+            return Ok(c);
+        }
+        let r = self.cell.compare_exchange(c, n, ok, err);
+        if r.is_ok() {
+            self.alive();
+        }
+        r
+    }
+}
+
+/// Shared writes of an uncontended acquire + release: mark, CAS, store; mark, CAS, store.
+const WRITES: u32 = 6;
+
+/// Release as `Semaphore::give_on` does: a frozen word means wait for the recount and retry.
+fn release<A: Atomic64>(lane: &Lane<'_, A>, count: u32) {
+    loop {
+        match lane.give(0, count) {
+            Ok(_) => return,
+            Err(Refused::Frozen(_)) => thread::yield_now(),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// SIGKILL at every write of an acquire + release, with a live lane and a newcomer contending
+/// and a reclaimer recounting concurrently: never more than the capacity is granted, and at the
+/// end the value equals what live holders hold.
+#[test]
+fn kill_at_every_write_then_recount() {
+    for k in 0..=WRITES {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(move || {
+            let word = Cell64::new(word::empty(0));
+            let victim = Cell64::new(0);
+            let live = Cell64::new(0);
+            let newcomer = Cell64::new(0);
+            // How many processes believe they hold the (capacity 1) semaphore.
+            let inside = Arc::new(AtomicU32::new(0));
+
+            // The victim: acquire and release, dying after `k` writes.
+            let v = {
+                let (word, victim) = (word.clone(), victim.clone());
+                thread::spawn(move || {
+                    let budget = Cell::new(k);
+                    let w = Mortal {
+                        cell: &word,
+                        budget: &budget,
+                    };
+                    let h = Mortal {
+                        cell: &victim,
+                        budget: &budget,
+                    };
+                    let lane = Lane {
+                        word: &w,
+                        holding: &h,
+                    };
+                    if lane.try_take(0, 1, 1, false).is_ok() {
+                        let _ = lane.give(0, 1);
+                    }
+                })
+            };
+            // A live process holding briefly.
+            let l = {
+                let (word, live, inside) = (word.clone(), live.clone(), inside.clone());
+                thread::spawn(move || {
+                    let lane = Lane {
+                        word: &*word,
+                        holding: &*live,
+                    };
+                    if lane.try_take(0, 1, 1, false).is_ok() {
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "over-granted");
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        release(&lane, 1);
+                    }
+                })
+            };
+            v.join().unwrap();
+            // The victim is dead: recount, treating the live lane as live.
+            let out = protocol::recount(
+                &*word,
+                0,
+                || {
+                    vec![
+                        Counted {
+                            holding: &*victim,
+                            operator: Operator::Dead,
+                        },
+                        Counted {
+                            holding: &*live,
+                            operator: Operator::Live,
+                        },
+                    ]
+                },
+                || {
+                    thread::yield_now();
+                    true
+                },
+            );
+            assert!(matches!(out, Recount::Done { .. }), "{out:?}");
+            // A newcomer after the recount.
+            let lane = Lane {
+                word: &*word,
+                holding: &*newcomer,
+            };
+            if lane.try_take(0, 1, 1, false).is_ok() {
+                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "over-granted");
+                inside.fetch_sub(1, Ordering::SeqCst);
+                release(&lane, 1);
+            }
+            l.join().unwrap();
+            let end = word.load(Ordering::SeqCst);
+            let held = holding::held(live.load(Ordering::SeqCst))
+                + holding::held(newcomer.load(Ordering::SeqCst));
+            assert_eq!(
+                word::value(end) as i64,
+                held,
+                "value != sum of live holders"
+            );
+            assert!(!word::is_frozen(end));
+            assert_eq!(victim.load(Ordering::SeqCst), 0, "dead record not cleared");
+        });
+    }
+}
+
+/// A reclaimer killed mid-recount leaves the word frozen; the next recount adopts it and
+/// restores the exact value.
+#[test]
+fn killed_recounter_is_taken_over() {
+    for k in 0..=3 {
+        loom::model(move || {
+            let word = Cell64::new(word::with_value(word::empty(0), 2));
+            let dead = Cell64::new(holding::of(1));
+            let live = Cell64::new(holding::of(1));
+            let r = {
+                let (word, dead, live) = (word.clone(), dead.clone(), live.clone());
+                thread::spawn(move || {
+                    let budget = Cell::new(k);
+                    let w = Mortal {
+                        cell: &word,
+                        budget: &budget,
+                    };
+                    let d = Mortal {
+                        cell: &dead,
+                        budget: &budget,
+                    };
+                    let l = Mortal {
+                        cell: &live,
+                        budget: &budget,
+                    };
+                    protocol::recount(
+                        &w,
+                        0,
+                        || {
+                            vec![
+                                Counted {
+                                    holding: &d,
+                                    operator: Operator::Dead,
+                                },
+                                Counted {
+                                    holding: &l,
+                                    operator: Operator::Live,
+                                },
+                            ]
+                        },
+                        || true,
+                    );
+                })
+            };
+            r.join().unwrap();
+            let out = protocol::recount(
+                &*word,
+                0,
+                || {
+                    vec![
+                        Counted {
+                            holding: &*dead,
+                            operator: Operator::Dead,
+                        },
+                        Counted {
+                            holding: &*live,
+                            operator: Operator::Live,
+                        },
+                    ]
+                },
+                || true,
+            );
+            assert_eq!(
+                out,
+                Recount::Done {
+                    before: if k >= 3 { 1 } else { 2 },
+                    after: 1
+                }
+            );
+            assert_eq!(
+                word.load(Ordering::SeqCst),
+                word::with_value(word::empty(0), 1)
+            );
+        });
+    }
+}
+
+/// The futex, modelled: a condition variable for the whole segment.
+struct Futex {
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Futex {
+    fn wait(&self, word: &Cell64, expected: u32) {
+        let guard = self.lock.lock().unwrap();
+        if word::value(word.load(Ordering::SeqCst)) == expected {
+            drop(self.cv.wait(guard).unwrap());
+        }
+    }
+    fn wake(&self, wake: Wake) {
+        if wake != Wake::None {
+            let _guard = self.lock.lock().unwrap();
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// The blocking path as `Semaphore::take_contended` runs it: count as a waiter, re-check, sleep
+/// on the value seen; take and uncount in one step.
+fn acquire_blocking(word: &Cell64, rec: &Cell64, futex: &Futex, weight: u32, capacity: u32) {
+    let lane = Lane { word, holding: rec };
+    if lane.try_take(0, weight, capacity, false).is_ok() {
+        return;
+    }
+    let (_, counted) = protocol::count_waiter(word, 0, weight).unwrap();
+    assert!(counted);
+    loop {
+        match lane.try_take(0, weight, capacity, true) {
+            Ok(_) => return,
+            Err(Refused::Full(seen)) => futex.wait(word, word::value(seen)),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Two processes block on a capacity-1 semaphore held by a third: every release wakes a waiter
+/// (loom reports a deadlock if a wake-up is ever lost), and the waiter count returns to zero.
+#[test]
+fn no_lost_wakeups() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let word = Cell64::new(word::empty(0));
+        let futex = Arc::new(Futex {
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        });
+        let holder = Cell64::new(0);
+        Lane {
+            word: &*word,
+            holding: &*holder,
+        }
+        .try_take(0, 1, 1, false)
+        .unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (word, futex) = (word.clone(), futex.clone());
+                thread::spawn(move || {
+                    let rec = Cell64::new(0);
+                    acquire_blocking(&word, &rec, &futex, 1, 1);
+                    let wake = Lane {
+                        word: &*word,
+                        holding: &*rec,
+                    }
+                    .give(0, 1)
+                    .unwrap();
+                    futex.wake(wake);
+                })
+            })
+            .collect();
+        let wake = Lane {
+            word: &*word,
+            holding: &*holder,
+        }
+        .give(0, 1)
+        .unwrap();
+        futex.wake(wake);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        let end = word.load(Ordering::SeqCst);
+        assert_eq!(word::value(end), 0);
+        assert_eq!(word::waiters(end), 0);
+        assert!(!word::is_heavy(end));
+    });
+}
+
+/// A weight-2 waiter and a weight-1 waiter on capacity 2, both blocked behind a holder of 2: the
+/// release wakes both (HEAVY), and both finish.
+#[test]
+fn heavy_waiters_are_all_woken() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let word = Cell64::new(word::empty(0));
+        let futex = Arc::new(Futex {
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        });
+        let holder = Cell64::new(0);
+        Lane {
+            word: &*word,
+            holding: &*holder,
+        }
+        .try_take(0, 2, 2, false)
+        .unwrap();
+        let waiters: Vec<_> = [2u32, 1]
+            .into_iter()
+            .map(|weight| {
+                let (word, futex) = (word.clone(), futex.clone());
+                thread::spawn(move || {
+                    let rec = Cell64::new(0);
+                    acquire_blocking(&word, &rec, &futex, weight, 2);
+                    let wake = Lane {
+                        word: &*word,
+                        holding: &*rec,
+                    }
+                    .give(0, weight)
+                    .unwrap();
+                    futex.wake(wake);
+                })
+            })
+            .collect();
+        let wake = Lane {
+            word: &*word,
+            holding: &*holder,
+        }
+        .give(0, 2)
+        .unwrap();
+        futex.wake(wake);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(word::value(word.load(Ordering::SeqCst)), 0);
+    });
+}
