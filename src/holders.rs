@@ -48,6 +48,7 @@ use std::{
 
 use crate::{
     error::{Error, Result},
+    failpoint,
     segment::{
         Segment,
         layout::{MAX_HOLDERS, MAX_PROCESSES},
@@ -147,6 +148,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         {
             continue; // a live process has it
         }
+        failpoint::hit("register:locked");
         // We hold the lock byte. A slot still marked ENGINE belonged to a process that died:
         // give back what it held before taking it over.
         if kind(s.state.load(Acquire)) == ENGINE {
@@ -158,6 +160,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         s.pidns.store(sys::pid_namespace(), Relaxed);
         s.uid.store(sys::uid(), Relaxed);
         s.registered_ms.store(sys::wall_ms(), Relaxed);
+        failpoint::hit("register:filled");
         // Release: the identity above is visible with the kind.
         s.state.store(slot_state(generation, ENGINE), Release);
         header.proc_hint.store(slot + 1, Relaxed);
@@ -243,6 +246,7 @@ pub fn claim_record(
         }
         // Acquire: a free record's zeroed fields were stored before its key was released.
         if r.key.compare_exchange(0, key, Acquire, Relaxed).is_ok() {
+            failpoint::hit("claim:keyed");
             r.owner_gen.store(slot_gen, Relaxed);
             r.holding.store(0, Relaxed);
             r.since_ms.store(0, Relaxed);
@@ -443,6 +447,7 @@ fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
         wait::wake(&rec.word, u32::MAX);
     }
     if result.is_ok() {
+        failpoint::hit("reclaim:recounted");
         // Free the dead records and slots; every semaphore they touched was recounted.
         for index in 0..MAX_HOLDERS {
             let Some(r) = ctx.seg.holder(index) else {
@@ -452,6 +457,7 @@ fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
                 free_record(ctx, index);
             }
         }
+        failpoint::hit("reclaim:freed");
         for &slot in &dead {
             if let Some(s) = ctx.seg.proc_slot(slot) {
                 let st = s.state.load(Acquire);
@@ -523,6 +529,7 @@ fn recount_one(
             Err(actual) => cur = actual,
         }
     }
+    failpoint::hit("reclaim:claimed");
 
     let mut gone: Vec<(u32, u64)> = Vec::new();
     let mut probe_error = None;

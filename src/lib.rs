@@ -3,6 +3,8 @@
 #![warn(missing_docs)]
 
 mod error;
+#[doc(hidden)]
+pub mod failpoint;
 mod holders;
 mod namespace;
 mod scope;

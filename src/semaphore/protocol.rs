@@ -51,6 +51,7 @@
 use std::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release};
 
 use super::word::{self, Wake};
+use crate::failpoint;
 
 /// The atomic operations the protocol needs on a 64-bit cell.
 pub trait Atomic64 {
@@ -164,10 +165,12 @@ impl<A: Atomic64> Lane<'_, A> {
             if !announced {
                 self.holding.store(mine | holding::BUSY, Relaxed);
                 announced = true;
+                failpoint::hit("acquire:marked");
             }
             // AcqRel: see "Notes about memory ordering".
             match self.word.compare_exchange(current, new, AcqRel, Relaxed) {
                 Ok(before) => {
+                    failpoint::hit("acquire:swapped");
                     let held = holding::held(mine).wrapping_add(weight as i64);
                     self.holding.store(holding::of(held), Release);
                     break Ok(before);
@@ -196,10 +199,12 @@ impl<A: Atomic64> Lane<'_, A> {
             if !announced {
                 self.holding.store(mine | holding::BUSY, Relaxed);
                 announced = true;
+                failpoint::hit("release:marked");
             }
             // Release: see "Notes about memory ordering".
             match self.word.compare_exchange(current, new, Release, Relaxed) {
                 Ok(before) => {
+                    failpoint::hit("release:swapped");
                     let held = holding::held(mine).wrapping_sub(count as i64);
                     self.holding.store(holding::of(held), Release);
                     break Ok(word::wake_count(before, count));
@@ -315,6 +320,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
         }
     }
     let before = word::value(current);
+    failpoint::hit("reclaim:frozen");
     let records = collect();
 
     // 2. Quiesce live operators.
@@ -327,6 +333,8 @@ pub fn recount<'a, A: Atomic64 + 'a>(
             return Recount::Busy;
         }
     }
+
+    failpoint::hit("reclaim:quiesced");
 
     // 3. Sum what live holders hold.
     let mut sum: i64 = 0;
@@ -352,6 +360,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
             Operator::Live => {}
         }
     }
+    failpoint::hit("reclaim:cleared");
     unfreeze(word, Some(after));
     Recount::Done { before, after }
 }

@@ -72,6 +72,13 @@ pub fn range_locked(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<boo
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// End this process at once with SIGKILL (crash tests).
+pub fn kill_self() -> ! {
+    // SAFETY: raise(2) with a valid signal number; SIGKILL cannot be caught, so it never returns.
+    unsafe { libc::raise(libc::SIGKILL) };
+    std::process::abort()
+}
+
 // ===== process identity =====
 
 /// Parse field 22 (`starttime`) and field 3 (`state`) of a `/proc/PID/stat` line. The command name
