@@ -7,8 +7,18 @@
 //! released happens-before everything the next holder does after its acquire, in any process,
 //! as with a mutex. A failed try-acquire or a timed-out acquire synchronises with nothing.
 
+mod external;
+mod info;
+mod options;
+mod permit;
 pub mod protocol;
 pub mod word;
+
+pub use self::{
+    info::{Info, Kind},
+    options::Options,
+    permit::Permit,
+};
 
 use std::{
     fmt,
@@ -30,13 +40,10 @@ use crate::{
     error::{Error, Result},
     holders,
     namespace::{Namespace, current_lane, with_lane},
-    scope::{DEFAULT_NAMESPACE, Location, Scope, validate_name},
-    segment::{
-        Creation,
-        layout::{HolderRecord, SemRecord},
-    },
+    scope::Scope,
+    segment::layout::{HolderRecord, SemRecord},
     sys,
-    table::{self, DEFAULT_IDLE_MS, Found, KIND_PERSISTENT, NewRecord},
+    table::{self, Found, KIND_PERSISTENT},
     wait::{self, Monotonic, Waited},
 };
 
@@ -44,182 +51,6 @@ use crate::{
 const BOUNDED_SLEEP: Duration = Duration::from_millis(50);
 /// Spins before the first sleep.
 const SPINS: u32 = 6;
-
-/// How to open a semaphore: scope, namespace, and what to create it with if it does not exist.
-///
-/// # Examples
-///
-/// ```
-/// # let dir = std::env::temp_dir().join(format!("shmsem-doc-opt-{}", std::process::id()));
-/// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
-/// use shmsem::{Scope, Semaphore};
-///
-/// let sem = Semaphore::options()
-///     .scope(Scope::Local)
-///     .namespace("ci")
-///     .capacity(2)
-///     .persistent()
-///     .open("slow-backend")?;
-/// assert_eq!(sem.capacity(), 2);
-/// # Ok::<(), shmsem::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Options {
-    scope: Scope,
-    namespace: String,
-    capacity: u32,
-    persistent: bool,
-    idle_ms: u32,
-    mode: Option<u32>,
-    group: Option<u32>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            scope: Scope::Local,
-            namespace: DEFAULT_NAMESPACE.to_owned(),
-            capacity: 1,
-            persistent: false,
-            idle_ms: DEFAULT_IDLE_MS,
-            mode: None,
-            group: None,
-        }
-    }
-}
-
-impl Options {
-    /// The scope (default [`Scope::Local`]).
-    pub fn scope(mut self, scope: Scope) -> Self {
-        self.scope = scope;
-        self
-    }
-
-    /// The namespace (default `default`).
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
-        self
-    }
-
-    /// The capacity a new semaphore gets (default 1). An existing one keeps its own.
-    pub fn capacity(mut self, capacity: u32) -> Self {
-        self.capacity = capacity;
-        self
-    }
-
-    /// A new semaphore stays until removed.
-    pub fn persistent(mut self) -> Self {
-        self.persistent = true;
-        self
-    }
-
-    /// A new semaphore is removed after `idle` without holders or waiters (the default, 60 s).
-    pub fn auto(mut self, idle: Duration) -> Self {
-        self.persistent = false;
-        self.idle_ms = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
-        self
-    }
-
-    /// File mode of a new namespace's files (default 0600, or 0666 for [`Scope::Global`]).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = Some(mode & 0o777);
-        self
-    }
-
-    /// Group of a new namespace's files.
-    pub fn group(mut self, gid: u32) -> Self {
-        self.group = Some(gid);
-        self
-    }
-
-    fn location(&self) -> Result<Location> {
-        Location::resolve(self.scope, &self.namespace)
-    }
-
-    fn creation(&self) -> Creation {
-        let default = if self.scope == Scope::Global {
-            0o666
-        } else {
-            0o600
-        };
-        Creation {
-            mode: self.mode.unwrap_or(default),
-            group: self.group,
-        }
-    }
-
-    /// Open `name`, creating it if it does not exist.
-    pub fn open(&self, name: &str) -> Result<Semaphore> {
-        validate_name(name)?;
-        if self.capacity == 0 || self.capacity > word::MAX_CAPACITY {
-            return Err(Error::invalid(format!(
-                "capacity {} is outside 1..={}",
-                self.capacity,
-                word::MAX_CAPACITY
-            )));
-        }
-        let loc = self.location()?;
-        let ns = Namespace::open(loc, Some(self.creation()))?
-            .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
-        let found = match table::lookup(&ns.seg, name) {
-            Some(f) => f,
-            None => {
-                let new = NewRecord {
-                    capacity: self.capacity,
-                    persistent: self.persistent,
-                    idle_ms: self.idle_ms,
-                };
-                ns.with_table_lock(|ctx| table::insert(ctx.seg, name, new))?
-                    .0
-            }
-        };
-        Ok(Semaphore::new(ns, name, found))
-    }
-
-    /// Open `name` only if it exists.
-    pub fn open_existing(&self, name: &str) -> Result<Semaphore> {
-        validate_name(name)?;
-        let not_found = || Error::NotFound {
-            name: name.to_owned(),
-        };
-        let ns = Namespace::open(self.location()?, None)?.ok_or_else(not_found)?;
-        let found = table::lookup(&ns.seg, name).ok_or_else(not_found)?;
-        Ok(Semaphore::new(ns, name, found))
-    }
-
-    /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
-    pub fn list(&self) -> Result<Vec<Info>> {
-        let Some(ns) = Namespace::open(self.location()?, None)? else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<Info> = table::live(&ns.seg)
-            .into_iter()
-            .map(|(found, name)| Semaphore::new(ns.clone(), &name, found).info())
-            .filter_map(Result::ok)
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    /// Reclaim what dead holders hold in the scope and namespace. Returns what came back,
-    /// including what this process's own opening of the namespace reclaimed.
-    pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
-        match Namespace::open(self.location()?, None)? {
-            Some(ns) => ns.reap(),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// The scope these options open in.
-    pub fn scope_of(&self) -> Scope {
-        self.scope
-    }
-
-    /// The namespace these options open in.
-    pub fn namespace_of(&self) -> &str {
-        &self.namespace
-    }
-}
 
 /// A named counting semaphore shared by processes.
 ///
@@ -647,136 +478,6 @@ impl Semaphore {
             }
         }
     }
-
-    // ===== acting for another process =====
-
-    /// Acquire `weight` on behalf of process `pid` (for example a shell that runs
-    /// `shmsem acquire`): the weight stays held until [`release_for`](Self::release_for) or until
-    /// that process exits. `timeout` `None` waits forever; zero tries once.
-    pub fn acquire_for(&self, pid: u32, weight: u32, timeout: Option<Duration>) -> Result<()> {
-        let until = match timeout {
-            None => Until::Forever,
-            Some(d) if d.is_zero() => Until::Now,
-            Some(d) => Until::Timeout(d),
-        }
-        .start();
-        let (slot, slot_gen) = self.external_slot(pid)?;
-        let deadline = match until {
-            Until::Deadline(d, _) => Some(d),
-            Until::Now => Some(Monotonic::now()),
-            Until::Timeout(_) | Until::Forever => None,
-        };
-        let done = self.ns.with_slot_lock(slot, deadline, |ctx| {
-            let index = self.external_record(ctx, slot, slot_gen)?;
-            let h = ctx
-                .seg
-                .holder(index)
-                .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-            let rec = self.rec();
-            let capacity = rec.capacity.load(Relaxed);
-            check_weight(weight, capacity)?;
-            let lane = Lane {
-                word: &rec.word,
-                holding: &h.holding,
-            };
-            match lane.try_take(self.found.generation, weight, capacity, false) {
-                Ok(_) => self.taken(h, weight),
-                Err(Refused::Removed) => Err(self.removed()),
-                Err(refused) => self.take_contended(weight, until, h, refused),
-            }
-        })?;
-        done.ok_or_else(|| match until {
-            Until::Now => Error::WouldBlock {
-                weight,
-                available: 0,
-            },
-            Until::Deadline(_, d) => Error::Timeout {
-                weight,
-                timeout_ms: d.as_millis() as u64,
-            },
-            Until::Timeout(d) => Error::Timeout {
-                weight,
-                timeout_ms: d.as_millis() as u64,
-            },
-            Until::Forever => unreachable!("an unbounded wait for a lock always ends with it"),
-        })
-    }
-
-    /// Give back `count` of what process `pid` holds through [`acquire_for`](Self::acquire_for);
-    /// [`Error::NotHeld`] if it holds less, and nothing changes then.
-    pub fn release_for(&self, pid: u32, count: u32) -> Result<()> {
-        if count == 0 {
-            return Err(Error::invalid("release count 0; give back at least 1"));
-        }
-        let (slot, slot_gen) = self.external_slot(pid)?;
-        self.ns
-            .with_slot_lock(slot, None, |ctx| {
-                let index = self.external_record(ctx, slot, slot_gen)?;
-                let h = ctx
-                    .seg
-                    .holder(index)
-                    .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-                let held = holding::held(h.holding.load(Relaxed));
-                if held < count as i64 {
-                    return Err(Error::NotHeld {
-                        count,
-                        held: held.max(0) as u64,
-                    });
-                }
-                let rec = self.rec();
-                let lane = Lane {
-                    word: &rec.word,
-                    holding: &h.holding,
-                };
-                loop {
-                    match lane.give(self.found.generation, count) {
-                        Ok(Wake::None) => return Ok(()),
-                        Ok(Wake::Some(n)) => {
-                            wait::wake(&rec.word, n);
-                            return Ok(());
-                        }
-                        Ok(Wake::All) => {
-                            wait::wake(&rec.word, u32::MAX);
-                            return Ok(());
-                        }
-                        Err(Refused::Frozen(_)) => frozen_pause(),
-                        Err(Refused::Removed) => return Err(self.removed()),
-                        Err(Refused::Underflow(w) | Refused::Full(w)) => {
-                            return Err(Error::corrupt(format!(
-                                "semaphore {:?} has value {} but {count} is being released",
-                                self.name,
-                                word::value(w)
-                            )));
-                        }
-                    }
-                }
-            })
-            .map(|done| done.unwrap_or(()))
-    }
-
-    fn external_slot(&self, pid: u32) -> Result<(u32, u32)> {
-        let who = sys::identity(pid)
-            .map_err(|e| Error::io(format!("looking up process {pid}"), e))?
-            .ok_or_else(|| Error::invalid(format!("there is no process {pid}")))?;
-        self.ns
-            .with_table_lock(|ctx| holders::external_slot(ctx, who))
-    }
-
-    /// The record of external slot `slot` on this semaphore: lane 0, found or claimed. The caller
-    /// holds the slot's lock byte.
-    fn external_record(&self, ctx: holders::Ctx<'_>, slot: u32, slot_gen: u32) -> Result<u32> {
-        let key = holders::record_key(slot, 0, self.found);
-        for index in 0..crate::segment::layout::MAX_HOLDERS {
-            if ctx
-                .seg
-                .holder(index)
-                .is_some_and(|h| h.key.load(Acquire) == key)
-            {
-                return Ok(index);
-            }
-        }
-        holders::claim_record(ctx, slot, slot_gen, 0, self.found)
-    }
 }
 
 /// Record when a holding began, if this acquire began it.
@@ -868,97 +569,4 @@ impl Held {
     fn record(self) -> u32 {
         self.0 as u32
     }
-}
-
-/// Weight held until dropped.
-///
-/// Dropping it gives the weight back and wakes waiters. In a child created by `fork`, dropping
-/// the parent's permit does nothing: the weight belongs to the parent.
-#[must_use = "the weight is given back as soon as the permit is dropped"]
-pub struct Permit<'a> {
-    sem: &'a Semaphore,
-    weight: u32,
-    held: Held,
-}
-
-impl Permit<'_> {
-    /// The weight held.
-    pub fn weight(&self) -> u32 {
-        self.weight
-    }
-
-    /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
-    /// [`Semaphore::exit`].
-    pub fn forget(self) {
-        self.sem.unguarded.fetch_add(self.weight as u64, Relaxed);
-        std::mem::forget(self);
-    }
-}
-
-impl fmt::Debug for Permit<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("semaphore", &self.sem.name)
-            .field("weight", &self.weight)
-            .finish()
-    }
-}
-
-impl Drop for Permit<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if !self.held.is_this_process() {
-            return; // a forked child: the parent holds this weight
-        }
-        // An error here means the segment was corrupted under us; a destructor cannot report it,
-        // and the weight comes back when this process exits.
-        let _ = match (current_lane(), self.sem.ns.seg.holder(self.held.record())) {
-            // The acquiring thread: its own record, no lookup.
-            (Some(lane), Some(h)) if lane == self.held.lane() => self.sem.give_on(h, self.weight),
-            // Another thread: give back through that thread's lane.
-            _ => self.sem.give(self.weight),
-        };
-    }
-}
-
-/// Auto or persistent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Removed after its idle period without holders or waiters.
-    Auto,
-    /// Stays until removed.
-    Persistent,
-}
-
-impl Kind {
-    /// `auto` or `persistent`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Auto => "auto",
-            Kind::Persistent => "persistent",
-        }
-    }
-}
-
-/// A snapshot of a semaphore.
-#[derive(Debug, Clone)]
-pub struct Info {
-    /// Name.
-    pub name: String,
-    /// Scope.
-    pub scope: Scope,
-    /// Namespace.
-    pub namespace: String,
-    /// Auto or persistent.
-    pub kind: Kind,
-    /// Idle period of an auto semaphore, ms.
-    pub idle_ms: u32,
-    /// Most weight that may be held at once.
-    pub capacity: u32,
-    /// Weight held now.
-    pub value: u32,
-    /// Processes holding weight.
-    pub holders: Vec<holders::Party>,
-    /// Processes waiting for weight.
-    pub waiters: Vec<holders::Party>,
 }

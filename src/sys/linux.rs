@@ -73,6 +73,7 @@ pub fn range_locked(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<boo
 }
 
 /// End this process at once with SIGKILL (crash tests).
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 pub fn kill_self() -> ! {
     // SAFETY: raise(2) with a valid signal number; SIGKILL cannot be caught, so it never returns.
     unsafe { libc::raise(libc::SIGKILL) };

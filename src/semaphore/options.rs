@@ -1,0 +1,189 @@
+//! Opening semaphores: scope, namespace, and what to create them with.
+
+use std::time::Duration;
+
+use super::{Info, Semaphore, word};
+use crate::{
+    error::{Error, Result},
+    holders,
+    namespace::Namespace,
+    scope::{DEFAULT_NAMESPACE, Location, Scope, validate_name},
+    segment::Creation,
+    table::{self, DEFAULT_IDLE_MS, NewRecord},
+};
+
+/// How to open a semaphore: scope, namespace, and what to create it with if it does not exist.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("shmsem-doc-opt-{}", std::process::id()));
+/// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+/// use shmsem::{Scope, Semaphore};
+///
+/// let sem = Semaphore::options()
+///     .scope(Scope::Local)
+///     .namespace("ci")
+///     .capacity(2)
+///     .persistent()
+///     .open("slow-backend")?;
+/// assert_eq!(sem.capacity(), 2);
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    scope: Scope,
+    namespace: String,
+    capacity: u32,
+    persistent: bool,
+    idle_ms: u32,
+    mode: Option<u32>,
+    group: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            scope: Scope::Local,
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            capacity: 1,
+            persistent: false,
+            idle_ms: DEFAULT_IDLE_MS,
+            mode: None,
+            group: None,
+        }
+    }
+}
+
+impl Options {
+    /// The scope (default [`Scope::Local`]).
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The namespace (default `default`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The capacity a new semaphore gets (default 1). An existing one keeps its own.
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// A new semaphore stays until removed.
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+
+    /// A new semaphore is removed after `idle` without holders or waiters (the default, 60 s).
+    pub fn auto(mut self, idle: Duration) -> Self {
+        self.persistent = false;
+        self.idle_ms = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// File mode of a new namespace's files (default 0600, or 0666 for [`Scope::Global`]).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode & 0o777);
+        self
+    }
+
+    /// Group of a new namespace's files.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    fn location(&self) -> Result<Location> {
+        Location::resolve(self.scope, &self.namespace)
+    }
+
+    fn creation(&self) -> Creation {
+        let default = if self.scope == Scope::Global {
+            0o666
+        } else {
+            0o600
+        };
+        Creation {
+            mode: self.mode.unwrap_or(default),
+            group: self.group,
+        }
+    }
+
+    /// Open `name`, creating it if it does not exist.
+    pub fn open(&self, name: &str) -> Result<Semaphore> {
+        validate_name(name)?;
+        if self.capacity == 0 || self.capacity > word::MAX_CAPACITY {
+            return Err(Error::invalid(format!(
+                "capacity {} is outside 1..={}",
+                self.capacity,
+                word::MAX_CAPACITY
+            )));
+        }
+        let loc = self.location()?;
+        let ns = Namespace::open(loc, Some(self.creation()))?
+            .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
+        let found = match table::lookup(&ns.seg, name) {
+            Some(f) => f,
+            None => {
+                let new = NewRecord {
+                    capacity: self.capacity,
+                    persistent: self.persistent,
+                    idle_ms: self.idle_ms,
+                };
+                ns.with_table_lock(|ctx| table::insert(ctx.seg, name, new))?
+                    .0
+            }
+        };
+        Ok(Semaphore::new(ns, name, found))
+    }
+
+    /// Open `name` only if it exists.
+    pub fn open_existing(&self, name: &str) -> Result<Semaphore> {
+        validate_name(name)?;
+        let not_found = || Error::NotFound {
+            name: name.to_owned(),
+        };
+        let ns = Namespace::open(self.location()?, None)?.ok_or_else(not_found)?;
+        let found = table::lookup(&ns.seg, name).ok_or_else(not_found)?;
+        Ok(Semaphore::new(ns, name, found))
+    }
+
+    /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
+    pub fn list(&self) -> Result<Vec<Info>> {
+        let Some(ns) = Namespace::open(self.location()?, None)? else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Info> = table::live(&ns.seg)
+            .into_iter()
+            .map(|(found, name)| Semaphore::new(ns.clone(), &name, found).info())
+            .filter_map(Result::ok)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Reclaim what dead holders hold in the scope and namespace. Returns what came back,
+    /// including what this process's own opening of the namespace reclaimed.
+    pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
+        match Namespace::open(self.location()?, None)? {
+            Some(ns) => ns.reap(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The scope these options open in.
+    pub fn scope_of(&self) -> Scope {
+        self.scope
+    }
+
+    /// The namespace these options open in.
+    pub fn namespace_of(&self) -> &str {
+        &self.namespace
+    }
+}

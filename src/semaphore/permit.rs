@@ -1,0 +1,57 @@
+//! The guard that holds weight until dropped.
+
+use std::{fmt, sync::atomic::Ordering::Relaxed};
+
+use super::{Held, Semaphore};
+use crate::namespace::current_lane;
+
+/// Weight held until dropped.
+///
+/// Dropping it gives the weight back and wakes waiters. In a child created by `fork`, dropping
+/// the parent's permit does nothing: the weight belongs to the parent.
+#[must_use = "the weight is given back as soon as the permit is dropped"]
+pub struct Permit<'a> {
+    pub(super) sem: &'a Semaphore,
+    pub(super) weight: u32,
+    pub(super) held: Held,
+}
+
+impl Permit<'_> {
+    /// The weight held.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
+    /// [`Semaphore::exit`].
+    pub fn forget(self) {
+        self.sem.unguarded.fetch_add(self.weight as u64, Relaxed);
+        std::mem::forget(self);
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("semaphore", &self.sem.name)
+            .field("weight", &self.weight)
+            .finish()
+    }
+}
+
+impl Drop for Permit<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.held.is_this_process() {
+            return; // a forked child: the parent holds this weight
+        }
+        // An error here means the segment was corrupted under us; a destructor cannot report it,
+        // and the weight comes back when this process exits.
+        let _ = match (current_lane(), self.sem.ns.seg.holder(self.held.record())) {
+            // The acquiring thread: its own record, no lookup.
+            (Some(lane), Some(h)) if lane == self.held.lane() => self.sem.give_on(h, self.weight),
+            // Another thread: give back through that thread's lane.
+            _ => self.sem.give(self.weight),
+        };
+    }
+}
