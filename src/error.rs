@@ -11,18 +11,17 @@ use std::{fmt, io};
 /// # Examples
 ///
 /// ```
-/// # let dir = tempfile_dir();
+/// # let dir = std::env::temp_dir().join(format!("shmsem-doc-err-{}", std::process::id()));
 /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
 /// use shmsem::{Error, Scope, Semaphore};
 ///
 /// let sem = Semaphore::open("build-slots", Scope::Local)?;
 /// let _held = sem.acquire()?;
-/// assert!(matches!(sem.try_acquire(1), Err(Error::WouldBlock { .. })));
+/// match sem.try_acquire(1) {
+///     Err(Error::WouldBlock { available, .. }) => assert_eq!(available, 0),
+///     other => panic!("expected WouldBlock, got {other:?}"),
+/// }
 /// # Ok::<(), shmsem::Error>(())
-/// # fn tempfile_dir() -> std::path::PathBuf {
-/// #     let d = std::env::temp_dir().join(format!("shmsem-doc-{}", std::process::id()));
-/// #     std::fs::create_dir_all(&d).unwrap(); d
-/// # }
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
