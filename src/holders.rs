@@ -106,6 +106,12 @@ fn key_slot(key: u64) -> Option<u32> {
     (s != 0 && s <= MAX_PROCESSES).then(|| s - 1)
 }
 
+/// Whether `key` is a record of `lane` (of some slot) on `found`.
+#[inline]
+pub fn key_names(key: u64, lane: u16, found: Found) -> bool {
+    key >> 48 != 0 && (key >> 32) as u16 == lane && key_sem(key) == found
+}
+
 /// The semaphore a record key refers to.
 #[inline]
 fn key_sem(key: u64) -> Found {
@@ -262,7 +268,7 @@ pub fn claim_record(
 }
 
 /// Free a record: zero it, then release the key.
-fn free_record(ctx: Ctx<'_>, index: u32) {
+pub fn free_record(ctx: Ctx<'_>, index: u32) {
     if let Some(r) = ctx.seg.holder(index) {
         r.holding.store(0, Relaxed);
         r.wait_weight.store(0, Relaxed);
@@ -433,7 +439,13 @@ fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
             continue; // removed: its records are simply freed below
         }
         let name = table::name_of(rec).unwrap_or_default();
-        match recount_one(ctx, found, &mut dead, &mut extra_locks) {
+        let outcome = recount_one(ctx, found, &mut dead, &mut extra_locks);
+        // A dead waiter's fairness reservation goes with it.
+        let r = rec.reservation.load(Acquire);
+        if r != 0 && dead.contains(&((r >> 48) as u32).wrapping_sub(1)) {
+            let _ = rec.reservation.compare_exchange(r, 0, AcqRel, Relaxed);
+        }
+        match outcome {
             Ok(gone) => {
                 for (pid, weight) in gone {
                     *report.entry((name.clone(), pid)).or_default() += weight;
@@ -605,7 +617,14 @@ fn recount_one(
         return Err(e);
     }
     match outcome {
-        Recount::Done { .. } | Recount::Removed => Ok(gone),
+        Recount::Done { after, .. } => {
+            if after == 0 {
+                // Now unused: the idle period of an auto semaphore starts here.
+                rec.last_used_ms.store(sys::wall_ms(), Relaxed);
+            }
+            Ok(gone)
+        }
+        Recount::Removed => Ok(gone),
         Recount::Busy => Err(Error::io(
             "reclaiming",
             std::io::Error::new(

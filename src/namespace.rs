@@ -22,7 +22,7 @@ use crate::{
     scope::{Location, Scope},
     segment::{self, Creation, Segment, layout::MAX_PROCESSES},
     sys,
-    table::Found,
+    table::{self, Found},
     wait::Monotonic,
 };
 
@@ -190,6 +190,39 @@ impl Namespace {
         let index = holders::claim_record(ctx, r.slot, r.slot_gen, lane, found)?;
         lock(&self.inner).records.insert((lane, found), index);
         Ok((index, r.epoch))
+    }
+
+    /// Forget this process's record of (`lane`, `found`) after the semaphore was removed; free it
+    /// if it holds nothing.
+    pub fn forget_record(&self, lane: u16, found: Found) {
+        let Some(index) = lock(&self.inner).records.remove(&(lane, found)) else {
+            return;
+        };
+        if let Some(r) = self.seg.holder(index)
+            && r.holding.load(Relaxed) == 0
+            && let Ok(ctx) = self.ctx()
+        {
+            holders::free_record(ctx, index);
+        }
+    }
+
+    /// Remove the auto semaphores past their idle period, and wake anyone still sleeping on them.
+    pub fn sweep_idle(&self) -> Result<()> {
+        let removed = self.with_table_lock(|ctx| Ok(table::sweep_idle(ctx.seg, sys::wall_ms())))?;
+        for found in removed {
+            if let Some(rec) = self.seg.sem(found.index) {
+                crate::wait::wake(&rec.word, u32::MAX);
+            }
+        }
+        Ok(())
+    }
+
+    /// Give group `gid` read and write access to the namespace's files (a POSIX ACL entry).
+    pub fn grant_group(&self, gid: u32) -> Result<()> {
+        let ctx = |what: &Path| format!("granting group {gid} access to {}", what.display());
+        sys::grant_group(self.seg.file().as_fd(), gid)
+            .map_err(|e| Error::io(ctx(&self.loc.segment), e))?;
+        sys::grant_group(self.fd()?, gid).map_err(|e| Error::io(ctx(&self.loc.lock), e))
     }
 
     /// Run `f` holding the table lock.

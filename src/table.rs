@@ -19,7 +19,7 @@
 //! The generation, also kept in the top of the semaphore's state word, grows on every removal,
 //! so a handle opened before a removal cannot touch whatever later reuses the record.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use crate::{
     error::{Error, Result},
@@ -267,6 +267,62 @@ pub fn live(seg: &Segment) -> Vec<(Found, String)> {
             ))
         })
         .collect()
+}
+
+/// Remove every auto semaphore that has had no holder and no waiter for its idle period. The
+/// caller holds the table lock. Returns what was removed.
+///
+/// The removal is one compare-exchange of the state word from "nothing held, nobody waiting,
+/// generation g" to an empty word of generation g + 1: an acquire that got in first makes it
+/// fail, and one that comes after fails on the generation and finds or creates the name again.
+/// So no permit is ever granted on a removed record, and the table never holds two live records
+/// for one name (inserts also hold the table lock).
+pub fn sweep_idle(seg: &Segment, now_ms: u64) -> Vec<Found> {
+    let mut removed = Vec::new();
+    for index in 0..MAX_SEMAPHORES {
+        let Some(rec) = seg.sem(index) else { break };
+        let s = rec.slot.load(Acquire);
+        if state(s) != LIVE || rec.flags.load(Relaxed) & KIND_PERSISTENT != 0 {
+            continue;
+        }
+        // The word first (Acquire): a releaser stamps `last_used_ms` before its Release CAS, so
+        // the stamp of the release that emptied it is visible below.
+        let w = rec.word.load(Acquire);
+        if word::value(w) != 0
+            || word::waiters(w) != 0
+            || word::is_frozen(w)
+            || word::generation(w) != generation(s)
+            || rec.reservation.load(Relaxed) != 0
+        {
+            continue;
+        }
+        let since = rec
+            .last_used_ms
+            .load(Relaxed)
+            .max(rec.created_ms.load(Relaxed));
+        let idle = u64::from(rec.idle_ms.load(Relaxed));
+        if now_ms < since.saturating_add(idle) {
+            continue;
+        }
+        let next = generation(s).wrapping_add(1);
+        if rec
+            .word
+            .compare_exchange(w, word::empty(next), AcqRel, Relaxed)
+            .is_err()
+        {
+            continue; // used meanwhile
+        }
+        rec.slot.store(slot(next, TOMBSTONE), Release);
+        let _ = seg
+            .header()
+            .live_names
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        removed.push(Found {
+            index,
+            generation: generation(s),
+        });
+    }
+    removed
 }
 
 /// Whether a handle's record is still the live record it opened.

@@ -346,23 +346,23 @@ fn no_lost_wakeups() {
                 thread::spawn(move || {
                     let rec = Cell64::new(0);
                     acquire_blocking(&word, &rec, &futex, 1, 1);
-                    let wake = Lane {
+                    let before = Lane {
                         word: &*word,
                         holding: &*rec,
                     }
                     .give(0, 1)
                     .unwrap();
-                    futex.wake(wake);
+                    futex.wake(word::wake_count(before, 1));
                 })
             })
             .collect();
-        let wake = Lane {
+        let before = Lane {
             word: &*word,
             holding: &*holder,
         }
         .give(0, 1)
         .unwrap();
-        futex.wake(wake);
+        futex.wake(word::wake_count(before, 1));
         for w in waiters {
             w.join().unwrap();
         }
@@ -399,23 +399,23 @@ fn heavy_waiters_are_all_woken() {
                 thread::spawn(move || {
                     let rec = Cell64::new(0);
                     acquire_blocking(&word, &rec, &futex, weight, 2);
-                    let wake = Lane {
+                    let before = Lane {
                         word: &*word,
                         holding: &*rec,
                     }
                     .give(0, weight)
                     .unwrap();
-                    futex.wake(wake);
+                    futex.wake(word::wake_count(before, weight));
                 })
             })
             .collect();
-        let wake = Lane {
+        let before = Lane {
             word: &*word,
             holding: &*holder,
         }
         .give(0, 2)
         .unwrap();
-        futex.wake(wake);
+        futex.wake(word::wake_count(before, 2));
         for w in waiters {
             w.join().unwrap();
         }

@@ -37,6 +37,7 @@ use crate::{
 pub struct Segment {
     map: MmapRaw,
     path: PathBuf,
+    file: File,
 }
 
 // SAFETY: the mapping is only ever accessed through atomics (see `layout`), which are `Sync`.
@@ -110,6 +111,7 @@ impl Segment {
         let segment = Segment {
             map,
             path: path.to_owned(),
+            file,
         };
         segment.validate()?;
         Ok(segment)
@@ -163,6 +165,11 @@ impl Segment {
             )));
         }
         Ok(())
+    }
+
+    /// The segment's file, as opened.
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// The header.
@@ -316,6 +323,7 @@ fn create(path: &Path, creation: Creation) -> Result<Option<Segment>> {
         let segment = Segment {
             map,
             path: path.to_owned(),
+            file,
         };
         segment.initialise();
         Ok(segment)

@@ -5,20 +5,18 @@
 //! two CLI processes acting for the same shell, or a reclaimer, never race it; the holder is
 //! judged alive by pid and start time (see `holders`).
 
-use std::{
-    sync::atomic::Ordering::{Acquire, Relaxed},
-    time::Duration,
-};
+use std::{sync::atomic::Ordering::Acquire, time::Duration};
 
 use super::{
-    Semaphore, Until, check_weight, frozen_pause,
+    Contended, Semaphore, Until, check_weight, fair_capacity, note_since,
     protocol::{Lane, Refused, holding},
-    word::{self, Wake},
+    reservation_token,
 };
 use crate::{
     error::{Error, Result},
     holders, sys,
-    wait::{self, Monotonic},
+    table::Found,
+    wait::Monotonic,
 };
 
 impl Semaphore {
@@ -38,40 +36,54 @@ impl Semaphore {
             Until::Now => Some(Monotonic::now()),
             Until::Timeout(_) | Until::Forever => None,
         };
-        let done = self.ns.with_slot_lock(slot, deadline, |ctx| {
-            let index = self.external_record(ctx, slot, slot_gen)?;
-            let h = ctx
-                .seg
-                .holder(index)
-                .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-            let rec = self.rec();
-            let capacity = rec.capacity.load(Relaxed);
-            check_weight(weight, capacity)?;
-            let lane = Lane {
-                word: &rec.word,
-                holding: &h.holding,
-            };
-            match lane.try_take(self.found.generation, weight, capacity, false) {
-                Ok(_) => self.taken(h, weight),
-                Err(Refused::Removed) => Err(self.removed()),
-                Err(refused) => self.take_contended(weight, until, h, refused),
-            }
-        })?;
-        done.ok_or_else(|| match until {
+        let timed_out = || match until {
             Until::Now => Error::WouldBlock {
                 weight,
                 available: 0,
             },
-            Until::Deadline(_, d) => Error::Timeout {
-                weight,
-                timeout_ms: d.as_millis() as u64,
-            },
-            Until::Timeout(d) => Error::Timeout {
+            Until::Deadline(_, d) | Until::Timeout(d) => Error::Timeout {
                 weight,
                 timeout_ms: d.as_millis() as u64,
             },
             Until::Forever => unreachable!("an unbounded wait for a lock always ends with it"),
-        })
+        };
+        let me = self.inner.ns.registration()?.slot;
+        let mut found = self.found();
+        for _ in 0..super::RECREATE_TRIES {
+            let outcome = self.inner.ns.with_slot_lock(slot, deadline, |ctx| {
+                let index = self.external_record(ctx, slot, slot_gen, found)?;
+                let h = ctx
+                    .seg
+                    .holder(index)
+                    .ok_or_else(|| Error::corrupt("record out of bounds"))?;
+                let rec = self.rec(found);
+                let capacity = rec.capacity.load(std::sync::atomic::Ordering::Relaxed);
+                check_weight(weight, capacity)?;
+                let lane = Lane {
+                    word: &rec.word,
+                    holding: &h.holding,
+                };
+                let fair = fair_capacity(rec, capacity, 0);
+                Ok(match lane.try_take(found.generation, weight, fair, false) {
+                    Ok(_) => {
+                        note_since(h, weight);
+                        Ok(())
+                    }
+                    Err(Refused::Removed) => Err(Contended::Removed),
+                    Err(refused) => {
+                        let token = reservation_token(me, u16::MAX - 1, weight);
+                        self.take_contended(found, weight, until, h, token, refused)
+                    }
+                })
+            })?;
+            match outcome {
+                None => return Err(timed_out()),
+                Some(Ok(())) => return Ok(()),
+                Some(Err(Contended::Failed(e))) => return Err(e),
+                Some(Err(Contended::Removed)) => found = self.recreate(found, 0)?,
+            }
+        }
+        Err(self.removed())
     }
 
     /// Give back `count` of what process `pid` holds through [`acquire_for`](Self::acquire_for);
@@ -81,47 +93,23 @@ impl Semaphore {
             return Err(Error::invalid("release count 0; give back at least 1"));
         }
         let (slot, slot_gen) = self.external_slot(pid)?;
-        self.ns
+        let found = self.found();
+        self.inner
+            .ns
             .with_slot_lock(slot, None, |ctx| {
-                let index = self.external_record(ctx, slot, slot_gen)?;
+                let index = self.external_record(ctx, slot, slot_gen, found)?;
                 let h = ctx
                     .seg
                     .holder(index)
                     .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-                let held = holding::held(h.holding.load(Relaxed));
+                let held = holding::held(h.holding.load(Acquire));
                 if held < count as i64 {
                     return Err(Error::NotHeld {
                         count,
                         held: held.max(0) as u64,
                     });
                 }
-                let rec = self.rec();
-                let lane = Lane {
-                    word: &rec.word,
-                    holding: &h.holding,
-                };
-                loop {
-                    match lane.give(self.found.generation, count) {
-                        Ok(Wake::None) => return Ok(()),
-                        Ok(Wake::Some(n)) => {
-                            wait::wake(&rec.word, n);
-                            return Ok(());
-                        }
-                        Ok(Wake::All) => {
-                            wait::wake(&rec.word, u32::MAX);
-                            return Ok(());
-                        }
-                        Err(Refused::Frozen(_)) => frozen_pause(),
-                        Err(Refused::Removed) => return Err(self.removed()),
-                        Err(Refused::Underflow(w) | Refused::Full(w)) => {
-                            return Err(Error::corrupt(format!(
-                                "semaphore {:?} has value {} but {count} is being released",
-                                self.name,
-                                word::value(w)
-                            )));
-                        }
-                    }
-                }
+                self.give_on(found, h, count)
             })
             .map(|done| done.unwrap_or(()))
     }
@@ -130,14 +118,21 @@ impl Semaphore {
         let who = sys::identity(pid)
             .map_err(|e| Error::io(format!("looking up process {pid}"), e))?
             .ok_or_else(|| Error::invalid(format!("there is no process {pid}")))?;
-        self.ns
+        self.inner
+            .ns
             .with_table_lock(|ctx| holders::external_slot(ctx, who))
     }
 
-    /// The record of external slot `slot` on this semaphore: lane 0, found or claimed. The caller
-    /// holds the slot's lock byte.
-    fn external_record(&self, ctx: holders::Ctx<'_>, slot: u32, slot_gen: u32) -> Result<u32> {
-        let key = holders::record_key(slot, 0, self.found);
+    /// The record of external slot `slot` on `found`: lane 0, found or claimed. The caller holds
+    /// the slot's lock byte.
+    fn external_record(
+        &self,
+        ctx: holders::Ctx<'_>,
+        slot: u32,
+        slot_gen: u32,
+        found: Found,
+    ) -> Result<u32> {
+        let key = holders::record_key(slot, 0, found);
         for index in 0..crate::segment::layout::MAX_HOLDERS {
             if ctx
                 .seg
@@ -147,6 +142,6 @@ impl Semaphore {
                 return Ok(index);
             }
         }
-        holders::claim_record(ctx, slot, slot_gen, 0, self.found)
+        holders::claim_record(ctx, slot, slot_gen, 0, found)
     }
 }

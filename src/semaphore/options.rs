@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Info, Semaphore, word};
+use super::{Info, Semaphore};
 use crate::{
     error::{Error, Result},
     holders,
@@ -115,32 +115,31 @@ impl Options {
         }
     }
 
+    /// What a new semaphore is created with.
+    fn new_record(&self) -> NewRecord {
+        NewRecord {
+            capacity: self.capacity,
+            persistent: self.persistent,
+            idle_ms: self.idle_ms,
+        }
+    }
+
     /// Open `name`, creating it if it does not exist.
     pub fn open(&self, name: &str) -> Result<Semaphore> {
         validate_name(name)?;
-        if self.capacity == 0 || self.capacity > word::MAX_CAPACITY {
-            return Err(Error::invalid(format!(
-                "capacity {} is outside 1..={}",
-                self.capacity,
-                word::MAX_CAPACITY
-            )));
-        }
+        super::check_capacity(self.capacity)?;
         let loc = self.location()?;
         let ns = Namespace::open(loc, Some(self.creation()))?
             .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
+        let new = self.new_record();
         let found = match table::lookup(&ns.seg, name) {
             Some(f) => f,
             None => {
-                let new = NewRecord {
-                    capacity: self.capacity,
-                    persistent: self.persistent,
-                    idle_ms: self.idle_ms,
-                };
                 ns.with_table_lock(|ctx| table::insert(ctx.seg, name, new))?
                     .0
             }
         };
-        Ok(Semaphore::new(ns, name, found))
+        Ok(Semaphore::new(ns, name, found, Some(new)))
     }
 
     /// Open `name` only if it exists.
@@ -150,31 +149,49 @@ impl Options {
             name: name.to_owned(),
         };
         let ns = Namespace::open(self.location()?, None)?.ok_or_else(not_found)?;
+        ns.sweep_idle()?;
         let found = table::lookup(&ns.seg, name).ok_or_else(not_found)?;
-        Ok(Semaphore::new(ns, name, found))
+        Ok(Semaphore::new(ns, name, found, None))
     }
 
     /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
+    /// Auto semaphores past their idle period are removed first.
     pub fn list(&self) -> Result<Vec<Info>> {
         let Some(ns) = Namespace::open(self.location()?, None)? else {
             return Ok(Vec::new());
         };
+        ns.sweep_idle()?;
         let mut out: Vec<Info> = table::live(&ns.seg)
             .into_iter()
-            .map(|(found, name)| Semaphore::new(ns.clone(), &name, found).info())
+            .map(|(found, name)| Semaphore::new(ns.clone(), &name, found, None).info())
             .filter_map(Result::ok)
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
-    /// Reclaim what dead holders hold in the scope and namespace. Returns what came back,
-    /// including what this process's own opening of the namespace reclaimed.
+    /// Reclaim what dead holders hold in the scope and namespace, and remove auto semaphores past
+    /// their idle period. Returns what came back, including what this process's own opening of
+    /// the namespace reclaimed.
     pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
         match Namespace::open(self.location()?, None)? {
-            Some(ns) => ns.reap(),
+            Some(ns) => {
+                let out = ns.reap()?;
+                ns.sweep_idle()?;
+                Ok(out)
+            }
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Let group `gid` use the namespace too: a POSIX ACL entry giving the group read and write
+    /// access to the namespace's files. The namespace must exist.
+    pub fn grant(&self, gid: u32) -> Result<()> {
+        let loc = self.location()?;
+        let ns = Namespace::open(loc, None)?.ok_or_else(|| Error::NotFound {
+            name: self.namespace.clone(),
+        })?;
+        ns.grant_group(gid)
     }
 
     /// The scope these options open in.

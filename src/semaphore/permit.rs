@@ -3,7 +3,7 @@
 use std::{fmt, sync::atomic::Ordering::Relaxed};
 
 use super::{Held, Semaphore};
-use crate::namespace::current_lane;
+use crate::{namespace::current_lane, table::Found};
 
 /// Weight held until dropped.
 ///
@@ -11,12 +11,25 @@ use crate::namespace::current_lane;
 /// the parent's permit does nothing: the weight belongs to the parent.
 #[must_use = "the weight is given back as soon as the permit is dropped"]
 pub struct Permit<'a> {
-    pub(super) sem: &'a Semaphore,
-    pub(super) weight: u32,
-    pub(super) held: Held,
+    sem: &'a Semaphore,
+    weight: u32,
+    /// The record the weight was taken from.
+    found: Found,
+    /// Where the holding is recorded.
+    held: Held,
 }
 
-impl Permit<'_> {
+impl<'a> Permit<'a> {
+    #[inline]
+    pub(super) fn new(sem: &'a Semaphore, weight: u32, found: Found, held: Held) -> Permit<'a> {
+        Permit {
+            sem,
+            weight,
+            found,
+            held,
+        }
+    }
+
     /// The weight held.
     pub fn weight(&self) -> u32 {
         self.weight
@@ -25,7 +38,10 @@ impl Permit<'_> {
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
     /// [`Semaphore::exit`].
     pub fn forget(self) {
-        self.sem.unguarded.fetch_add(self.weight as u64, Relaxed);
+        self.sem
+            .inner
+            .unguarded
+            .fetch_add(self.weight as u64, Relaxed);
         std::mem::forget(self);
     }
 }
@@ -33,7 +49,7 @@ impl Permit<'_> {
 impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("semaphore", &self.sem.name)
+            .field("semaphore", &self.sem.name())
             .field("weight", &self.weight)
             .finish()
     }
@@ -45,13 +61,16 @@ impl Drop for Permit<'_> {
         if !self.held.is_this_process() {
             return; // a forked child: the parent holds this weight
         }
+        let sem = self.sem;
         // An error here means the segment was corrupted under us; a destructor cannot report it,
         // and the weight comes back when this process exits.
-        let _ = match (current_lane(), self.sem.ns.seg.holder(self.held.record())) {
+        let _ = match (current_lane(), sem.inner.ns.seg.holder(self.held.record())) {
             // The acquiring thread: its own record, no lookup.
-            (Some(lane), Some(h)) if lane == self.held.lane() => self.sem.give_on(h, self.weight),
+            (Some(lane), Some(h)) if lane == self.held.lane() => {
+                sem.give_on(self.found, h, self.weight)
+            }
             // Another thread: give back through that thread's lane.
-            _ => self.sem.give(self.weight),
+            _ => sem.give(self.found, self.weight),
         };
     }
 }

@@ -50,7 +50,7 @@
 
 use std::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release};
 
-use super::word::{self, Wake};
+use super::word;
 use crate::failpoint;
 
 /// The atomic operations the protocol needs on a 64-bit cell.
@@ -180,9 +180,10 @@ impl<A: Atomic64> Lane<'_, A> {
         }
     }
 
-    /// Give back `count`. Returns whom to wake.
+    /// Give back `count`. Returns the word before the change (see [`word::wake_count`] for
+    /// whom to wake).
     #[inline]
-    pub fn give(&self, generation: u16, count: u32) -> Result<Wake, Refused> {
+    pub fn give(&self, generation: u16, count: u32) -> Result<u64, Refused> {
         let mine = self.holding.load(Relaxed);
         let mut current = self.word.load(Relaxed);
         let mut announced = false;
@@ -207,7 +208,7 @@ impl<A: Atomic64> Lane<'_, A> {
                     failpoint::hit("release:swapped");
                     let held = holding::held(mine).wrapping_sub(count as i64);
                     self.holding.store(holding::of(held), Release);
-                    break Ok(word::wake_count(before, count));
+                    break Ok(before);
                 }
                 Err(actual) => current = actual,
             }
@@ -421,7 +422,10 @@ mod tests {
             !holding::is_busy(r.load(Relaxed)),
             "a refused attempt leaves no mark"
         );
-        assert_eq!(lane.give(3, 2), Ok(Wake::None));
+        assert_eq!(
+            lane.give(3, 2).map(|b| word::wake_count(b, 2)),
+            Ok(word::Wake::None)
+        );
         assert_eq!(r.load(Relaxed), 0);
         assert_eq!(lane.try_take(4, 1, 3, false), Err(Refused::Removed));
         assert!(matches!(lane.give(3, 1), Err(Refused::Underflow(_))));

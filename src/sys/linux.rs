@@ -220,3 +220,96 @@ mod tests {
         assert_eq!(liveness(impostor), Liveness::Dead);
     }
 }
+
+// ===== owners and access =====
+
+/// The name of user `uid`, if it has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `passwd` is a plain C struct; all-zero is a valid value to be overwritten.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `pw` and `out` are exclusively borrowed and
+    // `buf` is writable for its length; the strings written point into `buf`.
+    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() {
+        return None;
+    }
+    // SAFETY: on success `pw_name` is a NUL-terminated string inside `buf`, alive here.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// The name of group `gid`, if it has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `group` is a plain C struct; all-zero is a valid value to be overwritten.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `user_name`.
+    let r = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() {
+        return None;
+    }
+    // SAFETY: on success `gr_name` is a NUL-terminated string inside `buf`, alive here.
+    let name = unsafe { std::ffi::CStr::from_ptr(gr.gr_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// POSIX ACL xattr layout (`include/uapi/linux/posix_acl_xattr.h`): a 4-byte version, then
+/// 8-byte entries `{tag: u16, perm: u16, id: u32}`, little-endian, sorted by tag then id.
+mod acl {
+    pub const NAME: &str = "system.posix_acl_access";
+    pub const VERSION: u32 = 2;
+    pub const USER_OBJ: u16 = 0x01;
+    pub const GROUP_OBJ: u16 = 0x04;
+    pub const GROUP: u16 = 0x08;
+    pub const MASK: u16 = 0x10;
+    pub const OTHER: u16 = 0x20;
+    pub const NO_ID: u32 = u32::MAX;
+}
+
+/// Give group `gid` read and write access to `fd`'s file through a POSIX ACL entry, keeping the
+/// entries already there (or the ones the mode implies). The mask is widened to cover it.
+pub fn grant_group(fd: BorrowedFd<'_>, gid: u32) -> io::Result<()> {
+    let mut entries: Vec<(u16, u16, u32)> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::fgetxattr(fd, acl::NAME, &mut buf[..]) {
+        Ok(n)
+            if n >= 4
+                && u32::from_le_bytes(buf[..4].try_into().unwrap_or_default()) == acl::VERSION =>
+        {
+            for e in buf[4..n].chunks_exact(8) {
+                let tag = u16::from_le_bytes([e[0], e[1]]);
+                let perm = u16::from_le_bytes([e[2], e[3]]);
+                let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+                entries.push((tag, perm, id));
+            }
+        }
+        Ok(_) | Err(rustix::io::Errno::NODATA) => {
+            let mode = rustix::fs::fstat(fd)?.st_mode;
+            let bits = |shift: u32| ((mode >> shift) & 7) as u16;
+            entries.push((acl::USER_OBJ, bits(6), acl::NO_ID));
+            entries.push((acl::GROUP_OBJ, bits(3), acl::NO_ID));
+            entries.push((acl::OTHER, bits(0), acl::NO_ID));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    entries.retain(|&(tag, _, id)| !(tag == acl::GROUP && id == gid) && tag != acl::MASK);
+    entries.push((acl::GROUP, 6, gid));
+    // The mask bounds every group-class entry: make it their union.
+    let mask = entries
+        .iter()
+        .filter(|&&(tag, _, _)| tag == acl::GROUP_OBJ || tag == acl::GROUP || tag == 0x02)
+        .fold(0, |m, &(_, perm, _)| m | perm);
+    entries.push((acl::MASK, mask, acl::NO_ID));
+    entries.sort_by_key(|&(tag, _, id)| (tag, id));
+    let mut out = acl::VERSION.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    rustix::fs::fsetxattr(fd, acl::NAME, &out, rustix::fs::XattrFlags::empty())?;
+    Ok(())
+}
