@@ -1,1 +1,341 @@
-fn main() {}
+//! Criterion benchmarks of SPEC §6: one group per scenario id, each with shmsem and its kernel
+//! peers (POSIX named semaphores, SysV semaphores with `SEM_UNDO`) side by side, so that
+//! criterion's report compares them. `shmsem bench` runs the same scenarios without criterion
+//! and prints them as one table with the targets.
+//!
+//! Multi-process scenarios (`pingpong`, `contended4`, `reclaim`) use `iter_custom` with helper
+//! processes: this bench binary started again with `SHMSEM_BENCH_ROLE` set, which `main` checks
+//! before criterion starts. The kernel peers, the helper roles and the process handling are the
+//! CLI's own files, included with `#[path]`.
+//!
+//! ```text
+//! cargo bench --bench semaphores                 # everything, a few minutes
+//! cargo bench --bench semaphores -- pingpong     # one group
+//! ```
+
+// Each included file is shared with the CLI, which uses parts that these benches do not.
+#[allow(dead_code)]
+#[path = "../src/bin/shmsem/bench/drive.rs"]
+mod drive;
+#[allow(dead_code)]
+#[path = "../src/bin/shmsem/bench/peers.rs"]
+mod peers;
+#[allow(dead_code)]
+#[path = "../src/bin/shmsem/bench/procs.rs"]
+mod procs;
+#[allow(dead_code)]
+#[path = "../src/bin/shmsem/bench/roles.rs"]
+mod roles;
+
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
+
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use shmsem::{Error, Semaphore};
+
+use crate::{
+    drive::{Rng, START, Sems, kill_holder, shmsem_sem},
+    peers::{KernelSem, PosixSem, SysvSem, unique_posix_name},
+    procs::Helper,
+    roles::{Impl, KernelLocks, Locks, Role, ShmsemLocks, pingpong_rounds, pingpong_start},
+};
+
+/// Helpers are started with no arguments: `main` sends them to their role first thing.
+const HELPER_ARGS: &[&str] = &[];
+
+fn main() {
+    if let Some(outcome) = roles::requested() {
+        if let Err(e) = outcome {
+            eprintln!("bench helper: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // Before any thread: it sets SHMSEM_DIR, which helpers inherit.
+    let _dir = procs::Workspace::create().expect("creating the benchmark's SHMSEM_DIR");
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args();
+    uncontended(&mut c);
+    try_full(&mut c);
+    open(&mut c);
+    pingpong(&mut c);
+    contended4(&mut c);
+    weighted4(&mut c);
+    timed(&mut c);
+    reclaim(&mut c);
+    scale10k(&mut c);
+    c.final_summary();
+}
+
+/// Benchmark `op` under `id` in `group`; `op` failing is a broken benchmark: stop.
+fn bench_op(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    mut op: impl FnMut() -> anyhow::Result<()>,
+) {
+    group.bench_function(id, |b| {
+        b.iter(|| {
+            if let Err(e) = op() {
+                panic!("{id}: {e:#}");
+            }
+        })
+    });
+}
+
+/// An acquire + release pair of weight 1.
+fn uncontended(c: &mut Criterion) {
+    let sem = shmsem_sem("fast", "uncontended", 1).expect("shmsem");
+    let px = PosixSem::create(&unique_posix_name("uncontended"), 1).expect("sem_open");
+    let sv = SysvSem::create(1).expect("semget");
+    let mut g = c.benchmark_group("uncontended");
+    bench_op(&mut g, "shmsem", || {
+        drop(sem.acquire()?);
+        Ok(())
+    });
+    bench_op(&mut g, "posix", || {
+        px.wait()?;
+        Ok(px.post()?)
+    });
+    bench_op(&mut g, "sysv", || {
+        sv.wait()?;
+        Ok(sv.post()?)
+    });
+    g.finish();
+}
+
+/// A try-acquire that finds the semaphore full.
+fn try_full(c: &mut Criterion) {
+    let sem = shmsem_sem("fast", "try_full", 1).expect("shmsem");
+    let _held = sem.acquire().expect("taking the only permit");
+    let px = PosixSem::create(&unique_posix_name("try_full"), 0).expect("sem_open");
+    let sv = SysvSem::create(0).expect("semget");
+    let mut g = c.benchmark_group("try_full");
+    bench_op(&mut g, "shmsem", || match sem.try_acquire(1) {
+        Err(Error::WouldBlock { .. }) => Ok(()),
+        Ok(_) => anyhow::bail!("try_acquire succeeded on a full semaphore"),
+        Err(e) => Err(e.into()),
+    });
+    bench_op(&mut g, "posix", || {
+        anyhow::ensure!(!px.try_wait()?, "sem_trywait succeeded");
+        Ok(())
+    });
+    bench_op(&mut g, "sysv", || {
+        anyhow::ensure!(!sv.try_wait()?, "semop succeeded");
+        Ok(())
+    });
+    g.finish();
+}
+
+/// Opening an existing name: in a namespace already mapped, vs `sem_open` + `sem_close` of a
+/// name this process does not keep open, vs `semget` of an existing key.
+fn open(c: &mut Criterion) {
+    let _mapped = shmsem_sem("open", "existing", 1).expect("shmsem");
+    let options = Semaphore::options().namespace("open");
+    let px = PosixSem::create_name_only(&unique_posix_name("open"), 1).expect("sem_open");
+    let sv = SysvSem::create(1).expect("semget");
+    let mut g = c.benchmark_group("open");
+    bench_op(&mut g, "shmsem", || {
+        drop(options.open("existing")?);
+        Ok(())
+    });
+    bench_op(&mut g, "posix", || Ok(PosixSem::open_close(px.as_c_str())?));
+    bench_op(&mut g, "sysv", || {
+        black_box(SysvSem::lookup(sv.key())?);
+        Ok(())
+    });
+    g.finish();
+}
+
+/// Two processes handing a permit back and forth: one iteration is one round trip.
+fn pingpong(c: &mut Criterion) {
+    let sems = Sems::create("pingpong", 3, 1).expect("creating semaphores");
+    let mut g = c.benchmark_group("pingpong");
+    pingpong_one(&mut g, &sems, Impl::Shmsem, ShmsemLocks::new(&sems.shmsem));
+    pingpong_one(&mut g, &sems, Impl::Posix, KernelLocks::new(&sems.posix));
+    pingpong_one(&mut g, &sems, Impl::Sysv, KernelLocks::new(&sems.sysv));
+    g.finish();
+}
+
+fn pingpong_one<L: Locks>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    sems: &Sems,
+    imp: Impl,
+    mut locks: L,
+) {
+    pingpong_start(&mut locks).expect("taking L0 and L1");
+    let mut peer =
+        roles::spawn(Role::PingPong, imp, sems.specs(imp), HELPER_ARGS).expect("starting the peer");
+    peer.expect("ready", START).expect("the peer getting ready");
+    let unblock = || sems.unblock();
+    let mut next = 0u64;
+    procs::watchdog(Duration::from_secs(600), &[peer.pid()], &unblock, |stop| {
+        g.bench_function(imp.as_str(), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                if let Err(e) = pingpong_rounds(&mut locks, &mut next, iters, stop) {
+                    panic!("pingpong {}: {e:#}", imp.as_str());
+                }
+                start.elapsed()
+            })
+        });
+        Ok(())
+    })
+    .expect("pingpong");
+}
+
+/// Four processes on one semaphore of capacity 1, a ~30 ns critical section: one iteration is
+/// one critical section, so criterion's throughput is the four processes' together.
+fn contended4(c: &mut Criterion) {
+    let sems = Sems::create("contended", 1, 1).expect("creating semaphores");
+    let mut g = c.benchmark_group("contended4");
+    g.throughput(Throughput::Elements(1))
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10);
+    for imp in Impl::ALL {
+        let mut workers: Vec<Helper> = (0..4)
+            .map(|_| roles::spawn(Role::Worker, imp, sems.specs(imp), HELPER_ARGS))
+            .collect::<anyhow::Result<_>>()
+            .expect("starting workers");
+        g.bench_function(imp.as_str(), |b| {
+            b.iter_custom(|iters| {
+                let each = iters.div_ceil(4);
+                let start = Instant::now();
+                for w in &mut workers {
+                    w.send(&format!("count {each}")).expect("a worker");
+                }
+                for w in &mut workers {
+                    w.expect("done", Duration::from_secs(120))
+                        .expect("a worker");
+                }
+                // Scale to the `iters` criterion asked for.
+                start.elapsed().mul_f64(iters as f64 / (each * 4) as f64)
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Weight 4 at once and back, vs 4 `sem_wait`s + 4 `sem_post`s, vs `semop` -4 / +4.
+fn weighted4(c: &mut Criterion) {
+    let sem = shmsem_sem("fast", "weighted4", 4).expect("shmsem");
+    let px = PosixSem::create(&unique_posix_name("weighted4"), 4).expect("sem_open");
+    let sv = SysvSem::create(4).expect("semget");
+    let mut g = c.benchmark_group("weighted4");
+    bench_op(&mut g, "shmsem", || {
+        drop(sem.acquire_weight(4)?);
+        Ok(())
+    });
+    bench_op(&mut g, "posix", || {
+        px.wait_n(4)?;
+        Ok(px.post_n(4)?)
+    });
+    bench_op(&mut g, "sysv", || {
+        sv.wait_n(4)?;
+        Ok(sv.post_n(4)?)
+    });
+    g.finish();
+}
+
+/// A timed acquire (1 s) that succeeds at once, and its release.
+fn timed(c: &mut Criterion) {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let sem = shmsem_sem("fast", "timed", 1).expect("shmsem");
+    let px = PosixSem::create(&unique_posix_name("timed"), 1).expect("sem_open");
+    let sv = SysvSem::create(1).expect("semget");
+    let mut g = c.benchmark_group("timed");
+    bench_op(&mut g, "shmsem", || {
+        drop(sem.acquire_timeout(1, TIMEOUT)?);
+        Ok(())
+    });
+    bench_op(&mut g, "posix", || {
+        anyhow::ensure!(px.timed_wait(TIMEOUT)?, "sem_timedwait timed out");
+        Ok(px.post()?)
+    });
+    bench_op(&mut g, "sysv", || {
+        anyhow::ensure!(sv.timed_wait(TIMEOUT)?, "semtimedop timed out");
+        Ok(sv.post()?)
+    });
+    g.finish();
+}
+
+/// Kills per criterion sample in `reclaim`: each costs a process start and up to 50 ms, so a
+/// sample measures at most this many and scales their mean to the iterations criterion asked for.
+const KILLS_PER_SAMPLE: u64 = 3;
+
+/// A holder SIGKILLed while this process waits: time from the kill to the acquire. POSIX
+/// semaphores never give the permit back, so there is no POSIX entry.
+fn reclaim(c: &mut Criterion) {
+    const LIMIT: Duration = Duration::from_secs(10);
+    let sem = shmsem_sem("reclaim", "victim", 1).expect("shmsem");
+    let sv = SysvSem::create(1).expect("semget");
+    let specs = ["reclaim/victim".to_owned(), sv.id().to_string()];
+    let mut rng = Rng::seeded();
+    let mut g = c.benchmark_group("reclaim");
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(1));
+    g.bench_function("shmsem", |b| {
+        b.iter_custom(|iters| {
+            let kills = iters.min(KILLS_PER_SAMPLE);
+            let mut total = Duration::ZERO;
+            for _ in 0..kills {
+                let delay = Duration::from_micros(1_000 + rng.below(50_000));
+                total += kill_holder(HELPER_ARGS, Impl::Shmsem, &specs[..1], delay, || {
+                    let permit = sem.acquire_timeout(1, LIMIT)?;
+                    let at = procs::mono_ns();
+                    drop(permit);
+                    Ok(at)
+                })
+                .expect("shmsem reclaim");
+            }
+            total.mul_f64(iters as f64 / kills as f64)
+        })
+    });
+    g.bench_function("sysv", |b| {
+        b.iter_custom(|iters| {
+            let kills = iters.min(KILLS_PER_SAMPLE);
+            let mut total = Duration::ZERO;
+            for _ in 0..kills {
+                let delay = Duration::from_micros(1_000 + rng.below(4_000));
+                total += kill_holder(HELPER_ARGS, Impl::Sysv, &specs[1..], delay, || {
+                    anyhow::ensure!(sv.timed_wait(LIMIT)?, "SysV did not undo within 10 s");
+                    let at = procs::mono_ns();
+                    sv.post()?;
+                    Ok(at)
+                })
+                .expect("SysV reclaim");
+            }
+            total.mul_f64(iters as f64 / kills as f64)
+        })
+    });
+    g.finish();
+}
+
+/// The uncontended pair in a namespace of 10,000 semaphores, against one of a single semaphore.
+fn scale10k(c: &mut Criterion) {
+    let fill = Semaphore::options().namespace("scale").persistent();
+    for i in 0..9_999 {
+        drop(
+            fill.open(&format!("filler-{i:05}"))
+                .expect("filling the namespace"),
+        );
+    }
+    let many = shmsem_sem("scale", "target", 1).expect("shmsem");
+    let one = shmsem_sem("one", "target", 1).expect("shmsem");
+    let mut g = c.benchmark_group("scale10k");
+    bench_op(&mut g, "shmsem-1", || {
+        drop(one.acquire()?);
+        Ok(())
+    });
+    bench_op(&mut g, "shmsem-10k", || {
+        drop(many.acquire()?);
+        Ok(())
+    });
+    g.finish();
+}

@@ -333,6 +333,34 @@ pub fn parties(seg: &Segment, found: Found) -> (Vec<Party>, Vec<Party>) {
     (holders, waiters)
 }
 
+/// What process `pid` holds and waits for, per semaphore: (semaphore, weight held, weights
+/// waited for). Only slots in use count.
+pub fn activity_of(seg: &Segment, pid: u32) -> BTreeMap<Found, (i64, Vec<u32>)> {
+    let mut out: BTreeMap<Found, (i64, Vec<u32>)> = BTreeMap::new();
+    for index in 0..MAX_HOLDERS {
+        let Some(r) = seg.holder(index) else { break };
+        let key = r.key.load(Acquire);
+        let Some(slot) = key_slot(key) else { continue };
+        let Some(s) = seg.proc_slot(slot) else {
+            continue;
+        };
+        if kind(s.state.load(Acquire)) == FREE || s.pid.load(Relaxed) != pid {
+            continue;
+        }
+        let held = holding::held(r.holding.load(Relaxed));
+        let waiting = r.wait_weight.load(Relaxed);
+        if held == 0 && waiting == 0 {
+            continue;
+        }
+        let entry = out.entry(key_sem(key)).or_default();
+        entry.0 = entry.0.saturating_add(held);
+        if waiting != 0 {
+            entry.1.push(waiting);
+        }
+    }
+    out
+}
+
 /// What [`reclaim`] gave back from one dead holder on one semaphore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reclaimed {

@@ -7,6 +7,7 @@ mod error;
 pub mod failpoint;
 mod holders;
 mod namespace;
+mod ps;
 mod scope;
 mod segment;
 mod semaphore;
@@ -17,8 +18,9 @@ mod wait;
 pub use crate::{
     error::{Error, Result},
     holders::{Party, Reclaimed},
+    ps::{Activity, State, ps},
     scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, validate_name},
-    semaphore::{Info, Kind, Options, Permit, Semaphore},
+    semaphore::{Info, Kind, Options, Owner, Permit, Semaphore},
 };
 
 /// The protocol and layout, exposed for the loom model, fuzz targets and benchmarks. Not a

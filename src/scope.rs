@@ -171,6 +171,62 @@ impl Location {
     pub fn dir(&self) -> &Path {
         self.segment.parent().unwrap_or(Path::new("/"))
     }
+
+    /// Every namespace that exists now, in every scope: `global`, `local`, and the `self` trees
+    /// of this user (each tree's segment is its own namespace table).
+    pub fn all() -> Result<Vec<Location>> {
+        let mut out = Vec::new();
+        let custom = std::env::var_os(DIR_ENV).filter(|d| !d.is_empty());
+        let (global_dir, global_prefix) = match &custom {
+            Some(d) => (PathBuf::from(d), "global."),
+            None => (PathBuf::from("/dev/shm"), "shmsem.global."),
+        };
+        let user = match &custom {
+            Some(d) => PathBuf::from(d),
+            None => user_dir()?,
+        };
+        let mut scan = |dir: &Path,
+                        keep: &mut dyn FnMut(
+            &str,
+        )
+            -> Option<(Scope, String, Option<sys::Identity>)>| {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.ends_with(".lock") {
+                    continue;
+                }
+                let Some((scope, namespace, tree_root)) = keep(name) else {
+                    continue;
+                };
+                if validate_name(&namespace).is_err() {
+                    continue;
+                }
+                out.push(Location {
+                    scope,
+                    namespace,
+                    segment: dir.join(name),
+                    lock: dir.join(format!("{name}.lock")),
+                    tree_root,
+                });
+            }
+        };
+        scan(&global_dir, &mut |n| {
+            n.strip_prefix(global_prefix)
+                .map(|ns| (Scope::Global, ns.to_owned(), None))
+        });
+        scan(&user, &mut |n| {
+            if let Some(ns) = n.strip_prefix("local.") {
+                return Some((Scope::Local, ns.to_owned(), None));
+            }
+            let (root, ns) = n.strip_prefix("self.")?.split_once('.')?;
+            Some((Scope::Tree, ns.to_owned(), Some(parse_tree_id(root)?)))
+        });
+        Ok(out)
+    }
 }
 
 /// Parse a tree identity, `PID-START`.
