@@ -51,7 +51,7 @@ use crate::{
     failpoint,
     segment::{
         Segment,
-        layout::{MAX_HOLDERS, MAX_PROCESSES},
+        layout::{MAX_HOLDERS, MAX_PROCESSES, MAX_SEMAPHORES},
     },
     semaphore::protocol::{self, Counted, Operator, Recount, holding},
     sys::{self, Identity, Liveness},
@@ -457,6 +457,19 @@ fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
             sems.insert(key_sem(key));
         }
     }
+    // A dead recounter may have left a word frozen: recount it too, whoever holds records on it.
+    for index in 0..MAX_SEMAPHORES {
+        let Some(rec) = ctx.seg.sem(index) else { break };
+        let recounter = rec.recounter.load(Acquire);
+        let slot = ((recounter >> 32) as u32).wrapping_sub(1);
+        if recounter != 0 && dead.contains(&slot) {
+            let w = rec.word.load(Acquire);
+            sems.insert(Found {
+                index,
+                generation: crate::semaphore::word::generation(w),
+            });
+        }
+    }
     let mut report: BTreeMap<(String, u32), u64> = BTreeMap::new();
     let mut result = Ok(());
     for found in sems {
@@ -648,7 +661,8 @@ fn recount_one(
         Recount::Done { after, .. } => {
             if after == 0 {
                 // Now unused: the idle period of an auto semaphore starts here.
-                rec.last_used_ms.store(sys::wall_ms(), Relaxed);
+                rec.last_used_ms
+                    .store(crate::segment::layout::USED, Relaxed);
             }
             Ok(gone)
         }

@@ -69,7 +69,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 static REGISTRY: Mutex<Option<HashMap<PathBuf, Arc<Namespace>>>> = Mutex::new(None);
 
+/// This process's own namespaces by (scope, name): opening a semaphore in a namespace that is
+/// already mapped touches no file.
+static BY_NAME: Mutex<Option<HashMap<Scope, ByNamespace>>> = Mutex::new(None);
+
+/// One scope's namespaces by name.
+type ByNamespace = HashMap<String, Arc<Namespace>>;
+
 impl Namespace {
+    /// The namespace `namespace` of `scope` as this process resolves it, mapped once per process;
+    /// created if `creation` is given.
+    pub fn open_named(
+        scope: Scope,
+        namespace: &str,
+        creation: Option<Creation>,
+    ) -> Result<Option<Arc<Namespace>>> {
+        if let Some(ns) = lock(&BY_NAME)
+            .get_or_insert_with(HashMap::new)
+            .get(&scope)
+            .and_then(|names| names.get(namespace))
+        {
+            return Ok(Some(ns.clone()));
+        }
+        let opened = Namespace::open(Location::resolve(scope, namespace)?, creation)?;
+        if let Some(ns) = &opened {
+            lock(&BY_NAME)
+                .get_or_insert_with(HashMap::new)
+                .entry(scope)
+                .or_default()
+                .insert(namespace.to_owned(), ns.clone());
+        }
+        Ok(opened)
+    }
+
     /// The namespace at `loc`, mapped once per process, created if `creation` is given.
     pub fn open(loc: Location, creation: Option<Creation>) -> Result<Option<Arc<Namespace>>> {
         sys::install_fork_hook();

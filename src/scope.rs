@@ -10,7 +10,8 @@
 //! | `self` | the `local` directory, `self.PID-START.NS`, where PID and START identify the root of the process tree | 0600 |
 //!
 //! `SHMSEM_DIR`, when set, replaces every directory above: all scopes keep their files flat in
-//! it, under the same file names (`global.NS`, `local.NS`, `self.PID-START.NS`).
+//! it, under the same file names (`global.NS`, `local.NS`, `self.PID-START.NS`). It is read once
+//! per process, at the first use.
 
 use std::{
     fmt,
@@ -133,8 +134,8 @@ impl Location {
     /// Resolve (scope, namespace), creating the per-user directory if needed.
     pub fn resolve(scope: Scope, namespace: &str) -> Result<Location> {
         validate_name(namespace)?;
-        let (dir, global_prefix) = match std::env::var_os(DIR_ENV) {
-            Some(d) if !d.is_empty() => {
+        let (dir, global_prefix) = match custom_dir() {
+            Some(d) => {
                 let dir = PathBuf::from(d);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -176,7 +177,7 @@ impl Location {
     /// of this user (each tree's segment is its own namespace table).
     pub fn all() -> Result<Vec<Location>> {
         let mut out = Vec::new();
-        let custom = std::env::var_os(DIR_ENV).filter(|d| !d.is_empty());
+        let custom = custom_dir();
         let (global_dir, global_prefix) = match &custom {
             Some(d) => (PathBuf::from(d), "global."),
             None => (PathBuf::from("/dev/shm"), "shmsem.global."),
@@ -185,11 +186,7 @@ impl Location {
             Some(d) => PathBuf::from(d),
             None => user_dir()?,
         };
-        let mut scan = |dir: &Path,
-                        keep: &mut dyn FnMut(
-            &str,
-        )
-            -> Option<(Scope, String, Option<sys::Identity>)>| {
+        let mut scan = |dir: &Path, keep: &mut dyn FnMut(&str) -> Option<Parsed>| {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 return;
             };
@@ -227,6 +224,16 @@ impl Location {
         });
         Ok(out)
     }
+}
+
+/// A namespace file name, parsed: its scope, namespace and (for `self`) tree root.
+type Parsed = (Scope, String, Option<sys::Identity>);
+
+/// `SHMSEM_DIR`, read once, at the first use of any scope.
+pub(crate) fn custom_dir() -> Option<std::ffi::OsString> {
+    static DIR: OnceLock<Option<std::ffi::OsString>> = OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os(DIR_ENV).filter(|d| !d.is_empty()))
+        .clone()
 }
 
 /// Parse a tree identity, `PID-START`.

@@ -25,7 +25,7 @@ use crate::{
     error::{Error, Result},
     segment::{
         Segment,
-        layout::{MAX_SEMAPHORES, NAME_MAX, SemRecord},
+        layout::{MAX_SEMAPHORES, NAME_MAX, SemRecord, USED},
     },
     semaphore::word,
     sys,
@@ -272,6 +272,13 @@ pub fn live(seg: &Segment) -> Vec<(Found, String)> {
 /// Remove every auto semaphore that has had no holder and no waiter for its idle period. The
 /// caller holds the table lock. Returns what was removed.
 ///
+/// Releases read no clock: a release that empties a semaphore stores [`USED`] in
+/// `last_used_ms`. A sweep that finds a semaphore unused with that mark stamps the time instead;
+/// a later sweep that finds it still unused and still stamped, a whole idle period after the
+/// stamp, removes it. So a semaphore is never removed before it has been unused for its idle
+/// period; it is removed at the first sweep after that (sweeps run whenever a process maps the
+/// namespace, and on `ls`, `show`, `reap` and `watch`).
+///
 /// The removal is one compare-exchange of the state word from "nothing held, nobody waiting,
 /// generation g" to an empty word of generation g + 1: an acquire that got in first makes it
 /// fail, and one that comes after fails on the generation and finds or creates the name again.
@@ -285,8 +292,8 @@ pub fn sweep_idle(seg: &Segment, now_ms: u64) -> Vec<Found> {
         if state(s) != LIVE || rec.flags.load(Relaxed) & KIND_PERSISTENT != 0 {
             continue;
         }
-        // The word first (Acquire): a releaser stamps `last_used_ms` before its Release CAS, so
-        // the stamp of the release that emptied it is visible below.
+        // The word first (Acquire): a releaser marks the record USED before its Release CAS, so
+        // the mark of the release that emptied it is visible below.
         let w = rec.word.load(Acquire);
         if word::value(w) != 0
             || word::waiters(w) != 0
@@ -296,12 +303,16 @@ pub fn sweep_idle(seg: &Segment, now_ms: u64) -> Vec<Found> {
         {
             continue;
         }
-        let since = rec
-            .last_used_ms
-            .load(Relaxed)
-            .max(rec.created_ms.load(Relaxed));
+        let stamp = rec.last_used_ms.load(Relaxed);
+        if stamp == USED {
+            // Unused now, used since the last sweep: the idle period starts now.
+            let _ = rec
+                .last_used_ms
+                .compare_exchange(USED, now_ms.max(1), Relaxed, Relaxed);
+            continue;
+        }
         let idle = u64::from(rec.idle_ms.load(Relaxed));
-        if now_ms < since.saturating_add(idle) {
+        if now_ms < stamp.saturating_add(idle) {
             continue;
         }
         let next = generation(s).wrapping_add(1);

@@ -37,6 +37,10 @@ pub const NAME_MAX: usize = 200;
 /// Words of the inline name.
 const NAME_WORDS: usize = NAME_MAX / 8;
 
+/// [`SemRecord::last_used_ms`] after a release emptied the semaphore: used, idle time not yet
+/// stamped. A plain store, so that releases read no clock.
+pub const USED: u64 = 0;
+
 /// [`Header::init`] while the creator is still writing the segment.
 pub const INIT_CREATING: u32 = 0;
 /// [`Header::init`] once the segment is complete. Stored last, with `Release`.
@@ -142,7 +146,8 @@ pub struct SemRecord {
     pub idle_ms: AtomicU32,
     /// Reserved for the weighted-fairness reservation.
     pub reservation: AtomicU64,
-    /// Wall-clock time of the last release or acquire that emptied or filled it, ms.
+    /// When a sweep first found the semaphore unused (wall-clock ms), or [`USED`] after a
+    /// release emptied it: the start of an auto semaphore's idle period. See `table::sweep_idle`.
     pub last_used_ms: AtomicU64,
     /// Wall-clock creation time, ms since the epoch.
     pub created_ms: AtomicU64,

@@ -41,7 +41,7 @@ use crate::{
     holders,
     namespace::{Namespace, current_lane, with_lane},
     scope::Scope,
-    segment::layout::{HolderRecord, SemRecord},
+    segment::layout::{HolderRecord, SemRecord, USED},
     sys,
     table::{self, Found, KIND_PERSISTENT, NewRecord},
     wait::{self, Monotonic, Waited},
@@ -50,7 +50,7 @@ use crate::{
 /// The longest a waiter sleeps before it looks for dead holders and re-checks.
 const BOUNDED_SLEEP: Duration = Duration::from_millis(50);
 /// Spins before the first sleep.
-const SPINS: u32 = 6;
+const SPINS: u32 = 3;
 
 /// A named counting semaphore shared by processes.
 ///
@@ -256,6 +256,17 @@ impl Semaphore {
     /// Take `weight` only if it is available now; [`Error::WouldBlock`] otherwise.
     #[inline]
     pub fn try_acquire(&self, weight: u32) -> Result<Permit<'_>> {
+        // A try that cannot succeed reads the word and returns.
+        let found = self.found();
+        let rec = self.rec(found);
+        let w = rec.word.load(Relaxed);
+        let capacity = rec.capacity.load(Relaxed);
+        if weight.wrapping_sub(1) < capacity && word::generation(w) == found.generation {
+            let fair = fair_capacity(rec, capacity, 0);
+            if word::take(w, weight, fair, false).is_none() {
+                return Err(would_block(weight, w, fair));
+            }
+        }
         self.take(weight, Until::Now)
             .map(|(found, held)| Permit::new(self, weight, found, held))
     }
@@ -317,7 +328,7 @@ impl Semaphore {
             if persistent {
                 rec.flags.store(flags | KIND_PERSISTENT, Relaxed);
             } else {
-                rec.last_used_ms.store(sys::wall_ms(), Relaxed);
+                rec.last_used_ms.store(USED, Relaxed);
                 rec.flags.store(flags & !KIND_PERSISTENT, Relaxed);
             }
             Ok(())
@@ -422,14 +433,14 @@ impl Semaphore {
         let found = self.found();
         let rec = self.rec(found);
         let capacity = rec.capacity.load(Relaxed);
-        let (h, held) = self.holder(lane, found)?;
-        let lane_view = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
         // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
         if weight.wrapping_sub(1) < capacity {
             let fair = fair_capacity(rec, capacity, 0);
+            let (h, held) = self.holder(lane, found)?;
+            let lane_view = Lane {
+                word: &rec.word,
+                holding: &h.holding,
+            };
             match lane_view.try_take(found.generation, weight, fair, false) {
                 Ok(_) => {
                     note_since(h, weight);
@@ -630,14 +641,11 @@ impl Semaphore {
             word: &rec.word,
             holding: &h.holding,
         };
-        // A release that empties the semaphore starts an auto semaphore's idle period. Stamp it
-        // before the Release compare-exchange, so that a sweeper that sees the value at zero also
-        // sees the stamp (see `table::sweep_idle`). A wrong guess only stamps a busy semaphore.
-        // Persistent semaphores are never swept and skip it.
-        if word::value(rec.word.load(Relaxed)) == count
-            && rec.flags.load(Relaxed) & KIND_PERSISTENT == 0
-        {
-            rec.last_used_ms.store(sys::wall_ms(), Relaxed);
+        // Mark the semaphore used, before the Release compare-exchange, so that a sweeper that
+        // sees the value at zero also sees the mark and restarts the idle period (see
+        // `table::sweep_idle`). A plain store, no clock; skipped when already marked.
+        if rec.last_used_ms.load(Relaxed) != USED {
+            rec.last_used_ms.store(USED, Relaxed);
         }
         loop {
             match lane_view.give(found.generation, count) {
@@ -649,7 +657,12 @@ impl Semaphore {
                     }
                     return Ok(());
                 }
-                Err(Refused::Frozen(_)) => frozen_pause(),
+                Err(Refused::Frozen(_)) => {
+                    // A recount is running. If its recounter died, this release is what notices:
+                    // reclaiming takes the recount over (see `holders::reclaim`).
+                    frozen_pause();
+                    self.inner.ns.reclaim_every(BOUNDED_SLEEP);
+                }
                 Err(Refused::Removed) => {
                     // The semaphore is gone; there is nothing to give back to.
                     let held = holding::held(h.holding.load(Relaxed));
@@ -722,6 +735,15 @@ fn check_weight(weight: u32, capacity: u32) -> Result<()> {
         Ok(())
     } else {
         Err(weight_error(weight, capacity))
+    }
+}
+
+/// The error for a try that found `word` too full.
+#[cold]
+fn would_block(weight: u32, word: u64, capacity: u32) -> Error {
+    Error::WouldBlock {
+        weight,
+        available: word::available(word, capacity),
     }
 }
 

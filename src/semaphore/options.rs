@@ -7,7 +7,7 @@ use crate::{
     error::{Error, Result},
     holders,
     namespace::Namespace,
-    scope::{DEFAULT_NAMESPACE, Location, Scope, validate_name},
+    scope::{DEFAULT_NAMESPACE, Scope, validate_name},
     segment::Creation,
     table::{self, DEFAULT_IDLE_MS, NewRecord},
 };
@@ -99,10 +99,6 @@ impl Options {
         self
     }
 
-    fn location(&self) -> Result<Location> {
-        Location::resolve(self.scope, &self.namespace)
-    }
-
     fn creation(&self) -> Creation {
         let default = if self.scope == Scope::Global {
             0o666
@@ -128,8 +124,7 @@ impl Options {
     pub fn open(&self, name: &str) -> Result<Semaphore> {
         validate_name(name)?;
         super::check_capacity(self.capacity)?;
-        let loc = self.location()?;
-        let ns = Namespace::open(loc, Some(self.creation()))?
+        let ns = Namespace::open_named(self.scope, &self.namespace, Some(self.creation()))?
             .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
         let new = self.new_record();
         let found = match table::lookup(&ns.seg, name) {
@@ -148,7 +143,7 @@ impl Options {
         let not_found = || Error::NotFound {
             name: name.to_owned(),
         };
-        let ns = Namespace::open(self.location()?, None)?.ok_or_else(not_found)?;
+        let ns = Namespace::open_named(self.scope, &self.namespace, None)?.ok_or_else(not_found)?;
         ns.sweep_idle()?;
         let found = table::lookup(&ns.seg, name).ok_or_else(not_found)?;
         Ok(Semaphore::new(ns, name, found, None))
@@ -157,7 +152,7 @@ impl Options {
     /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
     /// Auto semaphores past their idle period are removed first.
     pub fn list(&self) -> Result<Vec<Info>> {
-        let Some(ns) = Namespace::open(self.location()?, None)? else {
+        let Some(ns) = Namespace::open_named(self.scope, &self.namespace, None)? else {
             return Ok(Vec::new());
         };
         ns.sweep_idle()?;
@@ -174,7 +169,7 @@ impl Options {
     /// their idle period. Returns what came back, including what this process's own opening of
     /// the namespace reclaimed.
     pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
-        match Namespace::open(self.location()?, None)? {
+        match Namespace::open_named(self.scope, &self.namespace, None)? {
             Some(ns) => {
                 let out = ns.reap()?;
                 ns.sweep_idle()?;
@@ -187,9 +182,10 @@ impl Options {
     /// Let group `gid` use the namespace too: a POSIX ACL entry giving the group read and write
     /// access to the namespace's files. The namespace must exist.
     pub fn grant(&self, gid: u32) -> Result<()> {
-        let loc = self.location()?;
-        let ns = Namespace::open(loc, None)?.ok_or_else(|| Error::NotFound {
-            name: self.namespace.clone(),
+        let ns = Namespace::open_named(self.scope, &self.namespace, None)?.ok_or_else(|| {
+            Error::NotFound {
+                name: self.namespace.clone(),
+            }
         })?;
         ns.grant_group(gid)
     }
