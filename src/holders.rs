@@ -158,7 +158,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         // We hold the lock byte. A slot still marked ENGINE belonged to a process that died:
         // give back what it held before taking it over.
         if kind(s.state.load(Acquire)) == ENGINE {
-            reclaim_locked(Ctx { me: None, ..ctx }, &[slot])?;
+            reclaim_locked(Ctx { me: None, ..ctx }, &[slot], stuck_words(ctx, &[slot]))?;
         }
         let generation = slot_generation(s.state.load(Acquire)).wrapping_add(1) & 0xFF_FFFF;
         s.pid.store(who.pid, Relaxed);
@@ -432,10 +432,11 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
             }
         }
     }
-    if dead.is_empty() {
+    let stuck = stuck_words(ctx, &dead);
+    if dead.is_empty() && stuck.is_empty() {
         return Ok(Vec::new());
     }
-    let out = reclaim_locked(ctx, &dead);
+    let out = reclaim_locked(ctx, &dead, stuck);
     for &slot in &dead {
         let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
     }
@@ -444,10 +445,11 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
 
 /// Reclaim the slots in `dead`, whose lock bytes the caller holds, and free them. On return the
 /// caller still holds those bytes.
-fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
+/// Semaphores also to recount: `stuck` (see [`stuck_words`]).
+fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32], stuck: BTreeSet<Found>) -> Result<Vec<Reclaimed>> {
     let mut dead: BTreeSet<u32> = dead.iter().copied().collect();
     let mut extra_locks: Vec<u32> = Vec::new();
-    let mut sems: BTreeSet<Found> = BTreeSet::new();
+    let mut sems = stuck;
     for index in 0..MAX_HOLDERS {
         let Some(r) = ctx.seg.holder(index) else {
             break;
@@ -455,19 +457,6 @@ fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
         let key = r.key.load(Acquire);
         if key_slot(key).is_some_and(|s| dead.contains(&s)) {
             sems.insert(key_sem(key));
-        }
-    }
-    // A dead recounter may have left a word frozen: recount it too, whoever holds records on it.
-    for index in 0..MAX_SEMAPHORES {
-        let Some(rec) = ctx.seg.sem(index) else { break };
-        let recounter = rec.recounter.load(Acquire);
-        let slot = ((recounter >> 32) as u32).wrapping_sub(1);
-        if recounter != 0 && dead.contains(&slot) {
-            let w = rec.word.load(Acquire);
-            sems.insert(Found {
-                index,
-                generation: crate::semaphore::word::generation(w),
-            });
         }
     }
     let mut report: BTreeMap<(String, u32), u64> = BTreeMap::new();
@@ -535,6 +524,29 @@ fn reclaim_locked(ctx: Ctx<'_>, dead: &[u32]) -> Result<Vec<Reclaimed>> {
             })
             .collect()
     })
+}
+
+/// Words left frozen with nobody to finish the recount: their recounter is one of `dead`, or
+/// is not set at all (a recounter sets it before it freezes and clears it after it unfreezes, so
+/// that state comes only from a corrupted word). Recounting them repairs them.
+fn stuck_words(ctx: Ctx<'_>, dead: &[u32]) -> BTreeSet<Found> {
+    let mut out = BTreeSet::new();
+    for index in 0..MAX_SEMAPHORES {
+        let Some(rec) = ctx.seg.sem(index) else { break };
+        let w = rec.word.load(Acquire);
+        if !crate::semaphore::word::is_frozen(w) {
+            continue;
+        }
+        let recounter = rec.recounter.load(Acquire);
+        let slot = ((recounter >> 32) as u32).wrapping_sub(1);
+        if recounter == 0 || dead.contains(&slot) {
+            out.insert(Found {
+                index,
+                generation: crate::semaphore::word::generation(w),
+            });
+        }
+    }
+    out
 }
 
 /// The `recounter` value naming `slot`.

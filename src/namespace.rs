@@ -56,6 +56,7 @@ pub(crate) struct Namespace {
     table: Mutex<()>,
     reclaim: Mutex<()>,
     last_reclaim_ns: AtomicU64,
+    last_link_check_ns: AtomicU64,
     /// External slots whose lock byte this process holds while acting for them.
     acting: Mutex<Vec<u32>>,
     /// What the reclaim at open gave back, until [`Namespace::reap`] reports it.
@@ -68,6 +69,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 static REGISTRY: Mutex<Option<HashMap<PathBuf, Arc<Namespace>>>> = Mutex::new(None);
+
+/// How often an open of an already-mapped namespace checks that its segment still has a name.
+const LINK_CHECK: Duration = Duration::from_millis(100);
 
 /// This process's own namespaces by (scope, name): opening a semaphore in a namespace that is
 /// already mapped touches no file.
@@ -89,6 +93,7 @@ impl Namespace {
             .get(&scope)
             .and_then(|names| names.get(namespace))
         {
+            ns.check_linked_every(LINK_CHECK)?;
             return Ok(Some(ns.clone()));
         }
         let opened = Namespace::open(Location::resolve(scope, namespace)?, creation)?;
@@ -108,19 +113,21 @@ impl Namespace {
         let mut registry = lock(&REGISTRY);
         let map = registry.get_or_insert_with(HashMap::new);
         if let Some(ns) = map.get(&loc.segment) {
+            ns.check_linked_every(LINK_CHECK)?;
             return Ok(Some(ns.clone()));
         }
         if loc.scope == Scope::Tree {
             sweep_trees(loc.dir());
             install_exit_hook();
         }
+        let expect = loc.expect();
         let seg = match creation {
             Some(c) => {
                 // The lock file first: a segment never exists without its lock file.
-                segment::open_or_create_plain(&loc.lock, c)?;
-                Segment::open_or_create(&loc.segment, c)?
+                segment::open_or_create_plain(&loc.lock, c, expect)?;
+                Segment::open_or_create(&loc.segment, c, expect)?
             }
-            None => match Segment::open(&loc.segment)? {
+            None => match Segment::open(&loc.segment, expect)? {
                 Some(s) => s,
                 None => return Ok(None),
             },
@@ -136,6 +143,7 @@ impl Namespace {
             table: Mutex::new(()),
             reclaim: Mutex::new(()),
             last_reclaim_ns: AtomicU64::new(0),
+            last_link_check_ns: AtomicU64::new(Monotonic::now().0),
             acting: Mutex::new(Vec::new()),
             reclaimed_at_open: Mutex::new(Vec::new()),
         });
@@ -163,7 +171,7 @@ impl Namespace {
             }
             inner.records.clear();
         }
-        let file = segment::open_existing(&self.loc.lock)?.ok_or_else(|| {
+        let file = segment::open_or_adopt(&self.loc.lock, self.loc.expect())?.ok_or_else(|| {
             Error::io(
                 format!("opening {}", self.loc.lock.display()),
                 std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -318,6 +326,31 @@ impl Namespace {
         if now >= last.after(every) {
             let _ = self.reclaim();
         }
+    }
+
+    /// Notice a namespace split: this segment was unlinked while mapped and another segment now
+    /// has its name (a process that could not reach this one's descriptors created it). Opening
+    /// the namespace then fails, rather than mixing handles of the two.
+    pub fn check_linked(&self) -> Result<()> {
+        if self.seg.is_replaced() {
+            return Err(Error::corrupt(format!(
+                "{} was removed while in use and another segment took its name; processes that \
+                 opened the namespace before and after do not share semaphores",
+                self.loc.segment.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`check_linked`](Self::check_linked) at most once per `every`.
+    fn check_linked_every(&self, every: Duration) -> Result<()> {
+        let now = Monotonic::now();
+        let last = Monotonic(self.last_link_check_ns.load(Relaxed));
+        if now < last.after(every) {
+            return Ok(());
+        }
+        self.last_link_check_ns.store(now.0, Relaxed);
+        self.check_linked()
     }
 }
 

@@ -168,6 +168,13 @@ impl Location {
         })
     }
 
+    /// Who must own the files: this user, except in the `global` scope.
+    pub fn expect(&self) -> crate::segment::Expect {
+        crate::segment::Expect {
+            owner: (self.scope != Scope::Global).then(sys::uid),
+        }
+    }
+
     /// The directory holding the files.
     pub fn dir(&self) -> &Path {
         self.segment.parent().unwrap_or(Path::new("/"))

@@ -45,6 +45,13 @@ unsafe impl Send for Segment {}
 // SAFETY: as above.
 unsafe impl Sync for Segment {}
 
+/// Who must own a namespace's files: this user for `local` and `self`, anyone for `global`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// The uid the files must belong to, if any.
+    pub owner: Option<u32>,
+}
+
 /// How to create a namespace that does not exist yet.
 #[derive(Debug, Clone, Copy)]
 pub struct Creation {
@@ -56,15 +63,26 @@ pub struct Creation {
 
 impl Segment {
     /// Open the segment at `path`, creating it if it does not exist.
-    pub fn open_or_create(path: &Path, creation: Creation) -> Result<Segment> {
+    ///
+    /// A segment that was unlinked while some process still has it open (logind's `RemoveIPC`
+    /// at logout, an administrator's `rm`) is not replaced by a fresh one with fresh capacity:
+    /// if this process may open that process's descriptor (same user, or root), it maps that
+    /// same segment, nameless, and so shares its semaphores with everyone still using it. (Linux
+    /// cannot give an unlinked file its name back.)
+    pub fn open_or_create(path: &Path, creation: Creation, expect: Expect) -> Result<Segment> {
         // Bounded: each round either opens, creates, or saw the file vanish in between.
         for _ in 0..8 {
-            match open_existing(path)? {
-                Some(file) => return Segment::map(file, path),
-                None => match create(path, creation)? {
-                    Some(segment) => return Ok(segment),
-                    None => continue, // lost the race: open the winner's
-                },
+            if let Some(file) = open_checked(path, expect)? {
+                return Segment::map(file, path);
+            }
+            if let Some(file) = adopt_unlinked(path, expect)?
+                && let Ok(seg) = Segment::map(file, path)
+            {
+                return Ok(seg);
+            }
+            match create(path, creation)? {
+                Some(segment) => return Ok(segment),
+                None => continue, // lost the race: open the winner's
             }
         }
         Err(Error::io(
@@ -74,11 +92,29 @@ impl Segment {
     }
 
     /// Open the segment at `path` if it exists.
-    pub fn open(path: &Path) -> Result<Option<Segment>> {
-        match open_existing(path)? {
+    pub fn open(path: &Path, expect: Expect) -> Result<Option<Segment>> {
+        match open_checked(path, expect)? {
             Some(file) => Segment::map(file, path).map(Some),
-            None => Ok(None),
+            None => match adopt_unlinked(path, expect)? {
+                Some(file) => Segment::map(file, path).map(Some),
+                None => Ok(None),
+            },
         }
+    }
+
+    /// Whether `path` names a file other than this segment's: the segment was unlinked while
+    /// mapped and another was created in its place, so the namespace is split.
+    pub fn is_replaced(&self) -> bool {
+        let Ok(mine) = rustix::fs::fstat(&self.file) else {
+            return false;
+        };
+        if mine.st_nlink > 0 {
+            return false;
+        }
+        std::fs::symlink_metadata(&self.path).is_ok_and(|named| {
+            use std::os::unix::fs::MetadataExt;
+            (named.dev(), named.ino()) != (mine.st_dev, mine.st_ino)
+        })
     }
 
     fn map(file: File, path: &Path) -> Result<Segment> {
@@ -229,10 +265,80 @@ pub(crate) fn open_existing(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// Create an empty file at `path` with `O_EXCL`, or open the one that is there.
-pub(crate) fn open_or_create_plain(path: &Path, creation: Creation) -> Result<File> {
+/// Open `path` if it exists, and check it: a regular file, one link, owned as expected.
+pub(crate) fn open_checked(path: &Path, expect: Expect) -> Result<Option<File>> {
+    let Some(file) = open_existing(path)? else {
+        return Ok(None);
+    };
+    check_file(&file, path, expect)?;
+    Ok(Some(file))
+}
+
+/// Open `path`, or the unlinked file that was there if some process still has it open.
+pub(crate) fn open_or_adopt(path: &Path, expect: Expect) -> Result<Option<File>> {
+    match open_checked(path, expect)? {
+        Some(f) => Ok(Some(f)),
+        None => adopt_unlinked(path, expect),
+    }
+}
+
+/// The checks every file of a namespace passes before it is used.
+fn check_file(file: &File, path: &Path, expect: Expect) -> Result<()> {
+    let refuse = |why: String| Error::PermissionDenied {
+        path: format!("{} ({why}; refusing to use it)", path.display()),
+    };
+    // A named temporary file being published (where O_TMPFILE is missing) has two links for an
+    // instant: look again briefly before calling it a planted hard link.
+    for attempt in 0..50 {
+        let st = rustix::fs::fstat(file)
+            .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(refuse("not a regular file".into()));
+        }
+        if let Some(uid) = expect.owner
+            && st.st_uid != uid
+        {
+            return Err(refuse(format!("owned by uid {}, not {uid}", st.st_uid)));
+        }
+        match st.st_nlink {
+            1 => return Ok(()),
+            2 if attempt < 49 => std::thread::sleep(std::time::Duration::from_millis(1)),
+            n => return Err(refuse(format!("{n} hard links, expected 1"))),
+        }
+    }
+    Ok(())
+}
+
+/// The unlinked file that was at `path`, still open in some process, opened again.
+fn adopt_unlinked(path: &Path, expect: Expect) -> Result<Option<File>> {
+    let Some(proc_path) = sys::find_unlinked(path) else {
+        return Ok(None);
+    };
+    // Follows the /proc magic link on purpose: it names the open file, not a path.
+    let Ok(fd) = rustix::fs::open(&proc_path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) else {
+        return Ok(None);
+    };
+    let file = File::from(fd);
+    let st = rustix::fs::fstat(&file)
+        .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
+    let owner_ok = expect.owner.is_none_or(|uid| st.st_uid == uid);
+    let regular =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    Ok((owner_ok && regular && st.st_nlink == 0).then_some(file))
+}
+
+/// Create an empty file at `path` with `O_EXCL`, or open the one that is there (or the unlinked
+/// one some process still has open).
+pub(crate) fn open_or_create_plain(
+    path: &Path,
+    creation: Creation,
+    expect: Expect,
+) -> Result<File> {
     for _ in 0..8 {
-        if let Some(f) = open_existing(path)? {
+        if let Some(f) = open_checked(path, expect)? {
+            return Ok(f);
+        }
+        if let Some(f) = adopt_unlinked(path, expect)? {
             return Ok(f);
         }
         match rustix::fs::open(
@@ -356,9 +462,28 @@ fn create(path: &Path, creation: Creation) -> Result<Option<Segment>> {
     };
     cleanup(&temp_name);
     match linked {
-        Ok(()) => Ok(Some(segment)),
+        Ok(()) => {
+            // Keep a descriptor opened by name: an `O_TMPFILE` descriptor goes on calling itself
+            // `#inode` in /proc, and other processes find this segment there by its name if it
+            // is ever unlinked while in use (see `adopt_unlinked`).
+            let mut segment = segment;
+            if let Ok(Some(named)) = open_existing(path)
+                && same_file(&named, &segment.file)
+            {
+                segment.file = named;
+            }
+            Ok(Some(segment))
+        }
         Err(rustix::io::Errno::EXIST) => Ok(None),
         Err(e) => Err(Error::io(ctx("publishing"), e)),
+    }
+}
+
+/// Whether two descriptors are of the same file.
+fn same_file(a: &File, b: &File) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
     }
 }
 

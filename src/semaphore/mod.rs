@@ -49,6 +49,8 @@ use crate::{
 
 /// The longest a waiter sleeps before it looks for dead holders and re-checks.
 const BOUNDED_SLEEP: Duration = Duration::from_millis(50);
+/// How long a release waits for a recount to finish before it gives up.
+const FROZEN_PATIENCE: Duration = Duration::from_secs(10);
 /// Spins before the first sleep.
 const SPINS: u32 = 3;
 
@@ -518,6 +520,7 @@ impl Semaphore {
         let mut seen = match first {
             Refused::Full(w) | Refused::Frozen(w) | Refused::Underflow(w) => w,
             Refused::Removed => return Err(Contended::Removed),
+            Refused::Contended => return Err(Contended::Failed(self.contended())),
         };
         if let Until::Now = until {
             let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
@@ -574,6 +577,7 @@ impl Semaphore {
                     break Ok(());
                 }
                 Err(Refused::Removed) => break Err(Contended::Removed),
+                Err(Refused::Contended) => break Err(Contended::Failed(self.contended())),
                 Err(Refused::Full(w) | Refused::Underflow(w) | Refused::Frozen(w)) => seen = w,
             }
             let now = Monotonic::now();
@@ -617,6 +621,14 @@ impl Semaphore {
         result
     }
 
+    fn contended(&self) -> Error {
+        Error::corrupt(format!(
+            "the state word of semaphore {:?} changed {} times in a row under one operation",
+            self.inner.name,
+            protocol::MAX_RETRIES
+        ))
+    }
+
     fn removed(&self) -> Error {
         Error::Removed {
             name: self.inner.name.to_string(),
@@ -647,6 +659,7 @@ impl Semaphore {
         if rec.last_used_ms.load(Relaxed) != USED {
             rec.last_used_ms.store(USED, Relaxed);
         }
+        let mut frozen_since = None;
         loop {
             match lane_view.give(found.generation, count) {
                 Ok(before) => {
@@ -659,10 +672,21 @@ impl Semaphore {
                 }
                 Err(Refused::Frozen(_)) => {
                     // A recount is running. If its recounter died, this release is what notices:
-                    // reclaiming takes the recount over (see `holders::reclaim`).
+                    // reclaiming takes the recount over (see `holders::reclaim`). Bounded: a
+                    // recounter that stays stopped longer than this leaves the weight held, as
+                    // a holder that is stopped does, and it comes back when this process exits.
+                    let since = *frozen_since.get_or_insert_with(Monotonic::now);
+                    if Monotonic::now() >= since.after(FROZEN_PATIENCE) {
+                        return Err(Error::corrupt(format!(
+                            "semaphore {:?} stayed frozen for {} s; a reclaimer is stuck",
+                            self.inner.name,
+                            FROZEN_PATIENCE.as_secs()
+                        )));
+                    }
                     frozen_pause();
                     self.inner.ns.reclaim_every(BOUNDED_SLEEP);
                 }
+                Err(Refused::Contended) => return Err(self.contended()),
                 Err(Refused::Removed) => {
                     // The semaphore is gone; there is nothing to give back to.
                     let held = holding::held(h.holding.load(Relaxed));

@@ -115,6 +115,12 @@ pub mod holding {
     }
 }
 
+/// Most compare-exchange retries of one operation. Each failure means another process changed
+/// the word; legitimately that never happens this many times in a row, so past it the word is
+/// taken to be written by something broken or hostile, and the operation gives up
+/// ([`Refused::Contended`]) instead of spinning forever.
+pub const MAX_RETRIES: u32 = 1 << 20;
+
 /// A semaphore's word seen through one lane's holder record.
 #[derive(Debug)]
 pub struct Lane<'a, A> {
@@ -135,6 +141,8 @@ pub enum Refused {
     Removed,
     /// A release would take the value below zero: the word or the caller's count is wrong.
     Underflow(u64),
+    /// The word changed [`MAX_RETRIES`] times in a row under this operation.
+    Contended,
 }
 
 impl<A: Atomic64> Lane<'_, A> {
@@ -152,6 +160,7 @@ impl<A: Atomic64> Lane<'_, A> {
         let mine = self.holding.load(Relaxed);
         let mut current = self.word.load(Relaxed);
         let mut announced = false;
+        let mut retries = 0;
         loop {
             if word::generation(current) != generation {
                 break self.withdraw(announced, mine, Refused::Removed);
@@ -159,6 +168,10 @@ impl<A: Atomic64> Lane<'_, A> {
             if word::is_frozen(current) {
                 break self.withdraw(announced, mine, Refused::Frozen(current));
             }
+            if retries == MAX_RETRIES {
+                break self.withdraw(announced, mine, Refused::Contended);
+            }
+            retries += 1;
             let Some(new) = word::take(current, weight, capacity, counted) else {
                 break self.withdraw(announced, mine, Refused::Full(current));
             };
@@ -187,6 +200,7 @@ impl<A: Atomic64> Lane<'_, A> {
         let mine = self.holding.load(Relaxed);
         let mut current = self.word.load(Relaxed);
         let mut announced = false;
+        let mut retries = 0;
         loop {
             if word::generation(current) != generation {
                 break self.withdraw(announced, mine, Refused::Removed);
@@ -194,6 +208,10 @@ impl<A: Atomic64> Lane<'_, A> {
             if word::is_frozen(current) {
                 break self.withdraw(announced, mine, Refused::Frozen(current));
             }
+            if retries == MAX_RETRIES {
+                break self.withdraw(announced, mine, Refused::Contended);
+            }
+            retries += 1;
             let Some(new) = word::give(current, count) else {
                 break self.withdraw(announced, mine, Refused::Underflow(current));
             };
@@ -229,7 +247,7 @@ impl<A: Atomic64> Lane<'_, A> {
 /// (the count saturates), or `None` when the generation changed.
 pub fn count_waiter<A: Atomic64>(word: &A, generation: u16, weight: u32) -> Option<(u64, bool)> {
     let mut current = word.load(Relaxed);
-    loop {
+    for _ in 0..MAX_RETRIES {
         if word::generation(current) != generation {
             return None;
         }
@@ -242,6 +260,8 @@ pub fn count_waiter<A: Atomic64>(word: &A, generation: u16, weight: u32) -> Opti
             Err(actual) => current = actual,
         }
     }
+    // Not counted: the waiter still wakes on its bounded sleeps.
+    Some((current, false))
 }
 
 /// Uncount a waiter that gives up (timeout, removal).
@@ -310,10 +330,15 @@ pub fn recount<'a, A: Atomic64 + 'a>(
 ) -> Recount {
     // 1. Freeze (or adopt a word a dead recounter left frozen).
     let mut current = word.load(Relaxed);
+    let mut retries = 0;
     loop {
         if word::generation(current) != generation {
             return Recount::Removed;
         }
+        if retries == MAX_RETRIES {
+            return Recount::Busy;
+        }
+        retries += 1;
         // AcqRel: acquire every lane's BUSY mark published by its value-changing CAS.
         match word.compare_exchange(current, current | word::FROZEN, AcqRel, Relaxed) {
             Ok(_) => break,
@@ -369,18 +394,21 @@ pub fn recount<'a, A: Atomic64 + 'a>(
 /// Clear `FROZEN`, setting the value to `value` if given. Waiter counts may have changed while
 /// frozen, so this is a compare-exchange loop; only the value and the flag are ours.
 fn unfreeze<A: Atomic64>(word: &A, value: Option<u32>) {
+    let target = |current: u64| {
+        let new = current & !word::FROZEN;
+        value.map_or(new, |v| word::with_value(new, v))
+    };
     let mut current = word.load(Relaxed);
-    loop {
-        let mut new = current & !word::FROZEN;
-        if let Some(v) = value {
-            new = word::with_value(new, v);
-        }
+    for _ in 0..MAX_RETRIES {
         // Release: see "Notes about memory ordering".
-        match word.compare_exchange(current, new, Release, Relaxed) {
+        match word.compare_exchange(current, target(current), Release, Relaxed) {
             Ok(_) => return,
             Err(actual) => current = actual,
         }
     }
+    // Something keeps rewriting the word: publish anyway. Only the waiter-count hint can be
+    // lost this way, since no value change succeeds while the word is frozen.
+    word.store(target(word.load(Relaxed)), Release);
 }
 
 #[cfg(test)]

@@ -313,3 +313,31 @@ pub fn grant_group(fd: BorrowedFd<'_>, gid: u32) -> io::Result<()> {
     rustix::fs::fsetxattr(fd, acl::NAME, &out, rustix::fs::XattrFlags::empty())?;
     Ok(())
 }
+
+// ===== unlinked files =====
+
+/// A descriptor, in some process this process may inspect, of the file that was at `path` and
+/// has been unlinked since: a `/proc/PID/fd/N` path that opens it. Scans `/proc`; processes
+/// whose descriptors are not readable (other users, unless root) are skipped.
+pub fn find_unlinked(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    let target = format!("{} (deleted)", path.display());
+    for proc_entry in fs::read_dir("/proc").ok()?.flatten() {
+        let name = proc_entry.file_name();
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let fd_dir = proc_entry.path().join("fd");
+        let Ok(fds) = fs::read_dir(&fd_dir) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == target.as_str()) {
+                return Some(fd.path());
+            }
+        }
+    }
+    None
+}
