@@ -83,6 +83,13 @@ pub enum Error {
         /// The name looked for.
         name: String,
     },
+    /// A namespace-level operation (such as a grant) on a namespace that does not exist.
+    NoNamespace {
+        /// The scope looked in.
+        scope: String,
+        /// The namespace looked for.
+        namespace: String,
+    },
     /// Removing a semaphore that is held, without `force`.
     InUse {
         /// The semaphore's name.
@@ -185,6 +192,11 @@ impl fmt::Display for Error {
                 f,
                 "no semaphore {name:?} here; check the name, --scope and --namespace \
                  (`shmsem ls` lists them)"
+            ),
+            Error::NoNamespace { scope, namespace } => write!(
+                f,
+                "no namespace {namespace:?} in scope {scope}; create a semaphore in it first \
+                 (`shmsem create NAME --group G --mode 0660`)"
             ),
             Error::InUse { name, value } => write!(
                 f,

@@ -148,8 +148,10 @@ impl Namespace {
             reclaimed_at_open: Mutex::new(Vec::new()),
         });
         ns.registration()?;
-        // Reclaim on open: whatever dead processes left behind comes back now.
+        // Reclaim on open: whatever dead processes left behind comes back now; and auto
+        // semaphores past their idle period go.
         *lock(&ns.reclaimed_at_open) = ns.reclaim()?;
+        ns.sweep_idle()?;
         map.insert(ns.loc.segment.clone(), ns.clone());
         Ok(Some(ns))
     }

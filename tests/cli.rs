@@ -169,11 +169,17 @@ fn create_prints_its_line_and_is_get_or_create() {
     let env = Env::new("create");
     let r = env.ok(&["create", "build", "--capacity", "3"]);
     assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
-    assert_eq!(fields(&r.stdout), ["build", "auto", "3", "0", "0", "0"]);
+    assert_eq!(
+        fields(&r.stdout)[..6],
+        ["build", "auto", "3", "0", "0", "0"]
+    );
 
     // Reopening keeps the capacity it was created with.
     let r = env.ok(&["create", "build", "--capacity", "5"]);
-    assert_eq!(fields(&r.stdout), ["build", "auto", "3", "0", "0", "0"]);
+    assert_eq!(
+        fields(&r.stdout)[..6],
+        ["build", "auto", "3", "0", "0", "0"]
+    );
     let v = env.ok(&["create", "build", "--json"]).json();
     assert_eq!(v["capacity"], 3);
     assert_eq!(v["name"], "build");
@@ -184,7 +190,7 @@ fn create_prints_its_line_and_is_get_or_create() {
 
     let r = env.ok(&["create", "keep", "--persistent", "--capacity", "2"]);
     assert_eq!(
-        fields(&r.stdout),
+        fields(&r.stdout)[..6],
         ["keep", "persistent", "2", "0", "0", "0"]
     );
     let v = env
@@ -220,6 +226,10 @@ fn ls_and_show_json_have_the_documented_shape() {
     ] {
         assert_eq!(a[key].as_u64(), Some(want), "{key} in {a}");
     }
+    // The owner of the namespace's files: names, ids, and the local scope's mode.
+    assert_eq!(a["mode"], "0600", "{a}");
+    assert!(a["owner"].is_string() && a["group"].is_string(), "{a}");
+    assert!(a["uid"].is_u64() && a["gid"].is_u64(), "{a}");
     let b = &all[1];
     assert_eq!(
         (b["name"].as_str(), b["kind"].as_str()),
@@ -265,9 +275,16 @@ fn ls_text_has_a_header_and_a_row_per_semaphore() {
     assert_eq!(lines.len(), 3, "{ls:?}");
     assert_eq!(
         fields(lines[0]),
-        ["NAME", "KIND", "CAPACITY", "VALUE", "HOLDERS", "WAITERS"]
+        [
+            "NAME", "KIND", "CAPACITY", "VALUE", "HOLDERS", "WAITERS", "OWNER"
+        ]
     );
-    assert_eq!(fields(lines[2]), ["two", "auto", "7", "0", "0", "0"]);
+    let two = fields(lines[2]);
+    assert_eq!(two[..6], ["two", "auto", "7", "0", "0", "0"]);
+    // The owner: `user:group mode`, this user's, with the local scope's mode.
+    assert_eq!(two.len(), 8, "{ls:?}");
+    assert_eq!(two[6].split(':').count(), 2, "{ls:?}");
+    assert_eq!(two[7], "0600", "{ls:?}");
 }
 
 #[test]

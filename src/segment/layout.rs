@@ -120,7 +120,8 @@ pub struct HolderRecord {
     /// acquired, so a single record's weight can be negative; the per-process sum cannot.
     pub holding: AtomicU64,
     _reserved0: AtomicU64,
-    /// Wall-clock time the holding began (held went from 0 to positive), ms since the epoch.
+    /// Wall-clock time the holding began (held went from 0 to positive), ms since the epoch,
+    /// recorded to the second.
     pub since_ms: AtomicU64,
     /// Weight this lane is blocked waiting for, or 0.
     pub wait_weight: AtomicU32,

@@ -183,8 +183,9 @@ impl Options {
     /// access to the namespace's files. The namespace must exist.
     pub fn grant(&self, gid: u32) -> Result<()> {
         let ns = Namespace::open_named(self.scope, &self.namespace, None)?.ok_or_else(|| {
-            Error::NotFound {
-                name: self.namespace.clone(),
+            Error::NoNamespace {
+                scope: self.scope.to_string(),
+                namespace: self.namespace.clone(),
             }
         })?;
         ns.grant_group(gid)

@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Named counting semaphores shared between processes.
 #[derive(Debug, Parser)]
@@ -62,10 +62,18 @@ pub enum Command {
     Ls(JsonArg),
     /// Show one semaphore with its holders and waiters.
     Show(ShowArgs),
+    /// List what a process holds or waits for, in every scope and namespace this user can see.
+    Ps(PsArgs),
+    /// Change a semaphore's capacity or kind at run time.
+    Set(SetArgs),
     /// Remove a semaphore; refuses while it is held unless --force.
     Rm(RmArgs),
     /// Reclaim what dead holders hold, and print what came back.
     Reap(JsonArg),
+    /// Let a further group use the namespace (a POSIX ACL entry on its files).
+    Grant(GrantArgs),
+    /// A live view of the semaphores: value against capacity, holders and waiters.
+    Watch(WatchArgs),
     /// Compare shmsem with POSIX and SysV kernel semaphores.
     Bench(BenchArgs),
 }
@@ -160,6 +168,60 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
+/// `ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// The process.
+    #[arg(value_parser = positive_u32)]
+    pub pid: u32,
+    /// Print one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `set`: at least one change.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true)
+    .args(["capacity", "persistent", "auto"])))]
+pub struct SetArgs {
+    /// The semaphore's name.
+    #[arg(value_parser = name)]
+    pub name: String,
+    /// The new capacity. Raising it wakes the waiters that now fit; lowering it below the value
+    /// takes nothing back, but no acquire succeeds until the value is below it.
+    #[arg(long, value_name = "N", value_parser = positive_u32)]
+    pub capacity: Option<u32>,
+    /// Keep it until removed.
+    #[arg(long, conflicts_with = "auto")]
+    pub persistent: bool,
+    /// Delete it once it has had no holder and no waiter for its idle period, counted from now.
+    #[arg(long)]
+    pub auto: bool,
+}
+
+/// `grant`.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The group to admit: a group name or a numeric gid.
+    #[arg(long, value_name = "G")]
+    pub group: String,
+}
+
+/// `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Watch only this semaphore [default: every semaphore of the scope and namespace]
+    #[arg(value_parser = name)]
+    pub name: Option<String>,
+    /// Milliseconds between refreshes, from 100 to 60000.
+    #[arg(long, value_name = "MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(MIN_INTERVAL_MS..=60_000))]
+    pub interval: u64,
+}
+
+/// The shortest `watch --interval`.
+pub const MIN_INTERVAL_MS: u64 = 100;
+
 /// `rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
@@ -188,6 +250,9 @@ pub struct BenchArgs {
     /// Fewer rounds: finishes in under 30 s.
     #[arg(long)]
     pub quick: bool,
+    /// Also write the latency plot (shmsem beside POSIX and SysV) as SVG to this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 /// A semaphore or namespace name, checked by the library's rule.

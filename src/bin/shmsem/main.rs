@@ -12,6 +12,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod dashboard;
 mod group;
 mod output;
 mod signals;

@@ -1,4 +1,5 @@
-//! Text and JSON rendering of semaphores and reclaimed holders, and writing to stdout.
+//! Text and JSON rendering of semaphores, reclaimed holders and `ps` activity, and writing to
+//! stdout.
 
 use std::{
     io::{self, Write},
@@ -6,7 +7,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use shmsem::{Info, Kind, Party, Reclaimed};
+use shmsem::{Activity, Info, Kind, Owner, Party, Reclaimed};
 
 /// Write `text` to stdout. A closed pipe (`shmsem ls | head -1`) is not an error.
 pub fn emit(text: &str) -> anyhow::Result<()> {
@@ -52,7 +53,32 @@ fn base_json(info: &Info) -> Value {
         },
         "capacity": info.capacity,
         "value": info.value,
+        "owner": user_of(&info.owner),
+        "group": group_of(&info.owner),
+        "uid": info.owner.uid,
+        "gid": info.owner.gid,
+        "mode": mode_of(&info.owner),
     })
+}
+
+/// The owning user's name, or its uid when it has none.
+fn user_of(owner: &Owner) -> String {
+    owner.user.clone().unwrap_or_else(|| owner.uid.to_string())
+}
+
+/// The owning group's name, or its gid when it has none.
+fn group_of(owner: &Owner) -> String {
+    owner.group.clone().unwrap_or_else(|| owner.gid.to_string())
+}
+
+/// The mode in octal, as `chmod` takes it: `0660`.
+fn mode_of(owner: &Owner) -> String {
+    format!("{:04o}", owner.mode)
+}
+
+/// The `ls` owner cell: `user:group mode`, as in `root:shm 0660`.
+pub fn owner_cell(owner: &Owner) -> String {
+    format!("{}:{} {}", user_of(owner), group_of(owner), mode_of(owner))
 }
 
 fn parties_json(parties: &[Party]) -> Value {
@@ -109,10 +135,12 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], show_heade
 }
 
 /// The `ls` header.
-pub const LS_HEADER: [&str; 6] = ["NAME", "KIND", "CAPACITY", "VALUE", "HOLDERS", "WAITERS"];
+pub const LS_HEADER: [&str; 7] = [
+    "NAME", "KIND", "CAPACITY", "VALUE", "HOLDERS", "WAITERS", "OWNER",
+];
 
 /// One `ls` row.
-pub fn ls_row(info: &Info) -> [String; 6] {
+pub fn ls_row(info: &Info) -> [String; 7] {
     [
         info.name.clone(),
         info.kind.as_str().to_owned(),
@@ -120,6 +148,7 @@ pub fn ls_row(info: &Info) -> [String; 6] {
         info.value.to_string(),
         info.holders.len().to_string(),
         info.waiters.len().to_string(),
+        owner_cell(&info.owner),
     ]
 }
 
@@ -131,13 +160,14 @@ pub fn detail_text(info: &Info) -> String {
     };
     let mut out = format!(
         "name:       {}\nscope:      {}\nnamespace:  {}\nkind:       {kind}\n\
-         capacity:   {}\nvalue:      {} ({} available)\n",
+         capacity:   {}\nvalue:      {} ({} available)\nowner:      {}\n",
         info.name,
         info.scope,
         info.namespace,
         info.capacity,
         info.value,
         info.capacity.saturating_sub(info.value),
+        owner_cell(&info.owner),
     );
     for (title, parties) in [("holders", &info.holders), ("waiters", &info.waiters)] {
         if parties.is_empty() {
@@ -164,7 +194,7 @@ pub fn detail_text(info: &Info) -> String {
 }
 
 /// How long ago `since_ms` (wall-clock ms since the epoch) was, for people.
-fn age(now_ms: u64, since_ms: u64) -> String {
+pub fn age(now_ms: u64, since_ms: u64) -> String {
     if since_ms == 0 {
         return "-".to_owned();
     }
@@ -177,7 +207,8 @@ fn age(now_ms: u64, since_ms: u64) -> String {
     }
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the epoch, as `since_ms` counts them.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -193,6 +224,46 @@ pub fn reclaimed_text(reclaimed: &[Reclaimed]) -> String {
         .map(|r| [r.semaphore.clone(), r.pid.to_string(), r.weight.to_string()])
         .collect();
     table(["SEMAPHORE", "PID", "WEIGHT"], &rows, true)
+}
+
+/// The `ps` array.
+pub fn activity_json(activity: &[Activity]) -> Value {
+    activity
+        .iter()
+        .map(|a| {
+            json!({
+                "scope": a.scope.as_str(),
+                "namespace": a.namespace,
+                "name": a.name,
+                "weight": a.weight,
+                "state": a.state.as_str(),
+            })
+        })
+        .collect()
+}
+
+/// `ps`'s text: a table, or nothing when the process holds and waits for nothing.
+pub fn activity_text(activity: &[Activity]) -> String {
+    if activity.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 5]> = activity
+        .iter()
+        .map(|a| {
+            [
+                a.scope.as_str().to_owned(),
+                a.namespace.clone(),
+                a.name.clone(),
+                a.weight.to_string(),
+                a.state.as_str().to_owned(),
+            ]
+        })
+        .collect();
+    table(
+        ["SCOPE", "NAMESPACE", "NAME", "WEIGHT", "STATE"],
+        &rows,
+        true,
+    )
 }
 
 #[cfg(test)]
@@ -211,6 +282,53 @@ mod tests {
         );
         let one = [["x".to_owned(), "1".to_owned()]];
         assert_eq!(table(["NAME", "B"], &one, false), "x     1\n");
+    }
+
+    #[test]
+    fn owners_read_as_user_group_and_octal_mode() {
+        let mut owner = Owner {
+            uid: 0,
+            gid: 4242,
+            user: Some("root".to_owned()),
+            group: None,
+            mode: 0o660,
+        };
+        assert_eq!(owner_cell(&owner), "root:4242 0660");
+        owner.group = Some("shm".to_owned());
+        owner.mode = 0o6;
+        assert_eq!(owner_cell(&owner), "root:shm 0006");
+    }
+
+    #[test]
+    fn ps_rows_and_objects() {
+        let activity = [
+            Activity {
+                scope: shmsem::Scope::Global,
+                namespace: "ci".to_owned(),
+                name: "builds".to_owned(),
+                weight: 2,
+                state: shmsem::State::Held,
+            },
+            Activity {
+                scope: shmsem::Scope::Local,
+                namespace: "default".to_owned(),
+                name: "gpu".to_owned(),
+                weight: 4,
+                state: shmsem::State::Waiting,
+            },
+        ];
+        assert_eq!(
+            activity_text(&activity),
+            "SCOPE   NAMESPACE  NAME    WEIGHT  STATE\n\
+             global  ci         builds  2       held\n\
+             local   default    gpu     4       waiting\n"
+        );
+        assert_eq!(activity_text(&[]), "");
+        assert_eq!(
+            activity_json(&activity)[1],
+            json!({"scope": "local", "namespace": "default", "name": "gpu", "weight": 4,
+                   "state": "waiting"})
+        );
     }
 
     #[test]

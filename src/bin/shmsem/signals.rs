@@ -1,4 +1,5 @@
-//! Forwarding SIGINT and SIGTERM from `shmsem run` to its child.
+//! Forwarding SIGINT and SIGTERM from `shmsem run` to its child, and noticing SIGINT, SIGTERM
+//! and SIGHUP in `shmsem watch`, which must restore the terminal before it exits.
 //!
 //! Design: `sigaction` handlers rather than a signal-watching thread. `shmsem run` has a single
 //! thread, so a handler runs to completion between two steps of the main code, and the two
@@ -26,28 +27,63 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// A signal that arrived before the child existed; 0 if none.
 static PENDING: AtomicI32 = AtomicI32::new(0);
 
-/// Install the handlers (for signals not ignored at start).
+/// The signals that end `shmsem watch` (in raw mode Ctrl-C is a key, not a SIGINT; these come
+/// from `kill`, or from the terminal going away).
+const ENDING: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The first ending signal `shmsem watch` received; 0 if none.
+static ENDED: AtomicI32 = AtomicI32::new(0);
+
+/// Install the forwarding handlers (for signals not ignored at start).
 pub fn install() -> io::Result<()> {
+    let handler = forward as extern "C" fn(_, _, _) as libc::sighandler_t;
     for sig in FORWARDED {
-        // SAFETY: all-zero bytes are a valid `sigaction` (SIG_DFL, empty mask, no flags).
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: a null new action only queries the current one into `old`.
-        if unsafe { libc::sigaction(sig, ptr::null(), &mut old) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if old.sa_sigaction == libc::SIG_IGN {
-            continue;
-        }
-        // SAFETY: as above.
-        let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-        new.sa_sigaction = forward as extern "C" fn(_, _, _) as libc::sighandler_t;
-        new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        // SAFETY: `new` is a valid action whose handler only calls async-signal-safe functions.
-        if unsafe { libc::sigaction(sig, &new, ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        handle(sig, handler, libc::SA_SIGINFO | libc::SA_RESTART)?;
     }
     Ok(())
+}
+
+/// Note SIGINT, SIGTERM and SIGHUP instead of dying of them (those not ignored at start), so
+/// that `shmsem watch` can restore the terminal first; see [`ended`].
+pub fn catch_ending() -> io::Result<()> {
+    let handler = note as extern "C" fn(_) as libc::sighandler_t;
+    for sig in ENDING {
+        handle(sig, handler, libc::SA_RESTART)?;
+    }
+    Ok(())
+}
+
+/// The ending signal received since [`catch_ending`], if any.
+pub fn ended() -> Option<i32> {
+    Some(ENDED.load(SeqCst)).filter(|&s| s != 0)
+}
+
+/// Make `handler` the action for `sig`, unless `sig` is ignored.
+fn handle(sig: libc::c_int, handler: libc::sighandler_t, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: all-zero bytes are a valid `sigaction` (SIG_DFL, empty mask, no flags).
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries the current one into `old`.
+    if unsafe { libc::sigaction(sig, ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if old.sa_sigaction == libc::SIG_IGN {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = handler;
+    new.sa_flags = flags;
+    // SAFETY: `new` is a valid action whose handler (`forward` or `note`) only calls
+    // async-signal-safe functions and touches atomics.
+    if unsafe { libc::sigaction(sig, &new, ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The handler for `shmsem watch`: remember the first signal.
+extern "C" fn note(sig: libc::c_int) {
+    let _ = ENDED.compare_exchange(0, sig, SeqCst, SeqCst);
 }
 
 /// A forwarded signal that arrived while there was no child yet.

@@ -23,13 +23,14 @@ mod inproc;
 mod measure;
 mod multiproc;
 mod peers;
+mod plot;
 mod procs;
 mod report;
 mod roles;
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use self::{
     measure::Plan,
@@ -60,7 +61,7 @@ const SCENARIOS: [(&str, Scenario); 9] = [
 ///
 /// In a helper process (`SHMSEM_BENCH_ROLE` set) it plays the helper's role instead. It must be
 /// called before the process starts any thread: it sets `SHMSEM_DIR`.
-pub fn run(json: bool, quick: bool) -> anyhow::Result<()> {
+pub fn run(json: bool, quick: bool, svg: Option<&std::path::Path>) -> anyhow::Result<()> {
     if let Some(outcome) = roles::requested() {
         return outcome;
     }
@@ -88,6 +89,10 @@ pub fn run(json: bool, quick: bool) -> anyhow::Result<()> {
         write!(out, "{}", report::table(&machine, &outcomes))?;
     }
     out.flush()?;
+    if let Some(path) = svg {
+        std::fs::write(path, plot::svg(&machine.header(), &outcomes))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let failed: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.error.is_some())

@@ -2,17 +2,22 @@
 
 mod acquire;
 mod create;
+mod grant;
 mod inspect;
+mod ps;
 mod reap;
 mod release;
 mod rm;
 mod run;
+mod set;
+mod watch;
 
 use shmsem::Semaphore;
 
 use crate::cli::{Cli, Command};
 
-/// Run the command; its exit status on success (0, or `run`'s child's status).
+/// Run the command; its exit status on success (0, `run`'s child's status, or 128 + the signal
+/// that ended `watch`).
 pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let scope = cli.scope.into();
     let opts = Semaphore::options()
@@ -25,9 +30,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Release(args) => release::release(opts, args),
         Command::Ls(args) => inspect::ls(opts, args.json),
         Command::Show(args) => inspect::show(opts, args),
+        Command::Ps(args) => ps::ps(args.pid, args.json),
+        Command::Set(args) => set::set(opts, args),
         Command::Rm(args) => rm::rm(opts, args),
         Command::Reap(args) => reap::reap(opts, scope, &cli.namespace, args.json),
-        Command::Bench(args) => crate::bench::run(args.json, args.quick),
+        Command::Grant(args) => grant::grant(opts, args),
+        Command::Watch(args) => return watch::watch(opts, args),
+        Command::Bench(args) => crate::bench::run(args.json, args.quick, args.svg.as_deref()),
     }
     .map(|()| 0)
 }
