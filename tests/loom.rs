@@ -1,17 +1,17 @@
 //! Loom models of the counter protocol on plain memory: each process is a loom thread, the
 //! segment is a few loom atomics, and the futex is a condition variable.
 //!
-//! Run with:
+//! Run with the `model` feature (it is part of `cargo test --release --all-features`):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom
+//! cargo test --release --features model --test loom
 //! ```
 //!
 //! A killed process is modelled by [`Mortal`]: a view of the shared atomics whose writes, after
 //! the `k`-th one, silently do nothing. The victim's code runs on, but from its `k`-th shared
 //! write on nothing it does reaches memory, exactly like a process SIGKILLed between two writes.
 //! Every `k` from 0 to the number of writes of a full acquire + release is checked.
-#![cfg(loom)]
+#![cfg(feature = "model")]
 
 use std::sync::atomic::Ordering;
 
