@@ -7,13 +7,16 @@
 //! released happens-before everything the next holder does after its acquire, in any process,
 //! as with a mutex. A failed try-acquire or a timed-out acquire synchronises with nothing.
 
+mod acquire;
 mod external;
 mod info;
 mod options;
 mod permit;
 pub mod protocol;
+mod release;
 pub mod word;
 
+use self::acquire::{Contended, fair_capacity, reservation_token};
 pub use self::{
     info::{Info, Kind, Owner},
     options::Options,
@@ -32,19 +35,16 @@ use std::{
     time::Duration,
 };
 
-use self::{
-    protocol::{Lane, Refused, holding},
-    word::Wake,
-};
+use self::protocol::holding;
 use crate::{
     error::{Error, Result},
     holders,
-    namespace::{Namespace, current_lane, with_lane},
+    namespace::Namespace,
     scope::Scope,
     segment::layout::{HolderRecord, SemRecord, USED},
     sys,
     table::{self, Found, KIND_PERSISTENT, NewRecord},
-    wait::{self, Monotonic, Waited},
+    wait::{self, Monotonic},
 };
 
 /// The longest a waiter sleeps before it looks for dead holders and re-checks.
@@ -415,322 +415,6 @@ impl Semaphore {
         self.inner.found.store(pack(found), Relaxed);
         ns.forget_record(lane, old);
         Ok(found)
-    }
-
-    // ===== acquire =====
-
-    /// Take `weight` through this thread's lane; returns the record taken from and where the
-    /// holding is recorded.
-    #[inline]
-    fn take(&self, weight: u32, until: Until) -> Result<(Found, Held)> {
-        match current_lane() {
-            Some(lane) => self.take_on(lane, weight, until),
-            None => with_lane(|lane| self.take_on(lane, weight, until)),
-        }
-    }
-
-    /// One compare-exchange when the weight is free; everything else is [`Self::take_slow`].
-    #[inline]
-    fn take_on(&self, lane: u16, weight: u32, until: Until) -> Result<(Found, Held)> {
-        let found = self.found();
-        let rec = self.rec(found);
-        let capacity = rec.capacity.load(Relaxed);
-        // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
-        if weight.wrapping_sub(1) < capacity {
-            let fair = fair_capacity(rec, capacity, 0);
-            let (h, held) = self.holder(lane, found)?;
-            let lane_view = Lane {
-                word: &rec.word,
-                holding: &h.holding,
-            };
-            match lane_view.try_take(found.generation, weight, fair, false) {
-                Ok(_) => {
-                    note_since(h, weight);
-                    return Ok((found, held));
-                }
-                Err(refused) => return self.take_slow(lane, weight, until, found, refused),
-            }
-        }
-        Err(weight_error(weight, capacity))
-    }
-
-    /// The fast path failed with `first`: wait, and re-create the semaphore if it was removed.
-    #[cold]
-    fn take_slow(
-        &self,
-        lane: u16,
-        weight: u32,
-        until: Until,
-        mut found: Found,
-        mut refused: Refused,
-    ) -> Result<(Found, Held)> {
-        let until = until.start();
-        let token = reservation_token(self.inner.ns.registration()?.slot, lane, weight);
-        for _ in 0..RECREATE_TRIES {
-            let (h, held) = self.holder(lane, found)?;
-            let outcome = match refused {
-                Refused::Removed => Err(Contended::Removed),
-                _ => self.take_contended(found, weight, until, h, token, refused),
-            };
-            match outcome {
-                Ok(()) => return Ok((found, held)),
-                Err(Contended::Failed(e)) => return Err(e),
-                Err(Contended::Removed) => {
-                    found = self.recreate(found, lane)?;
-                    let rec = self.rec(found);
-                    let capacity = rec.capacity.load(Relaxed);
-                    check_weight(weight, capacity)?;
-                    let (h, held) = self.holder(lane, found)?;
-                    let lane_view = Lane {
-                        word: &rec.word,
-                        holding: &h.holding,
-                    };
-                    let fair = fair_capacity(rec, capacity, 0);
-                    match lane_view.try_take(found.generation, weight, fair, false) {
-                        Ok(_) => {
-                            note_since(h, weight);
-                            return Ok((found, held));
-                        }
-                        Err(r) => refused = r,
-                    }
-                }
-            }
-        }
-        Err(self.removed())
-    }
-
-    /// Wait for `weight` on `found` after the fast path failed. `token` names this waiter in the
-    /// semaphore's fairness reservation.
-    #[cold]
-    fn take_contended(
-        &self,
-        found: Found,
-        weight: u32,
-        until: Until,
-        h: &HolderRecord,
-        token: u64,
-        first: Refused,
-    ) -> Result<(), Contended> {
-        let rec = self.rec(found);
-        let generation = found.generation;
-        let lane = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
-        let mut seen = match first {
-            Refused::Full(w) | Refused::Frozen(w) | Refused::Underflow(w) => w,
-            Refused::Removed => return Err(Contended::Removed),
-            Refused::Contended => return Err(Contended::Failed(self.contended())),
-        };
-        if let Until::Now = until {
-            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
-            return Err(Contended::Failed(Error::WouldBlock {
-                weight,
-                available: word::available(seen, fair),
-            }));
-        }
-        // Spin briefly: a holder in another process may be about to release.
-        for i in 0..SPINS {
-            for _ in 0..(1 << i) {
-                std::hint::spin_loop();
-            }
-            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
-            match lane.try_take(generation, weight, fair, false) {
-                Ok(_) => {
-                    note_since(h, weight);
-                    return Ok(());
-                }
-                Err(Refused::Removed) => return Err(Contended::Removed),
-                Err(_) => {}
-            }
-        }
-        // Sleep. Count ourselves as a waiter in the word so that releases wake us, and show
-        // ourselves in the holder record so that `show` and `ps` list us.
-        h.wait_since_ms.store(sys::wall_ms(), Relaxed);
-        h.wait_weight.store(weight, Relaxed);
-        let mut counted = false;
-        let mut reserved = false;
-        let result = loop {
-            if !counted {
-                match protocol::count_waiter(&rec.word, generation, weight) {
-                    None => break Err(Contended::Removed),
-                    Some((_, c)) => counted = c,
-                }
-            }
-            // Fairness: a waiter for more than 1 reserves its weight, so that a stream of small
-            // acquires cannot starve it. One reservation at a time; the others queue behind it.
-            if weight > 1 && !reserved {
-                reserved = rec
-                    .reservation
-                    .compare_exchange(0, token, Relaxed, Relaxed)
-                    .is_ok();
-            }
-            let capacity = rec.capacity.load(Relaxed);
-            if let Err(e) = check_weight(weight, capacity) {
-                break Err(Contended::Failed(e));
-            }
-            let fair = fair_capacity(rec, capacity, token);
-            match lane.try_take(generation, weight, fair, counted) {
-                Ok(_) => {
-                    counted = false; // uncounted by the same step
-                    note_since(h, weight);
-                    break Ok(());
-                }
-                Err(Refused::Removed) => break Err(Contended::Removed),
-                Err(Refused::Contended) => break Err(Contended::Failed(self.contended())),
-                Err(Refused::Full(w) | Refused::Underflow(w) | Refused::Frozen(w)) => seen = w,
-            }
-            let now = Monotonic::now();
-            if let Until::Deadline(deadline, timeout) = until
-                && now >= deadline
-            {
-                break Err(Contended::Failed(Error::Timeout {
-                    weight,
-                    timeout_ms: timeout.as_millis() as u64,
-                }));
-            }
-            // Bounded: a frozen word or an uncounted waiter polls; everyone re-checks for dead
-            // holders at least every BOUNDED_SLEEP, so a releaser killed between giving back and
-            // waking cannot strand us.
-            let nap = if word::is_frozen(seen) || !counted {
-                Duration::from_millis(2)
-            } else {
-                BOUNDED_SLEEP
-            };
-            let wake_at = match until {
-                Until::Deadline(d, _) => d.min(now.after(nap)),
-                _ => now.after(nap),
-            };
-            if wait::wait(&rec.word, word::value(seen), wake_at) == Waited::TimedOut
-                && wake_at < until.deadline()
-            {
-                self.inner.ns.reclaim_every(BOUNDED_SLEEP);
-            }
-        };
-        if counted {
-            protocol::uncount_waiter(&rec.word);
-        }
-        if reserved {
-            let _ = rec.reservation.compare_exchange(token, 0, Relaxed, Relaxed);
-            if result.is_err() {
-                // What we held back is free for the others again.
-                wait::wake(&rec.word, u32::MAX);
-            }
-        }
-        h.wait_weight.store(0, Relaxed);
-        result
-    }
-
-    fn contended(&self) -> Error {
-        Error::corrupt(format!(
-            "the state word of semaphore {:?} changed {} times in a row under one operation",
-            self.inner.name,
-            protocol::MAX_RETRIES
-        ))
-    }
-
-    fn removed(&self) -> Error {
-        Error::Removed {
-            name: self.inner.name.to_string(),
-        }
-    }
-
-    // ===== release =====
-
-    /// Give back `count` on `found` through this thread's lane.
-    fn give(&self, found: Found, count: u32) -> Result<()> {
-        with_lane(|lane| {
-            let (h, _) = self.holder(lane, found)?;
-            self.give_on(found, h, count)
-        })
-    }
-
-    /// Give back `count` on `found` through holder record `h`, which this thread operates.
-    #[inline]
-    fn give_on(&self, found: Found, h: &HolderRecord, count: u32) -> Result<()> {
-        let rec = self.rec(found);
-        let lane_view = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
-        // Mark the semaphore used, before the Release compare-exchange, so that a sweeper that
-        // sees the value at zero also sees the mark and restarts the idle period (see
-        // `table::sweep_idle`). A plain store, no clock; skipped when already marked.
-        if rec.last_used_ms.load(Relaxed) != USED {
-            rec.last_used_ms.store(USED, Relaxed);
-        }
-        let mut frozen_since = None;
-        loop {
-            match lane_view.give(found.generation, count) {
-                Ok(before) => {
-                    match word::wake_count(before, count) {
-                        Wake::None => {}
-                        Wake::Some(n) => wait::wake(&rec.word, n),
-                        Wake::All => wait::wake(&rec.word, u32::MAX),
-                    }
-                    return Ok(());
-                }
-                Err(Refused::Frozen(_)) => {
-                    // A recount is running. If its recounter died, this release is what notices:
-                    // reclaiming takes the recount over (see `holders::reclaim`). Bounded: a
-                    // recounter that stays stopped longer than this leaves the weight held, as
-                    // a holder that is stopped does, and it comes back when this process exits.
-                    let since = *frozen_since.get_or_insert_with(Monotonic::now);
-                    if Monotonic::now() >= since.after(FROZEN_PATIENCE) {
-                        return Err(Error::corrupt(format!(
-                            "semaphore {:?} stayed frozen for {} s; a reclaimer is stuck",
-                            self.inner.name,
-                            FROZEN_PATIENCE.as_secs()
-                        )));
-                    }
-                    frozen_pause();
-                    self.inner.ns.reclaim_every(BOUNDED_SLEEP);
-                }
-                Err(Refused::Contended) => return Err(self.contended()),
-                Err(Refused::Removed) => {
-                    // The semaphore is gone; there is nothing to give back to.
-                    let held = holding::held(h.holding.load(Relaxed));
-                    h.holding
-                        .store(holding::of(held.wrapping_sub(count as i64)), Relaxed);
-                    return Ok(());
-                }
-                Err(Refused::Underflow(w)) | Err(Refused::Full(w)) => {
-                    return Err(Error::corrupt(format!(
-                        "semaphore {:?} has value {} but {count} is being released",
-                        self.inner.name,
-                        word::value(w)
-                    )));
-                }
-            }
-        }
-    }
-}
-
-/// Why a contended acquire ended without the weight.
-#[derive(Debug)]
-enum Contended {
-    /// The semaphore was removed: the caller may create it again.
-    Removed,
-    /// Anything else.
-    Failed(Error),
-}
-
-/// The fairness reservation of waiter `lane` of process slot `slot` for `weight`:
-/// `(slot + 1) << 48 | lane << 32 | weight`. Never 0.
-#[inline]
-fn reservation_token(slot: u32, lane: u16, weight: u32) -> u64 {
-    ((slot as u64 + 1) << 48) | ((lane as u64) << 32) | weight as u64
-}
-
-/// The capacity left to a taker whose own reservation token is `mine` (0: none): the capacity,
-/// less what another waiter has reserved.
-#[inline]
-fn fair_capacity(rec: &SemRecord, capacity: u32, mine: u64) -> u32 {
-    let r = rec.reservation.load(Relaxed);
-    if r == 0 || r == mine {
-        capacity
-    } else {
-        capacity.saturating_sub(r as u32)
     }
 }
 

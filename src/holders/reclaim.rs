@@ -1,0 +1,359 @@
+//! Reclaiming the weight of dead holders: finding them by their lock bytes, recounting every
+//! semaphore they touched (see `semaphore::protocol::recount`), freeing their records and slots,
+//! and repairing words a dead recounter left frozen.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release},
+    time::Duration,
+};
+
+use super::{
+    Ctx, ENGINE, EXTERNAL, FREE, free_record, key_sem, key_slot, kind, lock_offset,
+    slot_generation, slot_state,
+};
+use crate::{
+    error::{Error, Result},
+    failpoint,
+    segment::layout::{MAX_HOLDERS, MAX_PROCESSES, MAX_SEMAPHORES},
+    semaphore::protocol::{self, Counted, Operator, Recount, holding},
+    sys::{self, Identity, Liveness},
+    table::{self, Found},
+    wait,
+};
+
+/// What [`reclaim`] gave back from one dead holder on one semaphore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// The semaphore's name.
+    pub semaphore: String,
+    /// The dead holder's pid.
+    pub pid: u32,
+    /// The weight that came back.
+    pub weight: u64,
+}
+
+/// How a slot other than ours looks to a reclaimer.
+enum Probe {
+    /// Someone holds its lock byte: a live process, or a reclaimer or CLI acting for it.
+    Operated,
+    /// We took its lock byte; the holder is dead.
+    Dead,
+    /// We took its lock byte; the holder (external) is alive.
+    Quiescent,
+    /// We took its lock byte; nobody is registered there.
+    Free,
+}
+
+fn probe(ctx: Ctx<'_>, slot: u32) -> Result<Probe> {
+    let s = ctx
+        .seg
+        .proc_slot(slot)
+        .ok_or_else(|| Error::corrupt("slot out of bounds"))?;
+    if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
+        .map_err(|e| Error::io("probing a process slot", e))?
+    {
+        return Ok(Probe::Operated);
+    }
+    let st = s.state.load(Acquire);
+    Ok(match kind(st) {
+        ENGINE => Probe::Dead,
+        EXTERNAL => {
+            let who = Identity {
+                pid: s.pid.load(Relaxed),
+                start_time: s.start_time.load(Relaxed),
+            };
+            match sys::liveness(who) {
+                Liveness::Alive => Probe::Quiescent,
+                Liveness::Dead => Probe::Dead,
+            }
+        }
+        _ => Probe::Free,
+    })
+}
+
+/// Reclaim what dead holders hold. Returns what came back.
+pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
+    let mut dead = Vec::new();
+    for slot in 0..MAX_PROCESSES {
+        if Some(slot) == ctx.me || ctx.acting.contains(&slot) {
+            continue;
+        }
+        let Some(s) = ctx.seg.proc_slot(slot) else {
+            break;
+        };
+        if kind(s.state.load(Acquire)) == FREE {
+            continue;
+        }
+        match probe(ctx, slot)? {
+            Probe::Operated => {}
+            Probe::Dead => dead.push(slot),
+            Probe::Quiescent | Probe::Free => {
+                let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+            }
+        }
+    }
+    let stuck = stuck_words(ctx, &dead);
+    if dead.is_empty() && stuck.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = reclaim_locked(ctx, &dead, stuck);
+    for &slot in &dead {
+        let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+    }
+    out
+}
+
+/// Reclaim the slots in `dead`, whose lock bytes the caller holds, and free them. On return the
+/// caller still holds those bytes.
+/// Semaphores also to recount: `stuck` (see [`stuck_words`]).
+pub(super) fn reclaim_locked(
+    ctx: Ctx<'_>,
+    dead: &[u32],
+    stuck: BTreeSet<Found>,
+) -> Result<Vec<Reclaimed>> {
+    let mut dead: BTreeSet<u32> = dead.iter().copied().collect();
+    let mut extra_locks: Vec<u32> = Vec::new();
+    let mut sems = stuck;
+    for index in 0..MAX_HOLDERS {
+        let Some(r) = ctx.seg.holder(index) else {
+            break;
+        };
+        let key = r.key.load(Acquire);
+        if key_slot(key).is_some_and(|s| dead.contains(&s)) {
+            sems.insert(key_sem(key));
+        }
+    }
+    let mut report: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let mut result = Ok(());
+    for found in sems {
+        let Some(rec) = ctx.seg.sem(found.index) else {
+            continue;
+        };
+        if !table::is_current(rec, found.generation) {
+            continue; // removed: its records are simply freed below
+        }
+        let name = table::name_of(rec).unwrap_or_default();
+        let outcome = recount_one(ctx, found, &mut dead, &mut extra_locks);
+        // A dead waiter's fairness reservation goes with it.
+        let r = rec.reservation.load(Acquire);
+        if r != 0 && dead.contains(&((r >> 48) as u32).wrapping_sub(1)) {
+            let _ = rec.reservation.compare_exchange(r, 0, AcqRel, Relaxed);
+        }
+        match outcome {
+            Ok(gone) => {
+                for (pid, weight) in gone {
+                    *report.entry((name.clone(), pid)).or_default() += weight;
+                }
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        wait::wake(&rec.word, u32::MAX);
+    }
+    if result.is_ok() {
+        failpoint::hit("reclaim:recounted");
+        // Free the dead records and slots; every semaphore they touched was recounted.
+        for index in 0..MAX_HOLDERS {
+            let Some(r) = ctx.seg.holder(index) else {
+                break;
+            };
+            if key_slot(r.key.load(Acquire)).is_some_and(|s| dead.contains(&s)) {
+                free_record(ctx, index);
+            }
+        }
+        failpoint::hit("reclaim:freed");
+        for &slot in &dead {
+            if let Some(s) = ctx.seg.proc_slot(slot) {
+                let st = s.state.load(Acquire);
+                s.state
+                    .store(slot_state(slot_generation(st), FREE), Release);
+            }
+        }
+    }
+    for slot in extra_locks {
+        if Some(slot) != ctx.me {
+            let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+        }
+    }
+    result.map(|()| {
+        report
+            .into_iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|((semaphore, pid), weight)| Reclaimed {
+                semaphore,
+                pid,
+                weight,
+            })
+            .collect()
+    })
+}
+
+/// Words left frozen with nobody to finish the recount: their recounter is one of `dead`, or
+/// is not set at all (a recounter sets it before it freezes and clears it after it unfreezes, so
+/// that state comes only from a corrupted word). Recounting them repairs them.
+pub(super) fn stuck_words(ctx: Ctx<'_>, dead: &[u32]) -> BTreeSet<Found> {
+    let mut out = BTreeSet::new();
+    for index in 0..MAX_SEMAPHORES {
+        let Some(rec) = ctx.seg.sem(index) else { break };
+        let w = rec.word.load(Acquire);
+        if !crate::semaphore::word::is_frozen(w) {
+            continue;
+        }
+        let recounter = rec.recounter.load(Acquire);
+        let slot = ((recounter >> 32) as u32).wrapping_sub(1);
+        if recounter == 0 || dead.contains(&slot) {
+            out.insert(Found {
+                index,
+                generation: crate::semaphore::word::generation(w),
+            });
+        }
+    }
+    out
+}
+
+/// The `recounter` value naming `slot`.
+fn recounter_id(ctx: Ctx<'_>, slot: u32) -> u64 {
+    let generation = ctx
+        .seg
+        .proc_slot(slot)
+        .map_or(0, |s| slot_generation(s.state.load(Relaxed)));
+    ((slot as u64 + 1) << 32) | generation as u64
+}
+
+/// Recount one semaphore. Slots found dead on the way join `dead` (their lock bytes are then
+/// held by the caller); slots locked for a quiescent look join `extra_locks`. Returns the weight
+/// that came back per dead pid.
+fn recount_one(
+    ctx: Ctx<'_>,
+    found: Found,
+    dead: &mut BTreeSet<u32>,
+    extra_locks: &mut Vec<u32>,
+) -> Result<Vec<(u32, u64)>> {
+    let rec = ctx
+        .seg
+        .sem(found.index)
+        .ok_or_else(|| Error::corrupt("semaphore index out of bounds"))?;
+    // The recounter is named by a slot whose lock byte this process holds: its own, or, while it
+    // registers, the dead slot it is taking over.
+    let Some(me) = ctx.me.or_else(|| dead.first().copied()) else {
+        return Ok(Vec::new());
+    };
+    let my_id = recounter_id(ctx, me);
+    // Claim the recounter field, taking it over only from a dead recounter.
+    let mut cur = rec.recounter.load(Acquire);
+    loop {
+        if cur != 0 && cur != my_id {
+            let other = ((cur >> 32) as u32).wrapping_sub(1);
+            let other_dead = dead.contains(&other)
+                || (other < MAX_PROCESSES
+                    && !sys::byte_locked(ctx.fd, lock_offset(other)).unwrap_or(true));
+            if !other_dead {
+                return Ok(Vec::new()); // a live reclaimer is on it
+            }
+        }
+        match rec.recounter.compare_exchange(cur, my_id, AcqRel, Acquire) {
+            Ok(_) => break,
+            Err(actual) => cur = actual,
+        }
+    }
+    failpoint::hit("reclaim:claimed");
+
+    let mut gone: Vec<(u32, u64)> = Vec::new();
+    let mut probe_error = None;
+    let mut polls = 0u32;
+    let outcome = protocol::recount(
+        &rec.word,
+        found.generation,
+        || {
+            let mut counted = Vec::new();
+            let mut seen: BTreeMap<u32, Operator> = BTreeMap::new();
+            for index in 0..MAX_HOLDERS {
+                let Some(r) = ctx.seg.holder(index) else {
+                    break;
+                };
+                let key = r.key.load(Acquire);
+                let Some(slot) = key_slot(key) else { continue };
+                if key_sem(key) != found {
+                    continue;
+                }
+                let operator = match seen.get(&slot) {
+                    Some(&op) => op,
+                    None => {
+                        let op = if Some(slot) == ctx.me || ctx.acting.contains(&slot) {
+                            Operator::Live
+                        } else if dead.contains(&slot) {
+                            Operator::Dead
+                        } else {
+                            match probe(ctx, slot) {
+                                Ok(Probe::Operated) => Operator::Live,
+                                Ok(Probe::Dead) => {
+                                    dead.insert(slot);
+                                    extra_locks.push(slot);
+                                    Operator::Dead
+                                }
+                                Ok(Probe::Quiescent | Probe::Free) => {
+                                    extra_locks.push(slot);
+                                    Operator::Quiescent
+                                }
+                                Err(e) => {
+                                    // Unknown counts as alive.
+                                    probe_error.get_or_insert(e);
+                                    Operator::Live
+                                }
+                            }
+                        };
+                        seen.insert(slot, op);
+                        op
+                    }
+                };
+                if operator == Operator::Dead {
+                    let held = holding::held(r.holding.load(Acquire));
+                    let pid = ctx.seg.proc_slot(slot).map_or(0, |s| s.pid.load(Relaxed));
+                    if held > 0 {
+                        gone.push((pid, held as u64));
+                    }
+                }
+                counted.push(Counted {
+                    holding: &r.holding,
+                    operator,
+                });
+            }
+            counted
+        },
+        || {
+            polls += 1;
+            std::thread::sleep(Duration::from_micros(200));
+            polls < 2_500 // about half a second
+        },
+    );
+    // Release the recounter claim only if it is still ours.
+    let _ = rec.recounter.compare_exchange(my_id, 0, Release, Relaxed);
+    if let Some(e) = probe_error {
+        return Err(e);
+    }
+    match outcome {
+        Recount::Done { after, .. } => {
+            if after == 0 {
+                // Now unused: the idle period of an auto semaphore starts here.
+                rec.last_used_ms
+                    .store(crate::segment::layout::USED, Relaxed);
+            }
+            Ok(gone)
+        }
+        Recount::Removed => Ok(gone),
+        Recount::Busy => Err(Error::io(
+            "reclaiming",
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "a live process stayed in the middle of an operation; try again",
+            ),
+        )),
+        Recount::Corrupt => Err(Error::corrupt(format!(
+            "holder records of semaphore #{} sum to an impossible weight",
+            found.index
+        ))),
+    }
+}

@@ -1,0 +1,265 @@
+//! Taking weight: the fast path (one compare-exchange), and the slow path that spins briefly,
+//! reserves for fairness, sleeps on the shared futex with a bounded timeout, reclaims from the
+//! dead while it waits, and re-creates an auto semaphore that was removed under it.
+
+use std::{sync::atomic::Ordering::Relaxed, time::Duration};
+
+use super::{
+    BOUNDED_SLEEP, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, note_since,
+    protocol::{self, Lane, Refused},
+    weight_error, word,
+};
+use crate::{
+    error::{Error, Result},
+    namespace::{current_lane, with_lane},
+    segment::layout::{HolderRecord, SemRecord},
+    sys,
+    table::Found,
+    wait::{self, Monotonic, Waited},
+};
+
+impl Semaphore {
+    /// Take `weight` through this thread's lane; returns the record taken from and where the
+    /// holding is recorded.
+    #[inline]
+    pub(super) fn take(&self, weight: u32, until: Until) -> Result<(Found, Held)> {
+        match current_lane() {
+            Some(lane) => self.take_on(lane, weight, until),
+            None => with_lane(|lane| self.take_on(lane, weight, until)),
+        }
+    }
+
+    /// One compare-exchange when the weight is free; everything else is [`Self::take_slow`].
+    #[inline]
+    pub(super) fn take_on(&self, lane: u16, weight: u32, until: Until) -> Result<(Found, Held)> {
+        let found = self.found();
+        let rec = self.rec(found);
+        let capacity = rec.capacity.load(Relaxed);
+        // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
+        if weight.wrapping_sub(1) < capacity {
+            let fair = fair_capacity(rec, capacity, 0);
+            let (h, held) = self.holder(lane, found)?;
+            let lane_view = Lane {
+                word: &rec.word,
+                holding: &h.holding,
+            };
+            match lane_view.try_take(found.generation, weight, fair, false) {
+                Ok(_) => {
+                    note_since(h, weight);
+                    return Ok((found, held));
+                }
+                Err(refused) => return self.take_slow(lane, weight, until, found, refused),
+            }
+        }
+        Err(weight_error(weight, capacity))
+    }
+
+    /// The fast path failed with `first`: wait, and re-create the semaphore if it was removed.
+    #[cold]
+    pub(super) fn take_slow(
+        &self,
+        lane: u16,
+        weight: u32,
+        until: Until,
+        mut found: Found,
+        mut refused: Refused,
+    ) -> Result<(Found, Held)> {
+        let until = until.start();
+        let token = reservation_token(self.inner.ns.registration()?.slot, lane, weight);
+        for _ in 0..RECREATE_TRIES {
+            let (h, held) = self.holder(lane, found)?;
+            let outcome = match refused {
+                Refused::Removed => Err(Contended::Removed),
+                _ => self.take_contended(found, weight, until, h, token, refused),
+            };
+            match outcome {
+                Ok(()) => return Ok((found, held)),
+                Err(Contended::Failed(e)) => return Err(e),
+                Err(Contended::Removed) => {
+                    found = self.recreate(found, lane)?;
+                    let rec = self.rec(found);
+                    let capacity = rec.capacity.load(Relaxed);
+                    check_weight(weight, capacity)?;
+                    let (h, held) = self.holder(lane, found)?;
+                    let lane_view = Lane {
+                        word: &rec.word,
+                        holding: &h.holding,
+                    };
+                    let fair = fair_capacity(rec, capacity, 0);
+                    match lane_view.try_take(found.generation, weight, fair, false) {
+                        Ok(_) => {
+                            note_since(h, weight);
+                            return Ok((found, held));
+                        }
+                        Err(r) => refused = r,
+                    }
+                }
+            }
+        }
+        Err(self.removed())
+    }
+
+    /// Wait for `weight` on `found` after the fast path failed. `token` names this waiter in the
+    /// semaphore's fairness reservation.
+    #[cold]
+    pub(super) fn take_contended(
+        &self,
+        found: Found,
+        weight: u32,
+        until: Until,
+        h: &HolderRecord,
+        token: u64,
+        first: Refused,
+    ) -> Result<(), Contended> {
+        let rec = self.rec(found);
+        let generation = found.generation;
+        let lane = Lane {
+            word: &rec.word,
+            holding: &h.holding,
+        };
+        let mut seen = match first {
+            Refused::Full(w) | Refused::Frozen(w) | Refused::Underflow(w) => w,
+            Refused::Removed => return Err(Contended::Removed),
+            Refused::Contended => return Err(Contended::Failed(self.contended())),
+        };
+        if let Until::Now = until {
+            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
+            return Err(Contended::Failed(Error::WouldBlock {
+                weight,
+                available: word::available(seen, fair),
+            }));
+        }
+        // Spin briefly: a holder in another process may be about to release.
+        for i in 0..SPINS {
+            for _ in 0..(1 << i) {
+                std::hint::spin_loop();
+            }
+            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
+            match lane.try_take(generation, weight, fair, false) {
+                Ok(_) => {
+                    note_since(h, weight);
+                    return Ok(());
+                }
+                Err(Refused::Removed) => return Err(Contended::Removed),
+                Err(_) => {}
+            }
+        }
+        // Sleep. Count ourselves as a waiter in the word so that releases wake us, and show
+        // ourselves in the holder record so that `show` and `ps` list us.
+        h.wait_since_ms.store(sys::wall_ms(), Relaxed);
+        h.wait_weight.store(weight, Relaxed);
+        let mut counted = false;
+        let mut reserved = false;
+        let result = loop {
+            if !counted {
+                match protocol::count_waiter(&rec.word, generation, weight) {
+                    None => break Err(Contended::Removed),
+                    Some((_, c)) => counted = c,
+                }
+            }
+            // Fairness: a waiter for more than 1 reserves its weight, so that a stream of small
+            // acquires cannot starve it. One reservation at a time; the others queue behind it.
+            if weight > 1 && !reserved {
+                reserved = rec
+                    .reservation
+                    .compare_exchange(0, token, Relaxed, Relaxed)
+                    .is_ok();
+            }
+            let capacity = rec.capacity.load(Relaxed);
+            if let Err(e) = check_weight(weight, capacity) {
+                break Err(Contended::Failed(e));
+            }
+            let fair = fair_capacity(rec, capacity, token);
+            match lane.try_take(generation, weight, fair, counted) {
+                Ok(_) => {
+                    counted = false; // uncounted by the same step
+                    note_since(h, weight);
+                    break Ok(());
+                }
+                Err(Refused::Removed) => break Err(Contended::Removed),
+                Err(Refused::Contended) => break Err(Contended::Failed(self.contended())),
+                Err(Refused::Full(w) | Refused::Underflow(w) | Refused::Frozen(w)) => seen = w,
+            }
+            let now = Monotonic::now();
+            if let Until::Deadline(deadline, timeout) = until
+                && now >= deadline
+            {
+                break Err(Contended::Failed(Error::Timeout {
+                    weight,
+                    timeout_ms: timeout.as_millis() as u64,
+                }));
+            }
+            // Bounded: a frozen word or an uncounted waiter polls; everyone re-checks for dead
+            // holders at least every BOUNDED_SLEEP, so a releaser killed between giving back and
+            // waking cannot strand us.
+            let nap = if word::is_frozen(seen) || !counted {
+                Duration::from_millis(2)
+            } else {
+                BOUNDED_SLEEP
+            };
+            let wake_at = match until {
+                Until::Deadline(d, _) => d.min(now.after(nap)),
+                _ => now.after(nap),
+            };
+            if wait::wait(&rec.word, word::value(seen), wake_at) == Waited::TimedOut
+                && wake_at < until.deadline()
+            {
+                self.inner.ns.reclaim_every(BOUNDED_SLEEP);
+            }
+        };
+        if counted {
+            protocol::uncount_waiter(&rec.word);
+        }
+        if reserved {
+            let _ = rec.reservation.compare_exchange(token, 0, Relaxed, Relaxed);
+            if result.is_err() {
+                // What we held back is free for the others again.
+                wait::wake(&rec.word, u32::MAX);
+            }
+        }
+        h.wait_weight.store(0, Relaxed);
+        result
+    }
+
+    pub(super) fn contended(&self) -> Error {
+        Error::corrupt(format!(
+            "the state word of semaphore {:?} changed {} times in a row under one operation",
+            self.inner.name,
+            protocol::MAX_RETRIES
+        ))
+    }
+
+    pub(super) fn removed(&self) -> Error {
+        Error::Removed {
+            name: self.inner.name.to_string(),
+        }
+    }
+}
+
+/// Why a contended acquire ended without the weight.
+#[derive(Debug)]
+pub(super) enum Contended {
+    /// The semaphore was removed: the caller may create it again.
+    Removed,
+    /// Anything else.
+    Failed(Error),
+}
+
+/// The fairness reservation of waiter `lane` of process slot `slot` for `weight`:
+/// `(slot + 1) << 48 | lane << 32 | weight`. Never 0.
+#[inline]
+pub(super) fn reservation_token(slot: u32, lane: u16, weight: u32) -> u64 {
+    ((slot as u64 + 1) << 48) | ((lane as u64) << 32) | weight as u64
+}
+
+/// The capacity left to a taker whose own reservation token is `mine` (0: none): the capacity,
+/// less what another waiter has reserved.
+#[inline]
+pub(super) fn fair_capacity(rec: &SemRecord, capacity: u32, mine: u64) -> u32 {
+    let r = rec.reservation.load(Relaxed);
+    if r == 0 || r == mine {
+        capacity
+    } else {
+        capacity.saturating_sub(r as u32)
+    }
+}

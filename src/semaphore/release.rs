@@ -1,0 +1,87 @@
+//! Giving weight back: one compare-exchange, a wake only when someone waits, and patience with a
+//! recount in progress.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{
+    BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, frozen_pause,
+    protocol::{Lane, Refused, holding},
+    word::{self, Wake},
+};
+use crate::{
+    error::{Error, Result},
+    namespace::with_lane,
+    segment::layout::{HolderRecord, USED},
+    table::Found,
+    wait::{self, Monotonic},
+};
+
+impl Semaphore {
+    /// Give back `count` on `found` through this thread's lane.
+    pub(super) fn give(&self, found: Found, count: u32) -> Result<()> {
+        with_lane(|lane| {
+            let (h, _) = self.holder(lane, found)?;
+            self.give_on(found, h, count)
+        })
+    }
+
+    /// Give back `count` on `found` through holder record `h`, which this thread operates.
+    #[inline]
+    pub(super) fn give_on(&self, found: Found, h: &HolderRecord, count: u32) -> Result<()> {
+        let rec = self.rec(found);
+        let lane_view = Lane {
+            word: &rec.word,
+            holding: &h.holding,
+        };
+        // Mark the semaphore used, before the Release compare-exchange, so that a sweeper that
+        // sees the value at zero also sees the mark and restarts the idle period (see
+        // `table::sweep_idle`). A plain store, no clock; skipped when already marked.
+        if rec.last_used_ms.load(Relaxed) != USED {
+            rec.last_used_ms.store(USED, Relaxed);
+        }
+        let mut frozen_since = None;
+        loop {
+            match lane_view.give(found.generation, count) {
+                Ok(before) => {
+                    match word::wake_count(before, count) {
+                        Wake::None => {}
+                        Wake::Some(n) => wait::wake(&rec.word, n),
+                        Wake::All => wait::wake(&rec.word, u32::MAX),
+                    }
+                    return Ok(());
+                }
+                Err(Refused::Frozen(_)) => {
+                    // A recount is running. If its recounter died, this release is what notices:
+                    // reclaiming takes the recount over (see `holders::reclaim`). Bounded: a
+                    // recounter that stays stopped longer than this leaves the weight held, as
+                    // a holder that is stopped does, and it comes back when this process exits.
+                    let since = *frozen_since.get_or_insert_with(Monotonic::now);
+                    if Monotonic::now() >= since.after(FROZEN_PATIENCE) {
+                        return Err(Error::corrupt(format!(
+                            "semaphore {:?} stayed frozen for {} s; a reclaimer is stuck",
+                            self.inner.name,
+                            FROZEN_PATIENCE.as_secs()
+                        )));
+                    }
+                    frozen_pause();
+                    self.inner.ns.reclaim_every(BOUNDED_SLEEP);
+                }
+                Err(Refused::Contended) => return Err(self.contended()),
+                Err(Refused::Removed) => {
+                    // The semaphore is gone; there is nothing to give back to.
+                    let held = holding::held(h.holding.load(Relaxed));
+                    h.holding
+                        .store(holding::of(held.wrapping_sub(count as i64)), Relaxed);
+                    return Ok(());
+                }
+                Err(Refused::Underflow(w)) | Err(Refused::Full(w)) => {
+                    return Err(Error::corrupt(format!(
+                        "semaphore {:?} has value {} but {count} is being released",
+                        self.inner.name,
+                        word::value(w)
+                    )));
+                }
+            }
+        }
+    }
+}
