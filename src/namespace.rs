@@ -229,9 +229,40 @@ impl Namespace {
             return Ok((index, r.epoch));
         }
         let ctx = self.ctx()?;
-        let index = holders::claim_record(ctx, r.slot, r.slot_gen, lane, found)?;
+        let index = match holders::claim_record(ctx, r.slot, r.slot_gen, lane, found) {
+            Err(Error::TableFull { .. }) if self.free_idle_records(lane) > 0 => {
+                holders::claim_record(ctx, r.slot, r.slot_gen, lane, found)?
+            }
+            other => other?,
+        };
         lock(&self.inner).records.insert((lane, found), index);
         Ok((index, r.epoch))
+    }
+
+    /// Free the records of `lane` that hold nothing and wait for nothing; returns how many.
+    /// Called by the thread that owns `lane`, the only writer of its records, so none of them is
+    /// in the middle of an operation. A handle that cached one notices the changed key and claims
+    /// a record again.
+    fn free_idle_records(&self, lane: u16) -> usize {
+        let Ok(ctx) = self.ctx() else { return 0 };
+        let mut inner = lock(&self.inner);
+        let idle: Vec<(u16, Found)> = inner
+            .records
+            .iter()
+            .filter(|&(&(l, _), &index)| {
+                l == lane
+                    && self.seg.holder(index).is_some_and(|r| {
+                        r.holding.load(Relaxed) == 0 && r.wait_weight.load(Relaxed) == 0
+                    })
+            })
+            .map(|(&key, _)| key)
+            .collect();
+        for key in &idle {
+            if let Some(index) = inner.records.remove(key) {
+                holders::free_record(ctx, index);
+            }
+        }
+        idle.len()
     }
 
     /// Forget this process's record of (`lane`, `found`) after the semaphore was removed; free it

@@ -48,7 +48,7 @@ use crate::{
 };
 
 /// The longest a waiter sleeps before it looks for dead holders and re-checks.
-const BOUNDED_SLEEP: Duration = Duration::from_millis(50);
+const BOUNDED_SLEEP: Duration = Duration::from_millis(25);
 /// How long a release waits for a recount to finish before it gives up.
 const FROZEN_PATIENCE: Duration = Duration::from_secs(10);
 /// Spins before the first sleep.
@@ -312,7 +312,7 @@ impl Semaphore {
         // Release: a waiter that reads the new capacity sees it with everything before it.
         rec.capacity.store(capacity, Release);
         // A waiter sleeps on the value, which did not change: wake everyone to re-check. One that
-        // read the old capacity just before this wake sleeps at most its bounded 50 ms.
+        // read the old capacity just before this wake sleeps at most its bounded 25 ms.
         wait::wake(&rec.word, u32::MAX);
         Ok(())
     }

@@ -15,18 +15,28 @@ pub struct Permit<'a> {
     weight: u32,
     /// The record the weight was taken from.
     found: Found,
-    /// Where the holding is recorded.
+    /// Where the holding is recorded...
     held: Held,
+    /// ... and that record's key then. A record that gave its weight back through another
+    /// thread's permit may since have been freed and reused; the drop checks the key first.
+    key: u64,
 }
 
 impl<'a> Permit<'a> {
     #[inline]
     pub(super) fn new(sem: &'a Semaphore, weight: u32, found: Found, held: Held) -> Permit<'a> {
+        let key = sem
+            .inner
+            .ns
+            .seg
+            .holder(held.record())
+            .map_or(0, |h| h.key.load(Relaxed));
         Permit {
             sem,
             weight,
             found,
             held,
+            key,
         }
     }
 
@@ -66,7 +76,9 @@ impl Drop for Permit<'_> {
         // and the weight comes back when this process exits.
         let _ = match (current_lane(), sem.inner.ns.seg.holder(self.held.record())) {
             // The acquiring thread: its own record, no lookup.
-            (Some(lane), Some(h)) if lane == self.held.lane() => {
+            (Some(lane), Some(h))
+                if lane == self.held.lane() && h.key.load(Relaxed) == self.key =>
+            {
                 sem.give_on(self.found, h, self.weight)
             }
             // Another thread: give back through that thread's lane.
