@@ -57,6 +57,8 @@ pub(crate) struct Namespace {
     reclaim: Mutex<()>,
     last_reclaim_ns: AtomicU64,
     last_link_check_ns: AtomicU64,
+    /// Set once a split was noticed; every later open of the namespace fails.
+    split: std::sync::atomic::AtomicBool,
     /// External slots whose lock byte this process holds while acting for them.
     acting: Mutex<Vec<u32>>,
     /// What the reclaim at open gave back, until [`Namespace::reap`] reports it.
@@ -144,6 +146,7 @@ impl Namespace {
             reclaim: Mutex::new(()),
             last_reclaim_ns: AtomicU64::new(0),
             last_link_check_ns: AtomicU64::new(Monotonic::now().0),
+            split: std::sync::atomic::AtomicBool::new(false),
             acting: Mutex::new(Vec::new()),
             reclaimed_at_open: Mutex::new(Vec::new()),
         });
@@ -365,7 +368,8 @@ impl Namespace {
     /// has its name (a process that could not reach this one's descriptors created it). Opening
     /// the namespace then fails, rather than mixing handles of the two.
     pub fn check_linked(&self) -> Result<()> {
-        if self.seg.is_replaced() {
+        if self.split.load(Relaxed) || self.seg.is_replaced() {
+            self.split.store(true, Relaxed);
             return Err(Error::corrupt(format!(
                 "{} was removed while in use and another segment took its name; processes that \
                  opened the namespace before and after do not share semaphores",
@@ -377,6 +381,9 @@ impl Namespace {
 
     /// [`check_linked`](Self::check_linked) at most once per `every`.
     fn check_linked_every(&self, every: Duration) -> Result<()> {
+        if self.split.load(Relaxed) {
+            return self.check_linked();
+        }
         let now = Monotonic::now();
         let last = Monotonic(self.last_link_check_ns.load(Relaxed));
         if now < last.after(every) {

@@ -161,6 +161,11 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         // give back what it held before taking it over.
         if kind(s.state.load(Acquire)) == ENGINE {
             reclaim_locked(Ctx { me: None, ..ctx }, &[slot], stuck_words(ctx, &[slot]))?;
+            if kind(s.state.load(Acquire)) != FREE {
+                // Not all of it could be recounted yet: leave the slot to a later reclaim.
+                let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+                continue;
+            }
         }
         let generation = slot_generation(s.state.load(Acquire)).wrapping_add(1) & 0xFF_FFFF;
         s.pid.store(who.pid, Relaxed);

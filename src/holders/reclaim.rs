@@ -126,6 +126,9 @@ pub(super) fn reclaim_locked(
     }
     let mut report: BTreeMap<(String, u32), u64> = BTreeMap::new();
     let mut result = Ok(());
+    // A semaphore that could not be recounted now (a live process stopped in the middle of an
+    // operation on it, or another live reclaimer on it) keeps the dead slots for a later try.
+    let mut deferred = false;
     for found in sems {
         let Some(rec) = ctx.seg.sem(found.index) else {
             continue;
@@ -141,11 +144,12 @@ pub(super) fn reclaim_locked(
             let _ = rec.reservation.compare_exchange(r, 0, AcqRel, Relaxed);
         }
         match outcome {
-            Ok(gone) => {
+            Ok(Some(gone)) => {
                 for (pid, weight) in gone {
                     *report.entry((name.clone(), pid)).or_default() += weight;
                 }
             }
+            Ok(None) => deferred = true,
             Err(e) => {
                 result = Err(e);
                 break;
@@ -153,7 +157,7 @@ pub(super) fn reclaim_locked(
         }
         wait::wake(&rec.word, u32::MAX);
     }
-    if result.is_ok() {
+    if result.is_ok() && !deferred {
         failpoint::hit("reclaim:recounted");
         // Free the dead records and slots; every semaphore they touched was recounted.
         for index in 0..MAX_HOLDERS {
@@ -231,7 +235,7 @@ fn recount_one(
     found: Found,
     dead: &mut BTreeSet<u32>,
     extra_locks: &mut Vec<u32>,
-) -> Result<Vec<(u32, u64)>> {
+) -> Result<Option<Vec<(u32, u64)>>> {
     let rec = ctx
         .seg
         .sem(found.index)
@@ -239,7 +243,7 @@ fn recount_one(
     // The recounter is named by a slot whose lock byte this process holds: its own, or, while it
     // registers, the dead slot it is taking over.
     let Some(me) = ctx.me.or_else(|| dead.first().copied()) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let my_id = recounter_id(ctx, me);
     // Claim the recounter field, taking it over only from a dead recounter.
@@ -251,7 +255,7 @@ fn recount_one(
                 || (other < MAX_PROCESSES
                     && !sys::byte_locked(ctx.fd, lock_offset(other)).unwrap_or(true));
             if !other_dead {
-                return Ok(Vec::new()); // a live reclaimer is on it
+                return Ok(None); // a live reclaimer is on it: try again later
             }
         }
         match rec.recounter.compare_exchange(cur, my_id, AcqRel, Acquire) {
@@ -326,7 +330,9 @@ fn recount_one(
         || {
             polls += 1;
             std::thread::sleep(Duration::from_micros(200));
-            polls < 2_500 // about half a second
+            // About 50 ms: the word is frozen meanwhile, so waiting longer for a live
+            // process that stays mid-operation (stopped) would stall everyone.
+            polls < 250
         },
     );
     // Release the recounter claim only if it is still ours.
@@ -341,16 +347,10 @@ fn recount_one(
                 rec.last_used_ms
                     .store(crate::segment::layout::USED, Relaxed);
             }
-            Ok(gone)
+            Ok(Some(gone))
         }
-        Recount::Removed => Ok(gone),
-        Recount::Busy => Err(Error::io(
-            "reclaiming",
-            std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                "a live process stayed in the middle of an operation; try again",
-            ),
-        )),
+        Recount::Removed => Ok(Some(gone)),
+        Recount::Busy => Ok(None),
         Recount::Corrupt => Err(Error::corrupt(format!(
             "holder records of semaphore #{} sum to an impossible weight",
             found.index

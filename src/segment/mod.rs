@@ -295,10 +295,17 @@ fn check_file(file: &File, path: &Path, expect: Expect) -> Result<()> {
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(refuse("not a regular file".into()));
         }
-        if let Some(uid) = expect.owner
-            && st.st_uid != uid
-        {
-            return Err(refuse(format!("owned by uid {}, not {uid}", st.st_uid)));
+        if let Some(uid) = expect.owner {
+            if st.st_uid != uid {
+                return Err(refuse(format!("owned by uid {}, not {uid}", st.st_uid)));
+            }
+            // A per-user namespace that others may write is not per-user any more.
+            if st.st_mode & 0o022 != 0 {
+                return Err(refuse(format!(
+                    "mode {:04o} lets others write it",
+                    st.st_mode & 0o777
+                )));
+            }
         }
         match st.st_nlink {
             1 => return Ok(()),

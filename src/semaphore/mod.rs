@@ -50,7 +50,7 @@ use crate::{
 /// The longest a waiter sleeps before it looks for dead holders and re-checks.
 const BOUNDED_SLEEP: Duration = Duration::from_millis(25);
 /// How long a release waits for a recount to finish before it gives up.
-const FROZEN_PATIENCE: Duration = Duration::from_secs(10);
+const FROZEN_PATIENCE: Duration = Duration::from_secs(2);
 /// Spins before the first sleep.
 const SPINS: u32 = 3;
 
@@ -450,10 +450,13 @@ fn check_weight(weight: u32, capacity: u32) -> Result<()> {
 /// The error for a try that found `word` too full.
 #[cold]
 fn would_block(weight: u32, word: u64, capacity: u32) -> Error {
-    Error::WouldBlock {
-        weight,
-        available: word::available(word, capacity),
-    }
+    // A frozen word has nothing available until the recount ends.
+    let available = if word::is_frozen(word) {
+        0
+    } else {
+        word::available(word, capacity)
+    };
+    Error::WouldBlock { weight, available }
 }
 
 /// The error for a weight outside `1..=capacity`.

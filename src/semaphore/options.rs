@@ -87,7 +87,8 @@ impl Options {
         self
     }
 
-    /// File mode of a new namespace's files (default 0600, or 0666 for [`Scope::Global`]).
+    /// File mode of a new namespace's files (default 0600, or 0666 for [`Scope::Global`]). In the
+    /// per-user scopes, write bits for group and others are dropped.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode & 0o777);
         self
@@ -100,13 +101,14 @@ impl Options {
     }
 
     fn creation(&self) -> Creation {
-        let default = if self.scope == Scope::Global {
-            0o666
-        } else {
-            0o600
+        // Per-user scopes are never writable by anyone else (their files are refused
+        // otherwise, see `segment::check_file`); `--mode` can only take write bits away there.
+        let (default, mask) = match self.scope {
+            Scope::Global => (0o666, 0o777),
+            Scope::Local | Scope::Tree => (0o600, 0o755),
         };
         Creation {
-            mode: self.mode.unwrap_or(default),
+            mode: self.mode.unwrap_or(default) & mask,
             group: self.group,
         }
     }
