@@ -5,13 +5,24 @@
 //! The parent side (the test functions) never calls the library: every call that depends on
 //! `SHMSEM_DIR` or `SHMSEM_SELF` happens in a child process, whose environment the parent sets.
 //! So the tests can run in parallel threads of one harness process without ever meeting.
+//!
+//! Submodules: [`roles`], child roles that test binaries of both suites run; [`mp`] and
+//! [`life`], what the `multiprocess_*` and the `lifecycle_*` test binaries share; [`cli`],
+//! running the built `shmsem` binary from the parent side; [`killpoint`], the parent side of
+//! the kill-point tests.
 
 #![allow(dead_code)] // each test binary that includes this module uses a different part of it
+
+pub mod cli;
+pub mod killpoint;
+pub mod life;
+pub mod mp;
+pub mod roles;
 
 use std::{
     collections::HashMap,
     fs,
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
@@ -164,6 +175,9 @@ pub struct Spawn<'a> {
     role: String,
     label: String,
     args: Vec<(String, String)>,
+    /// Environment changes after the defaults, in order: set (`Some`) or remove (`None`).
+    env: Vec<(String, Option<String>)>,
+    stdin: bool,
 }
 
 impl<'a> Spawn<'a> {
@@ -173,6 +187,8 @@ impl<'a> Spawn<'a> {
             role: role.to_owned(),
             label: role.to_owned(),
             args: Vec::new(),
+            env: Vec::new(),
+            stdin: false,
         }
     }
 
@@ -186,6 +202,24 @@ impl<'a> Spawn<'a> {
         self
     }
 
+    /// Set an environment variable of the child (beyond the role's parameters).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), Some(value.to_owned())));
+        self
+    }
+
+    /// Remove an environment variable the child would otherwise inherit.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.push((key.to_owned(), None));
+        self
+    }
+
+    /// Give the child a pipe on stdin, written with [`Kid::send`] (otherwise stdin is null).
+    pub fn stdin_piped(mut self) -> Self {
+        self.stdin = true;
+        self
+    }
+
     pub fn spawn(self) -> Kid {
         let exe = std::env::current_exe().expect("current_exe");
         let mut cmd = Command::new(exe);
@@ -193,7 +227,11 @@ impl<'a> Spawn<'a> {
             .env(ROLE_ENV, &self.role)
             .env(shmsem::DIR_ENV, &self.dir.shm)
             .env(WORK_ENV, &self.dir.work)
-            .stdin(Stdio::null())
+            .stdin(if self.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // A child of the harness belongs to no `self` tree unless it makes itself the root of
@@ -201,6 +239,12 @@ impl<'a> Spawn<'a> {
         cmd.env_remove(shmsem::SELF_ENV);
         for (k, v) in &self.args {
             cmd.env(format!("{ARG_PREFIX}{}", k.to_ascii_uppercase()), v);
+        }
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
         }
         let mut child = cmd
             .spawn()
@@ -264,38 +308,58 @@ impl Kid {
     /// Wait until the child reports `key`; its value. Panics after `timeout` or if the child's
     /// output ends first.
     pub fn expect(&mut self, key: &str, timeout: Duration) -> String {
+        match self.next_report(key, timeout) {
+            Ok(v) => v,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!(
+                    "{} did not report {key:?} within {timeout:?}\n{}",
+                    self.label,
+                    self.transcript()
+                )
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Let the readers finish so the transcript is complete.
+                thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "{} ended without reporting {key:?}\n{}",
+                    self.label,
+                    self.transcript()
+                )
+            }
+        }
+    }
+
+    /// Wait at most `timeout` for the child to report `key`: its value, or `None` if it has not
+    /// by then or its output ended first.
+    pub fn wait_for(&mut self, key: &str, timeout: Duration) -> Option<String> {
+        self.next_report(key, timeout).ok()
+    }
+
+    fn next_report(&mut self, key: &str, timeout: Duration) -> Result<String, RecvTimeoutError> {
         if let Some((_, v)) = self.seen.iter().find(|(k, _)| k == key) {
-            return v.clone();
+            return Ok(v.clone());
         }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((k, v)) => {
-                    let hit = k == key;
-                    self.seen.push((k, v.clone()));
-                    if hit {
-                        return v;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "{} did not report {key:?} within {timeout:?}\n{}",
-                        self.label,
-                        self.transcript()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    // Let the readers finish so the transcript is complete.
-                    thread::sleep(Duration::from_millis(50));
-                    panic!(
-                        "{} ended without reporting {key:?}\n{}",
-                        self.label,
-                        self.transcript()
-                    )
-                }
+            let (k, v) = self.lines.recv_timeout(left)?;
+            let hit = k == key;
+            self.seen.push((k, v.clone()));
+            if hit {
+                return Ok(v);
             }
         }
+    }
+
+    /// Write `line` to the child's stdin (see [`Spawn::stdin_piped`]).
+    pub fn send(&mut self, line: &str) {
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .unwrap_or_else(|| panic!("{}: stdin is not piped", self.label));
+        writeln!(stdin, "{line}").expect("writing to a child");
+        stdin.flush().expect("flushing a child's stdin");
     }
 
     /// Wait for the child to exit (killing it after `timeout`), then for its output to end.

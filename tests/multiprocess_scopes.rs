@@ -1,0 +1,390 @@
+//! Multi-process tests, who shares what: a `Scope::Tree` semaphore is shared by the root's
+//! descendants only and removed with the tree, processes racing to create one namespace end
+//! with one segment, and the permit of a SIGKILLed holder comes back to a blocked waiter and to
+//! a later process.
+//!
+//! Every child process re-executes this test binary (`current_exe`) running only the
+//! [`child_role`] test, with `SHMSEM_TEST_ROLE` naming what it does; that test returns at once
+//! in the harness itself. Each test has its own fresh `SHMSEM_DIR`, given to its children in
+//! their environment, and the harness process never calls the library: the tests run in
+//! parallel threads of one process, and `SHMSEM_DIR` (like `SHMSEM_SELF`) is process-global.
+//!
+//! Children report to the parent on stdout with `@@mp KEY VALUE` lines (see `common`); times
+//! that are compared across processes are `CLOCK_MONOTONIC` nanoseconds.
+
+mod common;
+
+use std::{
+    os::unix::process::ExitStatusExt,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{
+    Kid, Spawn, TestDir, arg, arg_u32, mono_ns,
+    mp::{
+        CHILD_TIMEOUT, SIGNAL_TIMEOUT, attempts, observe, role_attempts, role_observe, start_holder,
+    },
+    report, role,
+    roles::{holders_of, kind, role_hold},
+    send_signal, wait_for_signal, work_dir,
+};
+use shmsem::{Scope, Semaphore};
+
+// =====================================================================================
+// The child side
+// =====================================================================================
+
+/// The entry point of every child process. In the harness itself (no role) it does nothing.
+#[test]
+fn child_role() {
+    let Some(role) = role() else { return };
+    match role.as_str() {
+        "hold" => role_hold(SIGNAL_TIMEOUT),
+        "attempts" => role_attempts(),
+        "observe" => role_observe(),
+        "racer" => role_racer(),
+        "tree_root" => role_tree_root(),
+        "tree_child" => role_tree_child(),
+        "tree_unrelated" => role_tree_unrelated(),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// One of several processes that open the same new namespace at the same moment.
+fn role_racer() {
+    let ns = arg("ns");
+    let index = arg_u32("index", 0);
+    let racers = arg_u32("racers", 2);
+    let round = arg("round");
+    report("ready", std::process::id());
+    // The start barrier: spin (yielding, so the parent can run on a small machine).
+    let go = work_dir().join(format!("go{round}"));
+    let deadline = Instant::now() + SIGNAL_TIMEOUT;
+    while !go.exists() {
+        assert!(Instant::now() < deadline, "no start signal");
+        assert!(work_dir().exists(), "the test's directory is gone");
+        thread::yield_now();
+    }
+    let sem = Semaphore::options()
+        .namespace(&ns)
+        .capacity(1)
+        .open("r")
+        .expect("racer open");
+    let got = sem.try_acquire(1);
+    report("got", u8::from(got.is_ok()));
+    report("got_detail", format!("{got:?}"));
+    // A second semaphore whose capacity says who created it.
+    let cap = Semaphore::options()
+        .namespace(&ns)
+        .capacity(10 + index)
+        .open("cap")
+        .expect("racer open cap");
+    report("cap", cap.capacity());
+    report("value", sem.info().expect("info").value);
+    // Hold the outcome until every racer has tried: the try-acquires overlap.
+    send_signal(&format!("done{round}-{index}"));
+    for j in 0..racers {
+        wait_for_signal(&format!("done{round}-{j}"), SIGNAL_TIMEOUT);
+    }
+    drop(got);
+}
+
+/// The root of a `self` tree: opens a tree-scoped semaphore, holds weight 1 of it, starts a
+/// descendant that must see it, and exits once the descendant has checked (leaving it running).
+fn role_tree_root() {
+    assert!(std::env::var_os(shmsem::SELF_ENV).is_none());
+    let sem = Semaphore::options()
+        .scope(Scope::Tree)
+        .capacity(3)
+        .open("tree")
+        .expect("root open");
+    let published = std::env::var(shmsem::SELF_ENV).expect("the root publishes SHMSEM_SELF");
+    report("self", &published);
+    assert!(
+        published.starts_with(&format!("{}-", std::process::id())),
+        "SHMSEM_SELF={published} does not name the root"
+    );
+    let permit = sem.acquire().expect("root acquire");
+    report("root_value", sem.info().expect("info").value);
+    // A grandchild of the harness: inherits SHMSEM_SELF, and our stdout, so the parent reads
+    // its reports too and sees the pipe close only when the whole tree is gone.
+    let exe = std::env::current_exe().expect("current_exe");
+    let child = Command::new(exe)
+        .args([
+            "--exact",
+            common::CHILD_TEST,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(common::ROLE_ENV, "tree_child")
+        .env("MP_ARG_ROOT_PID", std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning the tree child");
+    report("child_spawned", child.id());
+    wait_for_signal("gc-ready", SIGNAL_TIMEOUT);
+    drop(permit);
+    report("root_exits", mono_ns());
+    // Not waited for: the descendant outlives the root.
+    drop(child);
+}
+
+fn role_tree_child() {
+    report("gc_pid", std::process::id());
+    let root_pid: u32 = arg("root_pid").parse().expect("root pid");
+    let inherited = std::env::var(shmsem::SELF_ENV).unwrap_or_default();
+    report("gc_self", &inherited);
+    let sem = Semaphore::options()
+        .scope(Scope::Tree)
+        .open_existing("tree")
+        .expect("the tree's child sees the root's semaphore");
+    let info = sem.info().expect("info");
+    report("gc_capacity", info.capacity);
+    report("gc_value", info.value);
+    report("gc_holders", holders_of(&sem));
+    assert_eq!(info.capacity, 3);
+    assert_eq!(info.value, 1, "the root holds 1");
+    assert_eq!(holders_of(&sem), format!("{root_pid}:1"));
+    let permit = sem.acquire().expect("child acquire");
+    report("gc_value_after", sem.info().expect("info").value);
+    send_signal("gc-ready");
+    wait_for_signal("tree-end", SIGNAL_TIMEOUT);
+    drop(permit);
+    report("gc_exits", mono_ns());
+}
+
+/// Started by the harness, not by the tree: must not see the tree's semaphore.
+fn role_tree_unrelated() {
+    let r = Semaphore::options()
+        .scope(Scope::Tree)
+        .open_existing("tree")
+        .map(|s| s.capacity());
+    report("unrelated_existing", kind(&r));
+    report("unrelated_detail", format!("{r:?}"));
+    report(
+        "unrelated_self",
+        std::env::var(shmsem::SELF_ENV).unwrap_or_default(),
+    );
+    // Get-or-create in its own tree: a different semaphore, with its own capacity.
+    let own = Semaphore::options()
+        .scope(Scope::Tree)
+        .capacity(1)
+        .open("tree")
+        .expect("unrelated open");
+    let info = own.info().expect("info");
+    report("unrelated_capacity", info.capacity);
+    report("unrelated_value", info.value);
+}
+
+// =====================================================================================
+// The parent side: the tests
+// =====================================================================================
+
+/// Requirement 6: `Scope::Tree`: descendants of the root see its semaphore, an unrelated process
+/// does not, and the files go once the whole tree has exited.
+#[test]
+fn tree_scope_is_shared_by_descendants_only_and_removed_with_the_tree() {
+    let dir = TestDir::new("tree");
+    let self_files = |d: &TestDir| -> Vec<String> {
+        d.shm_files()
+            .into_iter()
+            .filter(|f| f.starts_with("self."))
+            .collect()
+    };
+    let mut root = Spawn::new(&dir, "tree_root").spawn();
+    let root_pid = root.pid();
+    let published = root.expect("self", CHILD_TIMEOUT);
+    assert!(
+        published.starts_with(&format!("{root_pid}-")),
+        "{published}"
+    );
+    // The descendant's reports come through the root's stdout, which it inherited.
+    let gc_pid = root.expect("gc_pid", CHILD_TIMEOUT);
+    assert_eq!(root.expect("gc_self", CHILD_TIMEOUT), published);
+    assert_eq!(root.expect("gc_capacity", CHILD_TIMEOUT), "3");
+    assert_eq!(root.expect("gc_value", CHILD_TIMEOUT), "1");
+    assert_eq!(root.expect("gc_value_after", CHILD_TIMEOUT), "2");
+    let status = root.wait_exit(CHILD_TIMEOUT);
+    assert!(status.success(), "root failed\n{}", root.transcript());
+
+    // The root is gone, its descendant lives: the tree's files stay.
+    let expected = vec![
+        format!("self.{published}.default"),
+        format!("self.{published}.default.lock"),
+    ];
+    assert_eq!(self_files(&dir), expected, "while the tree's child lives");
+
+    // A process the harness starts is in no tree: it does not see the semaphore.
+    let u = Spawn::new(&dir, "tree_unrelated")
+        .spawn()
+        .success(CHILD_TIMEOUT);
+    assert_eq!(u.req("unrelated_existing"), "NotFound", "{:?}", u.0);
+    let u_self = u.req("unrelated_self");
+    assert_ne!(u_self, published);
+    assert!(!u_self.is_empty());
+    assert_eq!(
+        u.req("unrelated_capacity"),
+        "1",
+        "its own tree, its own semaphore"
+    );
+    assert_eq!(u.req("unrelated_value"), "0");
+    // Its own tree's files went with it; its sweep left the live tree's alone.
+    assert_eq!(self_files(&dir), expected, "after the unrelated process");
+
+    // End the tree: its last process exits, and the files go.
+    dir.signal("tree-end");
+    root.wait_output_closed(CHILD_TIMEOUT);
+    let r = root.reports();
+    assert!(
+        r.get("gc_exits").is_some(),
+        "the tree's child did not finish\n{}",
+        root.transcript()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !self_files(&dir).is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        self_files(&dir),
+        Vec::<String>::new(),
+        "the tree (root {root_pid}, child {gc_pid}) has exited but its files remain"
+    );
+    assert_eq!(
+        dir.shm_files(),
+        Vec::<String>::new(),
+        "nothing else left behind"
+    );
+}
+
+/// Requirement 7: processes racing to create one namespace end with one segment, which they all
+/// use.
+#[test]
+fn racing_creators_end_with_one_segment() {
+    let rounds: u32 = std::env::var("MP_RACE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let racers: u32 = 2;
+    let dir = TestDir::new("race");
+    let t = Instant::now();
+    let mut caps = [0u32; 2];
+    for round in 0..rounds {
+        let ns = format!("race{round}");
+        let mut kids: Vec<Kid> = (0..racers)
+            .map(|i| {
+                Spawn::new(&dir, "racer")
+                    .label(format!("racer {i} round {round}"))
+                    .arg("ns", &ns)
+                    .arg("index", i)
+                    .arg("racers", racers)
+                    .arg("round", round)
+                    .spawn()
+            })
+            .collect();
+        for k in &mut kids {
+            k.expect("ready", CHILD_TIMEOUT);
+        }
+        dir.signal(&format!("go{round}"));
+        let reports: Vec<_> = kids.iter_mut().map(|k| k.success(CHILD_TIMEOUT)).collect();
+        let got: u64 = reports.iter().map(|r| r.u64("got")).sum();
+        assert_eq!(
+            got, 1,
+            "round {round}: {got} racers got the one permit: {reports:?}"
+        );
+        let cap = reports[0].req("cap");
+        assert!(
+            reports.iter().all(|r| r.req("cap") == cap),
+            "round {round}: racers saw different semaphores: {reports:?}"
+        );
+        let cap: u32 = cap.parse().unwrap();
+        assert!(
+            (10..10 + racers).contains(&cap),
+            "round {round}: capacity {cap}"
+        );
+        caps[(cap - 10) as usize] += 1;
+        let files = dir.shm_files();
+        let segment = format!("local.{ns}");
+        assert_eq!(
+            files,
+            vec![segment.clone(), format!("{segment}.lock")],
+            "round {round}: one segment and its lock file, nothing else"
+        );
+        let len = std::fs::metadata(dir.shm.join(&segment)).unwrap().len();
+        assert_eq!(len, shmsem::internals::layout::SEGMENT_SIZE as u64);
+        // Keep the disk use of the test small.
+        std::fs::remove_file(dir.shm.join(&segment)).unwrap();
+        std::fs::remove_file(dir.shm.join(format!("{segment}.lock"))).unwrap();
+    }
+    eprintln!(
+        "{rounds} creation races in {:?}; creator of the second semaphore: racer 0 {} times, \
+         racer 1 {} times",
+        t.elapsed(),
+        caps[0],
+        caps[1]
+    );
+}
+
+/// Requirement 8a: a permit held by a process that is SIGKILLed comes back to a waiter already
+/// blocked.
+#[test]
+fn sigkilled_holders_permit_comes_back_to_a_blocked_waiter() {
+    let dir = TestDir::new("kill-blocked");
+    let mut h = start_holder(&dir, "k", 2, 2, "never");
+    let mut w = attempts(&dir, "k", 2, 2, "5000").spawn();
+    w.expect("start0", CHILD_TIMEOUT);
+    // Let the waiter go to sleep on the futex.
+    thread::sleep(Duration::from_millis(150));
+    let killed_at = mono_ns();
+    let status = h.sigkill();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let r = w.success(CHILD_TIMEOUT);
+    assert_eq!(r.req("result0"), "ok", "{:?}", r.0);
+    let latency_ms = (r.u64("end0") - killed_at) as f64 / 1e6;
+    eprintln!("holder SIGKILLed: blocked waiter got weight 2 after {latency_ms:.1} ms");
+    assert_eq!(r.req("value0"), "2");
+    assert_eq!(
+        r.req("holders0"),
+        format!("{}:2", w.pid()),
+        "the dead holder is gone"
+    );
+    let o = observe(&dir, "k");
+    assert_eq!(o.req("value"), "0");
+    assert_eq!(o.req("holders"), "");
+}
+
+/// Requirement 8b: a permit held by a process that was SIGKILLed comes back to a process that
+/// opens later.
+#[test]
+fn sigkilled_holders_permit_comes_back_to_a_later_process() {
+    let dir = TestDir::new("kill-later");
+    let mut h = start_holder(&dir, "k", 2, 2, "never");
+    let status = h.sigkill();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let killed_at = mono_ns();
+    let mut w = attempts(&dir, "k", 2, 2, "5000").spawn();
+    let r = w.success(CHILD_TIMEOUT);
+    assert_eq!(r.req("result0"), "ok", "{:?}", r.0);
+    eprintln!(
+        "holder SIGKILLed: a later process found value {} on open and got weight 2 in {} us \
+         ({:.1} ms after the kill, process start included)",
+        r.req("open_value"),
+        r.req("elapsed_us0"),
+        (r.u64("end0") - killed_at) as f64 / 1e6
+    );
+    assert_eq!(r.req("value0"), "2");
+    assert_eq!(
+        r.req("holders0"),
+        format!("{}:2", w.pid()),
+        "the dead holder is gone"
+    );
+    // Reclaim runs on open (SPEC §5.3): the dead holder's weight is back before any wait.
+    assert_eq!(
+        r.req("open_value"),
+        "0",
+        "the dead holder's weight was not reclaimed on open"
+    );
+}
