@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test binary that includes this module uses a different part of it
 
 pub mod cli;
+pub mod corruption;
 pub mod killpoint;
 pub mod life;
 pub mod mp;
