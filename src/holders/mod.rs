@@ -168,11 +168,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
             }
         }
         let generation = slot_generation(s.state.load(Acquire)).wrapping_add(1) & 0xFF_FFFF;
-        s.pid.store(who.pid, Relaxed);
-        s.start_time.store(who.start_time, Relaxed);
-        s.pidns.store(sys::pid_namespace(), Relaxed);
-        s.uid.store(sys::uid(), Relaxed);
-        s.registered_ms.store(sys::wall_ms(), Relaxed);
+        fill_identity(s, who);
         failpoint::hit("register:filled");
         // Release: the identity above is visible with the kind.
         s.state.store(slot_state(generation, ENGINE), Release);
@@ -183,6 +179,16 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         table: "process",
         capacity: MAX_PROCESSES,
     })
+}
+
+/// Write `who` into a slot whose lock byte the caller holds; its kind is stored after, with
+/// `Release`, by the caller.
+fn fill_identity(s: &crate::segment::layout::ProcSlot, who: Identity) {
+    s.pid.store(who.pid, Relaxed);
+    s.start_time.store(who.start_time, Relaxed);
+    s.pidns.store(sys::pid_namespace(), Relaxed);
+    s.uid.store(sys::uid(), Relaxed);
+    s.registered_ms.store(sys::wall_ms(), Relaxed);
 }
 
 /// Find or create the external slot of `who`. The caller holds the table lock, which serialises
@@ -221,11 +227,7 @@ pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
     let st = s.state.load(Acquire);
     let result = if kind(st) == FREE {
         let generation = slot_generation(st).wrapping_add(1) & 0xFF_FFFF;
-        s.pid.store(who.pid, Relaxed);
-        s.start_time.store(who.start_time, Relaxed);
-        s.pidns.store(sys::pid_namespace(), Relaxed);
-        s.uid.store(sys::uid(), Relaxed);
-        s.registered_ms.store(sys::wall_ms(), Relaxed);
+        fill_identity(s, who);
         s.state.store(slot_state(generation, EXTERNAL), Release);
         Ok((slot, generation))
     } else {
