@@ -321,84 +321,41 @@ fn acquire_blocking(word: &Cell64, rec: &Cell64, futex: &Futex, weight: u32, cap
     }
 }
 
-/// Two processes block on a capacity-1 semaphore held by a third: every release wakes a waiter
-/// (loom reports a deadlock if a wake-up is ever lost), and the waiter count returns to zero.
-#[test]
-fn no_lost_wakeups() {
+/// Processes waiting for `weights` on a semaphore of `capacity`, held whole by another: the
+/// holder releases, each waiter gets its weight in turn and releases it. Loom reports a
+/// deadlock if a wake-up is ever lost. At the end nothing is held, nobody is counted as waiting,
+/// and `HEAVY` is clear.
+fn waiters_behind_a_holder(capacity: u32, weights: &'static [u32]) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
-    builder.check(|| {
+    builder.check(move || {
         let word = Cell64::new(word::empty(0));
         let futex = Arc::new(Futex {
             lock: Mutex::new(()),
             cv: Condvar::new(),
         });
         let holder = Cell64::new(0);
+        let release = |rec: &Cell64, futex: &Futex, weight: u32| {
+            let lane = Lane {
+                word: &*word,
+                holding: rec,
+            };
+            let before = lane.give(0, weight).unwrap();
+            futex.wake(word::wake_count(before, weight));
+        };
         Lane {
             word: &*word,
             holding: &*holder,
         }
-        .try_take(0, 1, 1, false)
+        .try_take(0, capacity, capacity, false)
         .unwrap();
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
+        let waiters: Vec<_> = weights
+            .iter()
+            .map(|&weight| {
                 let (word, futex) = (word.clone(), futex.clone());
                 thread::spawn(move || {
                     let rec = Cell64::new(0);
-                    acquire_blocking(&word, &rec, &futex, 1, 1);
-                    let before = Lane {
-                        word: &*word,
-                        holding: &*rec,
-                    }
-                    .give(0, 1)
-                    .unwrap();
-                    futex.wake(word::wake_count(before, 1));
-                })
-            })
-            .collect();
-        let before = Lane {
-            word: &*word,
-            holding: &*holder,
-        }
-        .give(0, 1)
-        .unwrap();
-        futex.wake(word::wake_count(before, 1));
-        for w in waiters {
-            w.join().unwrap();
-        }
-        let end = word.load(Ordering::SeqCst);
-        assert_eq!(word::value(end), 0);
-        assert_eq!(word::waiters(end), 0);
-        assert!(!word::is_heavy(end));
-    });
-}
-
-/// A weight-2 waiter and a weight-1 waiter on capacity 2, both blocked behind a holder of 2: the
-/// release wakes both (HEAVY), and both finish.
-#[test]
-fn heavy_waiters_are_all_woken() {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
-    builder.check(|| {
-        let word = Cell64::new(word::empty(0));
-        let futex = Arc::new(Futex {
-            lock: Mutex::new(()),
-            cv: Condvar::new(),
-        });
-        let holder = Cell64::new(0);
-        Lane {
-            word: &*word,
-            holding: &*holder,
-        }
-        .try_take(0, 2, 2, false)
-        .unwrap();
-        let waiters: Vec<_> = [2u32, 1]
-            .into_iter()
-            .map(|weight| {
-                let (word, futex) = (word.clone(), futex.clone());
-                thread::spawn(move || {
-                    let rec = Cell64::new(0);
-                    acquire_blocking(&word, &rec, &futex, weight, 2);
+                    acquire_blocking(&word, &rec, &futex, weight, capacity);
                     let before = Lane {
                         word: &*word,
                         holding: &*rec,
@@ -409,16 +366,26 @@ fn heavy_waiters_are_all_woken() {
                 })
             })
             .collect();
-        let before = Lane {
-            word: &*word,
-            holding: &*holder,
-        }
-        .give(0, 2)
-        .unwrap();
-        futex.wake(word::wake_count(before, 2));
+        release(&holder, &futex, capacity);
         for w in waiters {
             w.join().unwrap();
         }
-        assert_eq!(word::value(word.load(Ordering::SeqCst)), 0);
+        let end = word.load(Ordering::SeqCst);
+        assert_eq!(word::value(end), 0);
+        assert_eq!(word::waiters(end), 0);
+        assert!(!word::is_heavy(end));
     });
+}
+
+/// Two processes block on a capacity-1 semaphore held by a third: every release wakes a waiter.
+#[test]
+fn no_lost_wakeups() {
+    waiters_behind_a_holder(1, &[1, 1]);
+}
+
+/// A weight-2 waiter and a weight-1 waiter on capacity 2, both blocked behind a holder of 2: the
+/// release wakes both (`HEAVY`), and both finish.
+#[test]
+fn heavy_waiters_are_all_woken() {
+    waiters_behind_a_holder(2, &[2, 1]);
 }
