@@ -6,8 +6,17 @@
 //! | scope | files | mode |
 //! |---|---|---|
 //! | `global` | `/dev/shm/shmsem.global.NS` and `….lock`: flat files, no directory another user could plant | 0666 unless created with another mode |
-//! | `local` | `$XDG_RUNTIME_DIR/shmsem/local.NS` (per user, removed at logout); without `XDG_RUNTIME_DIR`, `/dev/shm/shmsem.user.UID/local.NS` | 0600, in a 0700 directory |
+//! | `local` | `/dev/shm/shmsem.user.UID/local.NS`, where UID is the real user id | 0600, in a 0700 directory owned by UID |
 //! | `self` | the `local` directory, `self.PID-START.NS`, where PID and START identify the root of the process tree | 0600 |
+//!
+//! The per-user directory is chosen from the uid alone. Which scope a process sees depends on
+//! its uid, `SHMSEM_DIR` and `SHMSEM_SELF`, never on any other environment variable: in
+//! particular not on `XDG_RUNTIME_DIR`, which a login shell has and cron jobs, `sudo -u` and
+//! services usually do not, so that choosing from it would give one user two `local` scopes
+//! whose processes hold "the same" semaphore at once. The price: files in `/dev/shm` outlive
+//! the login session (an unused namespace keeps its 7.1 MiB of tmpfs), and logind's
+//! `RemoveIPC` may still delete them when the user's last session ends, which the engine detects
+//! (see `segment`).
 //!
 //! `SHMSEM_DIR`, when set, replaces every directory above: all scopes keep their files flat in
 //! it, under the same file names (`global.NS`, `local.NS`, `self.PID-START.NS`). It is read once
@@ -49,7 +58,9 @@ pub enum Scope {
     /// tree to use it names the tree after itself in `SHMSEM_SELF`, which children inherit. The
     /// files are removed once the root has exited and no process of the tree has them open.
     Tree,
-    /// Every process of the current user's login session.
+    /// Every process of the current user (real uid), wherever it started: a login shell, cron,
+    /// `sudo -u`, a service. Decided by the uid alone, never by `XDG_RUNTIME_DIR`: the files
+    /// live in `/dev/shm/shmsem.user.UID/` unless `SHMSEM_DIR` says otherwise.
     #[default]
     Local,
     /// Every process on the machine that the namespace's file permissions admit.
@@ -271,13 +282,16 @@ pub(crate) fn tree_root() -> Result<sys::Identity> {
     root.clone().map_err(Error::invalid)
 }
 
+/// Where the per-user directory of `uid` is: a function of the uid alone, never of the
+/// environment (see the module docs for why).
+fn user_dir_path(uid: u32) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/shmsem.user.{uid}"))
+}
+
 /// The per-user directory for `local` and `self`, created 0700 and checked to be ours.
 fn user_dir() -> Result<PathBuf> {
     let uid = sys::uid();
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() && Path::new(&d).is_absolute() => PathBuf::from(d).join("shmsem"),
-        _ => PathBuf::from(format!("/dev/shm/shmsem.user.{uid}")),
-    };
+    let dir = user_dir_path(uid);
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -320,6 +334,66 @@ mod tests {
             assert_eq!(s.as_str().parse::<Scope>().unwrap(), s);
         }
         assert!("machine".parse::<Scope>().is_err());
+    }
+
+    /// The `local` (and `self`) directory is a function of the uid alone: `XDG_RUNTIME_DIR`,
+    /// which a login shell has and cron, `sudo -u` and services do not, must not move it, or one
+    /// user would have two `local` scopes.
+    #[test]
+    fn the_per_user_directory_ignores_xdg_runtime_dir() {
+        const XDG: &str = "XDG_RUNTIME_DIR";
+        let uid = sys::uid();
+        let expected = PathBuf::from(format!("/dev/shm/shmsem.user.{uid}"));
+        assert_eq!(user_dir_path(uid), expected);
+        let xdg = std::env::temp_dir().join(format!(
+            "shmsem-unit-xdg-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&xdg)
+            .expect("creating a stand-in XDG_RUNTIME_DIR");
+        let saved = std::env::var_os(XDG);
+        let mut seen = Vec::new();
+        for value in [Some(xdg.as_os_str()), None] {
+            // SAFETY: `set_var` is unsound only while another thread reads the environment
+            // outside `std::env` (whose lock serializes it with this). No code of this crate's
+            // unit tests does: the library reads the environment through `std::env` only.
+            unsafe {
+                match value {
+                    Some(v) => std::env::set_var(XDG, v),
+                    None => std::env::remove_var(XDG),
+                }
+            }
+            let dir = user_dir();
+            let resolved = Location::resolve(Scope::Local, DEFAULT_NAMESPACE);
+            seen.push((value.is_some(), dir, resolved));
+        }
+        // SAFETY: as above.
+        unsafe {
+            match &saved {
+                Some(v) => std::env::set_var(XDG, v),
+                None => std::env::remove_var(XDG),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&xdg);
+        for (xdg_set, dir, resolved) in seen {
+            let dir = dir.expect("the per-user directory");
+            assert_eq!(dir, expected, "XDG_RUNTIME_DIR set: {xdg_set}");
+            // `SHMSEM_DIR`, when the test runs with it, overrides the per-user directory.
+            if custom_dir().is_none() {
+                let resolved = resolved.expect("resolving the local scope");
+                assert_eq!(
+                    resolved.segment,
+                    expected.join("local.default"),
+                    "XDG_RUNTIME_DIR set: {xdg_set}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Multi-process tests, who shares what: a `Scope::Tree` semaphore is shared by the root's
-//! descendants only and removed with the tree, processes racing to create one namespace end
-//! with one segment, and the permit of a SIGKILLed holder comes back to a blocked waiter and to
-//! a later process.
+//! descendants only and removed with the tree, the `local` scope is one per user whatever the
+//! environment, processes racing to create one namespace end with one segment, and the permit of
+//! a SIGKILLed holder comes back to a blocked waiter and to a later process.
 //!
 //! Every child process re-executes this test binary (`current_exe`) running only the
 //! [`child_role`] test, with `SHMSEM_TEST_ROLE` naming what it does; that test returns at once
 //! in the harness itself. Each test has its own fresh `SHMSEM_DIR`, given to its children in
 //! their environment, and the harness process never calls the library: the tests run in
 //! parallel threads of one process, and `SHMSEM_DIR` (like `SHMSEM_SELF`) is process-global.
+//! The one exception, [`local_scope_is_one_per_user_whatever_xdg_runtime_dir`], must run its
+//! children without `SHMSEM_DIR`, in the user's real directory: it uses a namespace no other run
+//! can name and deletes its files at the end.
 //!
 //! Children report to the parent on stdout with `@@mp KEY VALUE` lines (see `common`); times
 //! that are compared across processes are `CLOCK_MONOTONIC` nanoseconds.
@@ -15,7 +18,8 @@
 mod common;
 
 use std::{
-    os::unix::process::ExitStatusExt,
+    os::unix::{fs::DirBuilderExt, process::ExitStatusExt},
+    path::PathBuf,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -48,6 +52,7 @@ fn child_role() {
         "tree_root" => role_tree_root(),
         "tree_child" => role_tree_child(),
         "tree_unrelated" => role_tree_unrelated(),
+        "local_hold" => role_local_hold(),
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -178,6 +183,25 @@ fn role_tree_unrelated() {
     let info = own.info().expect("info");
     report("unrelated_capacity", info.capacity);
     report("unrelated_value", info.value);
+}
+
+/// Hold weight 1 of the `local` semaphore named by the `name` and `ns` parameters until the
+/// `release` signal, then remove it (forced, so that nothing of it is left whatever happened).
+fn role_local_hold() {
+    report(
+        "xdg_runtime_dir",
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "-".into()),
+    );
+    assert!(std::env::var_os(shmsem::DIR_ENV).is_none());
+    let sem = common::roles::open_arg();
+    let permit = sem
+        .try_acquire(1)
+        .unwrap_or_else(|e| panic!("the holder could not take its new semaphore: {e}"));
+    report("held", std::process::id());
+    wait_for_signal(&arg("release"), SIGNAL_TIMEOUT);
+    drop(permit);
+    sem.remove(true).expect("removing the semaphore");
+    report("removed", mono_ns());
 }
 
 // =====================================================================================
@@ -386,5 +410,87 @@ fn sigkilled_holders_permit_comes_back_to_a_later_process() {
         r.req("open_value"),
         "0",
         "the dead holder's weight was not reclaimed on open"
+    );
+}
+
+/// Deletes the files it names when dropped, whether the test passed or not.
+struct RemoveFiles(Vec<PathBuf>);
+
+impl Drop for RemoveFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Issue 9, bug 10: the `local` scope is one per user, decided by the uid alone. A process with
+/// `XDG_RUNTIME_DIR` (a login shell) and one without (cron, `sudo -u`, a service) meet on the
+/// same semaphore: while the first holds a capacity-1 semaphore, the second's try gets
+/// `WouldBlock`.
+///
+/// Without `SHMSEM_DIR` the children use the user's real per-user directory, so the namespace
+/// is unique to this run (pid and a nanosecond stamp) and its two files there are deleted at the
+/// end; a stand-in `XDG_RUNTIME_DIR` in the test's own directory keeps anything an old build
+/// would put there out of the user's real one.
+#[test]
+fn local_scope_is_one_per_user_whatever_xdg_runtime_dir() {
+    let dir = TestDir::new("local-xdg");
+    let xdg = dir.root.join("xdg");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&xdg)
+        .expect("creating the stand-in XDG_RUNTIME_DIR");
+    let xdg_str = xdg.to_str().expect("a UTF-8 temporary directory");
+    let ns = format!("test-xdg-{}-{}", std::process::id(), mono_ns());
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let user_dir = PathBuf::from(format!("/dev/shm/shmsem.user.{uid}"));
+    let _cleanup = RemoveFiles(vec![
+        user_dir.join(format!("local.{ns}")),
+        user_dir.join(format!("local.{ns}.lock")),
+    ]);
+
+    let mut h = Spawn::new(&dir, "local_hold")
+        .label("holder with XDG_RUNTIME_DIR")
+        .env_remove(shmsem::DIR_ENV)
+        .env("XDG_RUNTIME_DIR", xdg_str)
+        .arg("ns", &ns)
+        .arg("name", "one")
+        .arg("cap", 1)
+        .arg("release", "release")
+        .spawn();
+    let holder_pid = h.expect("held", CHILD_TIMEOUT);
+    let t = attempts(&dir, "one", 1, 1, "try")
+        .label("try without XDG_RUNTIME_DIR")
+        .env_remove(shmsem::DIR_ENV)
+        .env_remove("XDG_RUNTIME_DIR")
+        .arg("ns", &ns)
+        .spawn()
+        .success(CHILD_TIMEOUT);
+    dir.signal("release");
+    let hr = h.success(CHILD_TIMEOUT);
+    assert_eq!(
+        hr.req("xdg_runtime_dir"),
+        xdg_str,
+        "the holder runs with the stand-in XDG_RUNTIME_DIR"
+    );
+    assert_eq!(
+        t.req("result0"),
+        "WouldBlock",
+        "a process without XDG_RUNTIME_DIR was granted the capacity-1 `local` semaphore that a \
+         process of the same user with XDG_RUNTIME_DIR held: two `local` scopes for one user\n\
+         holder: {:?}\ntry: {:?}",
+        hr.0,
+        t.0
+    );
+    assert_eq!(
+        t.req("holders0"),
+        format!("{holder_pid}:1"),
+        "the other process sees the holder"
+    );
+    assert!(
+        !xdg.join("shmsem").exists(),
+        "nothing is created under XDG_RUNTIME_DIR"
     );
 }

@@ -30,7 +30,7 @@ pub enum ScopeArg {
     /// This process and its descendants.
     #[value(name = "self")]
     Tree,
-    /// Every process of your login session.
+    /// Every process of your user, wherever it started.
     Local,
     /// Every process on the machine that the namespace's permissions admit.
     Global,
