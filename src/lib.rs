@@ -20,7 +20,7 @@ pub use crate::{
     holders::{Party, Reclaimed},
     ps::{Activity, State, ps},
     scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, validate_name},
-    semaphore::{Info, Kind, Options, Owner, Permit, Semaphore},
+    semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
 };
 
 /// The protocol and layout, exposed for the loom model, fuzz targets and benchmarks. Not a

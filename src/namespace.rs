@@ -200,6 +200,25 @@ impl Namespace {
         Ok(r)
     }
 
+    /// Register a process slot through a *new* open file description of the lock file (not
+    /// this process's own): the slot lives for as long as some process has that description
+    /// open, whoever it is, as a `flock(1)` lock does. Returns the description, the slot and its
+    /// generation. The description is close-on-exec; a caller that hands it to a command clears
+    /// that in the child.
+    pub fn register_description(&self) -> Result<(File, u32, u32)> {
+        // A new description of the very file this process uses, even if the path was replaced.
+        let file = sys::reopen(self.fd()?)
+            .map_err(|e| Error::io(format!("opening {} again", self.loc.lock.display()), e))?;
+        let ctx = Ctx {
+            seg: &self.seg,
+            fd: file.as_fd(),
+            me: None,
+            acting: &[],
+        };
+        let (slot, slot_gen) = holders::register(ctx, sys::current())?;
+        Ok((file, slot, slot_gen))
+    }
+
     /// The lock file descriptor.
     fn fd(&self) -> Result<BorrowedFd<'_>> {
         self.registration()?;

@@ -16,20 +16,44 @@
 //! holder dies), so two processes creating the same name end with one record, and a `RESERVED`
 //! record seen under the lock can only be a dead inserter's.
 //!
-//! The generation, also kept in the top of the semaphore's state word, grows on every removal,
-//! so a handle opened before a removal cannot touch whatever later reuses the record.
+//! # Generations and incarnations
+//!
+//! A record's *incarnation* counts its lives: every insert and every removal moves it on, it is
+//! 64 bits wide and never wraps. Its low 16 bits are the *generation*, kept in `slot` and in the
+//! top of the state word, where every compare-exchange compares it. Sixteen bits wrap after
+//! 32,768 removals and re-creations, so the generation alone could let a handle of an old life
+//! act on a new one. Two rules make that impossible, however many lives a record has:
+//!
+//! * **A generation is never reused while anything names it.** Whatever acts on a semaphore acts
+//!   through a holder record whose key names (record, generation), claimed before its first
+//!   compare-exchange and kept while it holds or waits. An insert that would give a record a
+//!   generation it had before (an incarnation of 65,536 or more) first publishes the incarnation
+//!   it chose, then scans the holder table, and moves on to the next incarnation while any key
+//!   names that generation. Both sides are `SeqCst` (a claim, then a read of the incarnation;
+//!   a store of the incarnation, then a scan), so at least one sees the other: either the insert
+//!   skips the generation, or the claimer sees the new incarnation and knows its handle is stale.
+//! * **A handle knows its incarnation.** It checks it whenever it claims or finds a holder record
+//!   (the slow path) and, on the fast path, before it uses a cached record: a record that was
+//!   freed and claimed again for a new life with the same generation cannot be mistaken.
+//!
+//! An in-flight operation therefore always compares against a generation that belongs to its
+//! own incarnation: its record names that generation, so no other life can have it meanwhile.
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 use crate::{
     error::{Error, Result},
     segment::{
         Segment,
-        layout::{MAX_SEMAPHORES, NAME_MAX, SemRecord, USED},
+        layout::{MAX_HOLDERS, MAX_SEMAPHORES, NAME_MAX, SemRecord, USED},
     },
-    semaphore::word,
+    semaphore::{protocol::MAX_RETRIES, word},
     sys,
 };
+
+/// Incarnations stay below this, so that a handle can pack one with a record index into 64 bits
+/// (see `semaphore`). A record that reaches it is retired: never reused (after 2^50 lives).
+pub const INCARNATION_LIMIT: u64 = 1 << 50;
 
 /// Never used.
 pub const EMPTY: u32 = 0;
@@ -108,8 +132,8 @@ fn probe(name: &[u8]) -> impl Iterator<Item = u32> {
     (0..MAX_SEMAPHORES).map(move |i| start.wrapping_add(i) & (MAX_SEMAPHORES - 1))
 }
 
-/// Find `name` without locking.
-pub fn lookup(seg: &Segment, name: &str) -> Option<Found> {
+/// Find `name` without locking; returns its record and incarnation.
+pub fn lookup_life(seg: &Segment, name: &str) -> Option<(Found, u64)> {
     let bytes = name.as_bytes();
     let packed = Packed::new(bytes);
     let h = hash(bytes);
@@ -122,18 +146,42 @@ pub fn lookup(seg: &Segment, name: &str) -> Option<Found> {
             // Re-check the slot: a removal between the two loads would have changed it.
             LIVE if rec.hash.load(Relaxed) == h
                 && rec.name_len.load(Relaxed) as usize == bytes.len()
-                && packed.matches(rec, bytes.len())
-                && rec.slot.load(Acquire) == s =>
+                && packed.matches(rec, bytes.len()) =>
             {
-                return Some(Found {
-                    index,
-                    generation: generation(s),
-                });
+                let life = rec.incarnation.load(Acquire);
+                if rec.slot.load(Acquire) == s && life as u16 == generation(s) {
+                    return Some((
+                        Found {
+                            index,
+                            generation: generation(s),
+                        },
+                        life,
+                    ));
+                }
             }
             _ => {}
         }
     }
     None
+}
+
+/// Whether `name` is the name in `rec` now.
+pub fn has_name(rec: &SemRecord, name: &str) -> bool {
+    let bytes = name.as_bytes();
+    rec.hash.load(Relaxed) == hash(bytes)
+        && rec.name_len.load(Relaxed) as usize == bytes.len()
+        && Packed::new(bytes).matches(rec, bytes.len())
+}
+
+/// Whether `rec` is live in incarnation `life`, under `name`: what a handle checks whenever it
+/// claims or finds a holder record (see the module docs). `SeqCst` loads: the claim before it
+/// and an inserter's scan are the two sides of the rule.
+pub fn is_life(rec: &SemRecord, life: u64, name: &str) -> bool {
+    let s = rec.slot.load(SeqCst);
+    rec.incarnation.load(SeqCst) == life
+        && s == slot(life as u16, LIVE)
+        && has_name(rec, name)
+        && rec.slot.load(SeqCst) == s
 }
 
 /// What a new semaphore is created with.
@@ -147,17 +195,20 @@ pub struct NewRecord {
     pub idle_ms: u32,
 }
 
-/// Find `name`, or insert it. The caller holds the table lock. Returns the record and whether it
-/// was created.
-pub fn insert(seg: &Segment, name: &str, new: NewRecord) -> Result<(Found, bool)> {
-    if let Some(found) = lookup(seg, name) {
-        return Ok((found, false));
+/// Find `name`, or insert it. The caller holds the table lock. Returns the record, its
+/// incarnation, and whether it was created.
+pub fn insert_life(seg: &Segment, name: &str, new: NewRecord) -> Result<(Found, u64, bool)> {
+    if let Some((found, life)) = lookup_life(seg, name) {
+        return Ok((found, life, false));
     }
     let bytes = name.as_bytes();
     let mut free = None;
     for index in probe(bytes) {
         let Some(rec) = seg.sem(index) else { break };
         let s = rec.slot.load(Acquire);
+        if rec.incarnation.load(Relaxed) >= INCARNATION_LIMIT - 1 {
+            continue; // retired
+        }
         match state(s) {
             EMPTY => {
                 free.get_or_insert(index);
@@ -180,13 +231,37 @@ pub fn insert(seg: &Segment, name: &str, new: NewRecord) -> Result<(Found, bool)
         .sem(index)
         .ok_or_else(|| Error::corrupt("probe out of bounds"))?;
     let old = rec.slot.load(Relaxed);
-    let generation = match state(old) {
-        EMPTY => generation(old),
-        _ => generation(old).wrapping_add(1),
-    };
+    let first = rec.incarnation.load(Relaxed);
+    let life = choose_life(
+        seg,
+        index,
+        if state(old) == EMPTY {
+            first
+        } else {
+            first + 1
+        },
+    );
+    let generation = life as u16;
     rec.slot.store(slot(generation, RESERVED), Relaxed);
     let now = sys::wall_ms();
-    rec.word.store(word::empty(generation), Relaxed);
+    // The word of a free record is written by nobody else (every compare-exchange compares a
+    // generation that no handle of this life can have yet); still, replace exactly what was read.
+    let mut current = rec.word.load(Relaxed);
+    for _ in 0..MAX_RETRIES {
+        match rec
+            .word
+            .compare_exchange(current, word::empty(generation), Relaxed, Relaxed)
+        {
+            Ok(_) => break,
+            Err(actual) => current = actual,
+        }
+    }
+    if word::generation(rec.word.load(Relaxed)) != generation {
+        rec.slot.store(old, Relaxed);
+        return Err(Error::corrupt(
+            "a free semaphore record keeps changing; the segment is being written by something else",
+        ));
+    }
     rec.capacity.store(new.capacity, Relaxed);
     rec.flags
         .store(if new.persistent { KIND_PERSISTENT } else { 0 }, Relaxed);
@@ -203,32 +278,115 @@ pub fn insert(seg: &Segment, name: &str, new: NewRecord) -> Result<(Found, bool)
     // Release: publishes everything above to lock-free lookups.
     rec.slot.store(slot(generation, LIVE), Release);
     seg.header().live_names.fetch_add(1, Relaxed);
-    Ok((Found { index, generation }, true))
+    Ok((Found { index, generation }, life, true))
 }
 
-/// Remove a live record. The caller holds the table lock. Returns `false` if the record was not
-/// live with that generation.
-pub fn remove(seg: &Segment, found: Found) -> bool {
-    let Some(rec) = seg.sem(found.index) else {
-        return false;
+/// The incarnation for the next life of record `index`, from `life` on: the first whose
+/// generation no holder record names (see the module docs). Published with `SeqCst` before the
+/// holder table is scanned for it. The caller holds the table lock.
+fn choose_life(seg: &Segment, index: u32, mut life: u64) -> u64 {
+    let Some(rec) = seg.sem(index) else {
+        return life;
     };
-    let live = slot(found.generation, LIVE);
+    // Bounded: each step past a generation means a holder record names it, and there are
+    // MAX_HOLDERS of them.
+    for _ in 0..=MAX_HOLDERS {
+        rec.incarnation.store(life, SeqCst);
+        // Below 2^16 every generation is new to this record: nothing can name it yet.
+        if life < 1 << 16 || !generation_named(seg, index, life as u16) {
+            break;
+        }
+        life += 1;
+    }
+    life
+}
+
+/// Whether some holder record's key names (`index`, `generation`).
+fn generation_named(seg: &Segment, index: u32, generation_: u16) -> bool {
+    let wanted = Found {
+        index,
+        generation: generation_,
+    };
+    (0..MAX_HOLDERS).any(|i| {
+        seg.holder(i)
+            .is_some_and(|h| crate::holders::key_found(h.key.load(SeqCst)) == Some(wanted))
+    })
+}
+
+/// What [`remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The record is a tombstone now.
+    Removed,
+    /// Not forced, and weight is held (the value, or 0 for a word frozen by a recount): nothing
+    /// changed.
+    InUse(u32),
+    /// The record was not live with that generation.
+    Gone,
+}
+
+/// Remove a live record. The caller holds the table lock.
+///
+/// One compare-exchange of the state word, against the word that was read: from generation g
+/// (unforced: with nothing held and no recount running) to an empty word of generation g + 1.
+/// An acquire that gets in first makes it fail and it looks again; one that comes after fails on
+/// the generation. So an unforced removal never removes a semaphore that is held, and a forced
+/// one leaves old permits nothing to give back to. The slot then becomes a tombstone.
+pub fn remove(seg: &Segment, found: Found, force: bool) -> Removal {
+    let Some(rec) = seg.sem(found.index) else {
+        return Removal::Gone;
+    };
+    if rec.slot.load(Acquire) != slot(found.generation, LIVE) {
+        return Removal::Gone;
+    }
+    let life = rec.incarnation.load(Relaxed);
     let next = found.generation.wrapping_add(1);
-    if rec
-        .slot
-        .compare_exchange(live, slot(next, TOMBSTONE), Release, Relaxed)
-        .is_err()
-    {
-        return false;
+    let mut current = rec.word.load(Acquire);
+    let mut removed = false;
+    for _ in 0..MAX_RETRIES {
+        if word::generation(current) != found.generation {
+            return Removal::Gone;
+        }
+        if !force && (word::value(current) != 0 || word::is_frozen(current)) {
+            return Removal::InUse(word::value(current));
+        }
+        // AcqRel: acquire the last release (what it did is over), release the tombstone word.
+        match rec
+            .word
+            .compare_exchange(current, word::empty(next), AcqRel, Acquire)
+        {
+            Ok(_) => {
+                removed = true;
+                break;
+            }
+            Err(actual) => current = actual,
+        }
+    }
+    if !removed {
+        return Removal::InUse(word::value(current));
     }
     // Every handle of the old generation now fails its compare-exchanges; sleepers are woken by
     // the caller and see the new generation.
-    rec.word.store(word::empty(next), Release);
+    retire(seg, rec, found.generation, life);
+    Removal::Removed
+}
+
+/// After the word moved to generation `generation + 1`: the slot becomes a tombstone and the
+/// incarnation moves on. The caller holds the table lock.
+fn retire(seg: &Segment, rec: &SemRecord, generation_: u16, life: u64) {
+    let next = generation_.wrapping_add(1);
+    // The incarnation's low half follows the generation; a corrupted incarnation is realigned.
+    let mut next_life = (life & !0xFFFF) | next as u64;
+    if next_life <= life {
+        next_life += 1 << 16;
+    }
+    rec.incarnation
+        .store(next_life.min(INCARNATION_LIMIT - 1), SeqCst);
+    rec.slot.store(slot(next, TOMBSTONE), Release);
     let _ = seg
         .header()
         .live_names
         .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
-    true
 }
 
 /// The name of a record, validated: `None` unless it is live and well formed.
@@ -323,11 +481,7 @@ pub fn sweep_idle(seg: &Segment, now_ms: u64) -> Vec<Found> {
         {
             continue; // used meanwhile
         }
-        rec.slot.store(slot(next, TOMBSTONE), Release);
-        let _ = seg
-            .header()
-            .live_names
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        retire(seg, rec, generation(s), rec.incarnation.load(Relaxed));
         removed.push(Found {
             index,
             generation: generation(s),

@@ -310,11 +310,15 @@ fn acquire_blocking(word: &Cell64, rec: &Cell64, futex: &Futex, weight: u32, cap
     if lane.try_take(0, weight, capacity, false).is_ok() {
         return;
     }
-    let (_, counted) = protocol::count_waiter(word, 0, weight).unwrap();
+    let (_, counted) = lane.count_waiter(0, weight).unwrap();
     assert!(counted);
+    assert!(holding::is_counted(rec.load(Ordering::SeqCst)));
     loop {
         match lane.try_take(0, weight, capacity, true) {
-            Ok(_) => return,
+            Ok(_) => {
+                assert!(!holding::is_counted(rec.load(Ordering::SeqCst)));
+                return;
+            }
             Err(Refused::Full(seen)) => futex.wait(word, word::value(seen)),
             Err(other) => panic!("{other:?}"),
         }

@@ -44,7 +44,7 @@ mod reclaim;
 use std::{
     collections::BTreeMap,
     os::fd::BorrowedFd,
-    sync::atomic::Ordering::{Acquire, Relaxed, Release},
+    sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst},
 };
 
 pub use self::reclaim::{Reclaimed, reclaim};
@@ -112,6 +112,12 @@ fn key_slot(key: u64) -> Option<u32> {
 #[inline]
 pub fn key_names(key: u64, lane: u16, found: Found) -> bool {
     key >> 48 != 0 && (key >> 32) as u16 == lane && key_sem(key) == found
+}
+
+/// The semaphore a record key in use refers to.
+#[inline]
+pub fn key_found(key: u64) -> Option<Found> {
+    key_slot(key).map(|_| key_sem(key))
 }
 
 /// The semaphore a record key refers to.
@@ -193,8 +199,12 @@ fn fill_identity(s: &crate::segment::layout::ProcSlot, who: Identity) {
 
 /// Find or create the external slot of `who`. The caller holds the table lock, which serialises
 /// creating external slots. Returns the slot and generation.
+///
+/// A free slot is taken with a *non-blocking* lock of its byte: a registering engine process
+/// may hold that byte (it registers without the table lock), and waiting for it under the table
+/// lock would hang the namespace if it stopped there. A slot whose byte is taken is skipped.
 pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
-    let mut free = None;
+    let mut free = Vec::new();
     for slot in 0..MAX_PROCESSES {
         let Some(s) = ctx.seg.proc_slot(slot) else {
             break;
@@ -207,37 +217,79 @@ pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
             {
                 return Ok((slot, slot_generation(st)));
             }
-            FREE if free.is_none() => free = Some(slot),
+            FREE => free.push(slot),
             _ => {}
         }
     }
-    let Some(slot) = free else {
-        return Err(Error::TableFull {
-            table: "process",
-            capacity: MAX_PROCESSES,
+    for slot in free {
+        let Some(s) = ctx.seg.proc_slot(slot) else {
+            continue;
+        };
+        if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
+            .map_err(|e| Error::io("locking a process slot", e))?
+        {
+            continue; // an engine process is registering there
+        }
+        let st = s.state.load(Acquire);
+        let taken = (kind(st) == FREE).then(|| {
+            let generation = slot_generation(st).wrapping_add(1) & 0xFF_FFFF;
+            fill_identity(s, who);
+            s.state.store(slot_state(generation, EXTERNAL), Release);
+            (slot, generation)
         });
+        let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+        if let Some(found) = taken {
+            return Ok(found);
+        }
+    }
+    Err(Error::TableFull {
+        table: "process",
+        capacity: MAX_PROCESSES,
+    })
+}
+
+/// Whether `slot` is still the external slot of generation `slot_gen` and its holder lives. The
+/// caller holds the slot's lock byte, so a reclaimer cannot free it meanwhile; once the holder
+/// died (or the slot was freed and reused), nothing may be taken in its name.
+pub fn external_alive(ctx: Ctx<'_>, slot: u32, slot_gen: u32) -> bool {
+    let Some(s) = ctx.seg.proc_slot(slot) else {
+        return false;
     };
-    let s = ctx
-        .seg
-        .proc_slot(slot)
-        .ok_or_else(|| Error::corrupt("slot out of bounds"))?;
-    // Take the byte so no registering engine process grabs the slot while we fill it in.
-    sys::lock_byte(ctx.fd, lock_offset(slot))
-        .map_err(|e| Error::io("locking a process slot", e))?;
     let st = s.state.load(Acquire);
-    let result = if kind(st) == FREE {
-        let generation = slot_generation(st).wrapping_add(1) & 0xFF_FFFF;
-        fill_identity(s, who);
-        s.state.store(slot_state(generation, EXTERNAL), Release);
-        Ok((slot, generation))
-    } else {
-        Err(Error::io(
-            "registering a holder",
-            std::io::Error::other("slot taken; try again"),
-        ))
+    if st != slot_state(slot_gen, EXTERNAL) {
+        return false;
+    }
+    let who = Identity {
+        pid: s.pid.load(Relaxed),
+        start_time: s.start_time.load(Relaxed),
     };
-    let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
-    result
+    sys::liveness(who) == sys::Liveness::Alive
+}
+
+/// Show `who` as the process registered in `slot`, whose lock byte the caller holds (for
+/// example the command a descriptor-held slot was handed to).
+pub fn set_identity(ctx: Ctx<'_>, slot: u32, who: Identity) {
+    if let Some(s) = ctx.seg.proc_slot(slot) {
+        s.pid.store(who.pid, Relaxed);
+        s.start_time.store(who.start_time, Relaxed);
+    }
+}
+
+/// Free `slot`, whose lock byte the caller holds, with its records: it holds nothing now. The
+/// caller unlocks the byte after.
+pub fn free_slot(ctx: Ctx<'_>, slot: u32) {
+    for index in 0..MAX_HOLDERS {
+        if let Some(r) = ctx.seg.holder(index)
+            && key_slot(r.key.load(Acquire)) == Some(slot)
+        {
+            free_record(ctx, index);
+        }
+    }
+    if let Some(s) = ctx.seg.proc_slot(slot) {
+        let st = s.state.load(Acquire);
+        s.state
+            .store(slot_state(slot_generation(st), FREE), Release);
+    }
 }
 
 /// Claim a free holder record for (`slot`, `lane`) on `found`.
@@ -260,7 +312,9 @@ pub fn claim_record(
             continue;
         }
         // Acquire: a free record's zeroed fields were stored before its key was released.
-        if r.key.compare_exchange(0, key, Acquire, Relaxed).is_ok() {
+        // SeqCst: the claim is one side of the generation rule (see `table`): a handle checks
+        // its incarnation after it, an inserter scans keys after publishing one.
+        if r.key.compare_exchange(0, key, SeqCst, Relaxed).is_ok() {
             failpoint::hit("claim:keyed");
             r.owner_gen.store(slot_gen, Relaxed);
             r.holding.store(0, Relaxed);

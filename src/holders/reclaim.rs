@@ -75,6 +75,7 @@ fn probe(ctx: Ctx<'_>, slot: u32) -> Result<Probe> {
 /// Reclaim what dead holders hold. Returns what came back.
 pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
     let mut dead = Vec::new();
+    let mut abandoned = Vec::new();
     for slot in 0..MAX_PROCESSES {
         if Some(slot) == ctx.me || ctx.acting.contains(&slot) {
             continue;
@@ -88,12 +89,17 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
         match probe(ctx, slot)? {
             Probe::Operated => {}
             Probe::Dead => dead.push(slot),
-            Probe::Quiescent | Probe::Free => {
+            Probe::Quiescent => {
+                abandoned.extend(abandoned_records(ctx, slot));
+                let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+            }
+            Probe::Free => {
                 let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
             }
         }
     }
-    let stuck = stuck_words(ctx, &dead);
+    let mut stuck = stuck_words(ctx, &dead);
+    stuck.extend(abandoned);
     if dead.is_empty() && stuck.is_empty() {
         return Ok(Vec::new());
     }
@@ -193,6 +199,23 @@ pub(super) fn reclaim_locked(
             })
             .collect()
     })
+}
+
+/// Semaphores on which a live external holder's record was left mid-operation: the process
+/// acting for it died between marking the record and closing it (for example between its
+/// compare-exchange and its record store). Nobody else would ever notice, since the holder
+/// itself lives; recounting them rolls the abandoned change back (see `protocol::Operator`).
+/// The caller holds the slot's lock byte, so nobody operates the slot's records now.
+fn abandoned_records(ctx: Ctx<'_>, slot: u32) -> Vec<Found> {
+    (0..MAX_HOLDERS)
+        .filter_map(|index| {
+            let r = ctx.seg.holder(index)?;
+            let key = r.key.load(Acquire);
+            let bits = r.holding.load(Acquire);
+            (key_slot(key) == Some(slot) && (holding::is_busy(bits) || holding::is_counted(bits)))
+                .then(|| key_sem(key))
+        })
+        .collect()
 }
 
 /// Words left frozen with nobody to finish the recount: their recounter is one of `dead`, or

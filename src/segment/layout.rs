@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMSEM\0\x01"` read as a little-endian integer.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMSEM\0\x01");
 /// Bumped whenever the meaning of any byte changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Semaphore records in the name table.
 pub const MAX_SEMAPHORES: u32 = 16_384;
 /// Process slots.
@@ -154,7 +154,11 @@ pub struct SemRecord {
     pub created_ms: AtomicU64,
     /// The process slot recounting this semaphore: `(slot + 1) << 32 | slot generation`, or 0.
     pub recounter: AtomicU64,
-    _hot_reserved: [AtomicU64; 9],
+    /// Which life of the record this is: every insert and every removal moves it on, and it
+    /// never wraps. The 16-bit generation in `slot` and in the state word is its low half; see
+    /// `table` for why a generation is never reused while anything could still act on it.
+    pub incarnation: AtomicU64,
+    _hot_reserved: [AtomicU64; 8],
     /// FNV-1a hash of the name.
     pub hash: AtomicU64,
     /// Length of the name in bytes.
@@ -197,6 +201,7 @@ const _: () = {
     assert!(offset_of!(SemRecord, capacity) == 8);
     assert!(offset_of!(SemRecord, slot) == 12);
     assert!(offset_of!(SemRecord, recounter) == 48);
+    assert!(offset_of!(SemRecord, incarnation) == 56);
     assert!(offset_of!(SemRecord, hash) == 128);
     assert!(offset_of!(SemRecord, name) == 144);
     assert!(PROCS_OFFSET % 128 == 0 && HOLDERS_OFFSET % 128 == 0 && SEMS_OFFSET % 128 == 0);

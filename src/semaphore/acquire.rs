@@ -5,8 +5,9 @@
 use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 
 use super::{
-    BOUNDED_SLEEP, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, note_since,
-    protocol::{self, Lane, Refused},
+    BOUNDED_SLEEP, FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight,
+    frozen_pause, note_since,
+    protocol::{Lane, Refused},
     weight_error, word,
 };
 use crate::{
@@ -18,11 +19,25 @@ use crate::{
     wait::{self, Monotonic, Waited},
 };
 
+/// What one attempt of a waiting acquire did.
+#[derive(Debug)]
+pub(super) enum Attempt {
+    /// The weight was taken; `uncounted`: by the compare-exchange that also uncounted the waiter.
+    Taken { uncounted: bool },
+    /// Not taken.
+    Refused(Refused),
+    /// Not tried: someone else operates the record (another process acting for the same
+    /// holder). Try again soon.
+    Busy,
+    /// Cannot be taken any more (the process acted for has exited).
+    Failed(Error),
+}
+
 impl Semaphore {
-    /// Take `weight` through this thread's lane; returns the record taken from and where the
-    /// holding is recorded.
+    /// Take `weight` through this thread's lane; returns the record taken from, its incarnation,
+    /// and where the holding is recorded.
     #[inline]
-    pub(super) fn take(&self, weight: u32, until: Until) -> Result<(Found, Held)> {
+    pub(super) fn take(&self, weight: u32, until: Until) -> Result<(Found, u64, Held)> {
         match current_lane() {
             Some(lane) => self.take_on(lane, weight, until),
             None => with_lane(|lane| self.take_on(lane, weight, until)),
@@ -31,14 +46,21 @@ impl Semaphore {
 
     /// One compare-exchange when the weight is free; everything else is [`Self::take_slow`].
     #[inline]
-    pub(super) fn take_on(&self, lane: u16, weight: u32, until: Until) -> Result<(Found, Held)> {
-        let found = self.found();
+    pub(super) fn take_on(
+        &self,
+        lane: u16,
+        weight: u32,
+        until: Until,
+    ) -> Result<(Found, u64, Held)> {
+        let (found, life) = self.current();
         let rec = self.rec(found);
         let capacity = rec.capacity.load(Relaxed);
         // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
         if weight.wrapping_sub(1) < capacity {
             let fair = fair_capacity(rec, capacity, 0);
-            let (h, held) = self.holder(lane, found)?;
+            let Ok((h, held)) = self.holder(lane, found, life) else {
+                return self.take_slow(lane, weight, until, (found, life), Refused::Removed);
+            };
             let lane_view = Lane {
                 word: &rec.word,
                 holding: &h.holding,
@@ -46,9 +68,11 @@ impl Semaphore {
             match lane_view.try_take(found.generation, weight, fair, false) {
                 Ok(_) => {
                     note_since(h, weight);
-                    return Ok((found, held));
+                    return Ok((found, life, held));
                 }
-                Err(refused) => return self.take_slow(lane, weight, until, found, refused),
+                Err(refused) => {
+                    return self.take_slow(lane, weight, until, (found, life), refused);
+                }
             }
         }
         Err(weight_error(weight, capacity))
@@ -61,26 +85,50 @@ impl Semaphore {
         lane: u16,
         weight: u32,
         until: Until,
-        mut found: Found,
+        mut at: (Found, u64),
         mut refused: Refused,
-    ) -> Result<(Found, Held)> {
+    ) -> Result<(Found, u64, Held)> {
         let until = until.start();
         let token = reservation_token(self.inner.ns.registration()?.slot, lane, weight);
         for _ in 0..RECREATE_TRIES {
-            let (h, held) = self.holder(lane, found)?;
+            let (found, life) = at;
             let outcome = match refused {
                 Refused::Removed => Err(Contended::Removed),
-                _ => self.take_contended(found, weight, until, h, token, refused),
+                _ => match self.holder(lane, found, life) {
+                    Err(Error::Removed { .. }) => Err(Contended::Removed),
+                    Err(e) => return Err(e),
+                    Ok((h, held)) => {
+                        let lane_view = Lane {
+                            word: &self.rec(found).word,
+                            holding: &h.holding,
+                        };
+                        self.take_contended(found, weight, until, h, token, refused, |fair, c| {
+                            match lane_view.try_take(found.generation, weight, fair, c) {
+                                Ok(_) => Attempt::Taken { uncounted: c },
+                                Err(r) => Attempt::Refused(r),
+                            }
+                        })
+                        .map(|()| held)
+                    }
+                },
             };
             match outcome {
-                Ok(()) => return Ok((found, held)),
+                Ok(held) => return Ok((found, life, held)),
                 Err(Contended::Failed(e)) => return Err(e),
                 Err(Contended::Removed) => {
-                    found = self.recreate(found, lane)?;
+                    at = self.recreate(at, lane)?;
+                    let (found, life) = at;
                     let rec = self.rec(found);
                     let capacity = rec.capacity.load(Relaxed);
                     check_weight(weight, capacity)?;
-                    let (h, held) = self.holder(lane, found)?;
+                    let (h, held) = match self.holder(lane, found, life) {
+                        Ok(x) => x,
+                        Err(Error::Removed { .. }) => {
+                            refused = Refused::Removed;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let lane_view = Lane {
                         word: &rec.word,
                         holding: &h.holding,
@@ -89,7 +137,7 @@ impl Semaphore {
                     match lane_view.try_take(found.generation, weight, fair, false) {
                         Ok(_) => {
                             note_since(h, weight);
-                            return Ok((found, held));
+                            return Ok((found, life, held));
                         }
                         Err(r) => refused = r,
                     }
@@ -99,9 +147,12 @@ impl Semaphore {
         Err(self.removed())
     }
 
-    /// Wait for `weight` on `found` after the fast path failed. `token` names this waiter in the
-    /// semaphore's fairness reservation.
+    /// Wait for `weight` on `found` after a first attempt was refused with `first`, taking it
+    /// with `attempt(capacity, counted)`. `h` is this thread's own record: the waiter counts and
+    /// shows itself there (so a waiter that dies stops counting at the next recount). `token`
+    /// names this waiter in the semaphore's fairness reservation.
     #[cold]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn take_contended(
         &self,
         found: Found,
@@ -110,6 +161,7 @@ impl Semaphore {
         h: &HolderRecord,
         token: u64,
         first: Refused,
+        mut attempt: impl FnMut(u32, bool) -> Attempt,
     ) -> Result<(), Contended> {
         let rec = self.rec(found);
         let generation = found.generation;
@@ -135,13 +187,14 @@ impl Semaphore {
                 std::hint::spin_loop();
             }
             let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
-            match lane.try_take(generation, weight, fair, false) {
-                Ok(_) => {
+            match attempt(fair, false) {
+                Attempt::Taken { .. } => {
                     note_since(h, weight);
                     return Ok(());
                 }
-                Err(Refused::Removed) => return Err(Contended::Removed),
-                Err(_) => {}
+                Attempt::Refused(Refused::Removed) => return Err(Contended::Removed),
+                Attempt::Failed(e) => return Err(Contended::Failed(e)),
+                Attempt::Refused(_) | Attempt::Busy => {}
             }
         }
         // Sleep. Count ourselves as a waiter in the word so that releases wake us, and show
@@ -151,10 +204,13 @@ impl Semaphore {
         let mut counted = false;
         let mut reserved = false;
         let result = loop {
+            let mut poll = false;
             if !counted {
-                match protocol::count_waiter(&rec.word, generation, weight) {
-                    None => break Err(Contended::Removed),
-                    Some((_, c)) => counted = c,
+                match lane.count_waiter(generation, weight) {
+                    Ok((_, c)) => counted = c,
+                    Err(Refused::Removed) => break Err(Contended::Removed),
+                    Err(Refused::Contended) => break Err(Contended::Failed(self.contended())),
+                    Err(_) => {} // frozen: counted after the recount; poll meanwhile
                 }
             }
             // Fairness: a waiter for more than 1 reserves its weight, so that a stream of small
@@ -170,15 +226,23 @@ impl Semaphore {
                 break Err(Contended::Failed(e));
             }
             let fair = fair_capacity(rec, capacity, token);
-            match lane.try_take(generation, weight, fair, counted) {
-                Ok(_) => {
-                    counted = false; // uncounted by the same step
+            match attempt(fair, counted) {
+                Attempt::Taken { uncounted } => {
+                    if uncounted {
+                        counted = false;
+                    }
                     note_since(h, weight);
                     break Ok(());
                 }
-                Err(Refused::Removed) => break Err(Contended::Removed),
-                Err(Refused::Contended) => break Err(Contended::Failed(self.contended())),
-                Err(Refused::Full(w) | Refused::Underflow(w) | Refused::Frozen(w)) => seen = w,
+                Attempt::Refused(Refused::Removed) => break Err(Contended::Removed),
+                Attempt::Refused(Refused::Contended) => {
+                    break Err(Contended::Failed(self.contended()));
+                }
+                Attempt::Refused(Refused::Full(w) | Refused::Underflow(w) | Refused::Frozen(w)) => {
+                    seen = w
+                }
+                Attempt::Busy => poll = true,
+                Attempt::Failed(e) => break Err(Contended::Failed(e)),
             }
             let now = Monotonic::now();
             if let Until::Deadline(deadline, timeout) = until
@@ -189,10 +253,10 @@ impl Semaphore {
                     timeout_ms: timeout.as_millis() as u64,
                 }));
             }
-            // Bounded: a frozen word or an uncounted waiter polls; everyone re-checks for dead
-            // holders at least every BOUNDED_SLEEP, so a releaser killed between giving back and
-            // waking cannot strand us.
-            let nap = if word::is_frozen(seen) || !counted {
+            // Bounded: a frozen word, an uncounted waiter or a busy record polls; everyone
+            // re-checks for dead holders at least every BOUNDED_SLEEP, so a releaser killed
+            // between giving back and waking cannot strand us.
+            let nap = if poll || word::is_frozen(seen) || !counted {
                 Duration::from_millis(2)
             } else {
                 BOUNDED_SLEEP
@@ -208,7 +272,7 @@ impl Semaphore {
             }
         };
         if counted {
-            protocol::uncount_waiter(&rec.word);
+            self.uncount(&lane, generation);
         }
         if reserved {
             let _ = rec.reservation.compare_exchange(token, 0, Relaxed, Relaxed);
@@ -221,11 +285,26 @@ impl Semaphore {
         result
     }
 
+    /// Stop counting a waiter that leaves without having been uncounted. A recount in progress
+    /// is waited for, up to [`FROZEN_PATIENCE`]; past that the lane stays counted (its record says
+    /// so, and the count is right again when it next takes weight through that record, or when
+    /// the process dies).
+    #[cold]
+    fn uncount(&self, lane: &Lane<'_, std::sync::atomic::AtomicU64>, generation: u16) {
+        let since = Monotonic::now();
+        while let Err(Refused::Frozen(_)) = lane.uncount_waiter(generation) {
+            if Monotonic::now() >= since.after(FROZEN_PATIENCE) {
+                return;
+            }
+            frozen_pause();
+        }
+    }
+
     pub(super) fn contended(&self) -> Error {
         Error::corrupt(format!(
             "the state word of semaphore {:?} changed {} times in a row under one operation",
             self.inner.name,
-            protocol::MAX_RETRIES
+            super::protocol::MAX_RETRIES
         ))
     }
 

@@ -1,28 +1,58 @@
 //! Acting for another process: `shmsem acquire --holder PID` and `shmsem release --holder PID`.
 //!
 //! The weight is recorded in an *external* process slot keyed by the holder's pid and start
-//! time. This process takes the slot's lock byte while it changes the slot's record, so that
-//! two CLI processes acting for the same shell, or a reclaimer, never race it; the holder is
-//! judged alive by pid and start time (see `holders`).
+//! time; the holder is judged alive by pid and start time (see `holders`). This process takes
+//! the slot's lock byte only for the moment it changes the slot's record, never while it waits:
+//! two CLI processes acting for the same shell take turns, and a reclaimer never races them.
+//!
+//! A waiting `acquire --holder` counts and shows itself as a waiter in *its own* holder record,
+//! not in the holder's: it is the process that waits, and if it is killed its slot is dead, so
+//! the next recount forgets its count. When the weight is there, it takes it into the holder's
+//! record under the slot lock, then uncounts itself.
 
-use std::{sync::atomic::Ordering::Acquire, time::Duration};
+use std::{
+    sync::atomic::Ordering::{Acquire, Relaxed},
+    time::Duration,
+};
 
 use super::{
-    Contended, Semaphore, Until, check_weight, fair_capacity, note_since,
+    Contended, Semaphore, Until,
+    acquire::Attempt,
+    check_weight, fair_capacity, note_since,
     protocol::{Lane, Refused, holding},
     reservation_token,
 };
 use crate::{
     error::{Error, Result},
-    holders, sys,
+    holders,
+    namespace::with_lane,
+    sys, table,
     table::Found,
     wait::Monotonic,
 };
+
+/// How long `release_for` waits for another process acting for the same holder to let go of
+/// the holder's slot. Acting processes hold it only for a compare-exchange and two stores.
+const SLOT_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Semaphore {
     /// Acquire `weight` on behalf of process `pid` (for example a shell that runs
     /// `shmsem acquire`): the weight stays held until [`release_for`](Self::release_for) or until
     /// that process exits. `timeout` `None` waits forever; zero tries once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-for-{}", std::process::id()));
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use std::time::Duration;
+    /// let sem = shmsem::Semaphore::options().capacity(2).open("for-parent")?;
+    /// let parent = std::os::unix::process::parent_id();
+    /// sem.acquire_for(parent, 1, Some(Duration::ZERO))?;
+    /// assert_eq!(sem.info()?.value, 1);
+    /// sem.release_for(parent, 1)?;
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
     pub fn acquire_for(&self, pid: u32, weight: u32, timeout: Option<Duration>) -> Result<()> {
         let until = match timeout {
             None => Until::Forever,
@@ -31,59 +61,78 @@ impl Semaphore {
         }
         .start();
         let (slot, slot_gen) = self.external_slot(pid)?;
-        let deadline = match until {
-            Until::Deadline(d, _) => Some(d),
-            Until::Now => Some(Monotonic::now()),
-            Until::Timeout(_) | Until::Forever => None,
-        };
-        let timed_out = || match until {
-            Until::Now => Error::WouldBlock {
-                weight,
-                available: 0,
-            },
-            Until::Deadline(_, d) | Until::Timeout(d) => Error::Timeout {
-                weight,
-                timeout_ms: d.as_millis() as u64,
-            },
-            Until::Forever => unreachable!("an unbounded wait for a lock always ends with it"),
-        };
         let me = self.inner.ns.registration()?.slot;
-        let mut found = self.found();
+        let mut at = self.current();
         for _ in 0..super::RECREATE_TRIES {
-            let outcome = self.inner.ns.with_slot_lock(slot, deadline, |ctx| {
-                let index = self.external_record(ctx, slot, slot_gen, found)?;
-                let h = ctx
-                    .seg
-                    .holder(index)
-                    .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-                let rec = self.rec(found);
-                let capacity = rec.capacity.load(std::sync::atomic::Ordering::Relaxed);
-                check_weight(weight, capacity)?;
-                let lane = Lane {
-                    word: &rec.word,
-                    holding: &h.holding,
+            let outcome = with_lane(|lane| {
+                let (found, life) = at;
+                let (h, _) = match self.holder(lane, found, life) {
+                    Ok(x) => x,
+                    Err(Error::Removed { .. }) => return Err(Contended::Removed),
+                    Err(e) => return Err(Contended::Failed(e)),
                 };
-                let fair = fair_capacity(rec, capacity, 0);
-                Ok(match lane.try_take(found.generation, weight, fair, false) {
-                    Ok(_) => {
-                        note_since(h, weight);
-                        Ok(())
-                    }
-                    Err(Refused::Removed) => Err(Contended::Removed),
-                    Err(refused) => {
-                        let token = reservation_token(me, u16::MAX - 1, weight);
-                        self.take_contended(found, weight, until, h, token, refused)
-                    }
-                })
-            })?;
+                let capacity = self.rec(found).capacity.load(Relaxed);
+                check_weight(weight, capacity).map_err(Contended::Failed)?;
+                let attempt = |fair: u32, _counted: bool| {
+                    self.take_external(slot, slot_gen, (found, life), weight, fair)
+                };
+                let first = match attempt(fair_capacity(self.rec(found), capacity, 0), false) {
+                    Attempt::Taken { .. } => return Ok(()),
+                    Attempt::Failed(e) => return Err(Contended::Failed(e)),
+                    Attempt::Refused(r) => r,
+                    Attempt::Busy => Refused::Full(self.rec(found).word.load(Relaxed)),
+                };
+                let token = reservation_token(me, lane, weight);
+                self.take_contended(found, weight, until, h, token, first, attempt)
+            });
             match outcome {
-                None => return Err(timed_out()),
-                Some(Ok(())) => return Ok(()),
-                Some(Err(Contended::Failed(e))) => return Err(e),
-                Some(Err(Contended::Removed)) => found = self.recreate(found, 0)?,
+                Ok(()) => return Ok(()),
+                Err(Contended::Failed(e)) => return Err(e),
+                Err(Contended::Removed) => at = with_lane(|lane| self.recreate(at, lane))?,
             }
         }
         Err(self.removed())
+    }
+
+    /// One attempt to take `weight` into the record of external slot `slot`, under its lock.
+    fn take_external(
+        &self,
+        slot: u32,
+        slot_gen: u32,
+        (found, life): (Found, u64),
+        weight: u32,
+        fair: u32,
+    ) -> Attempt {
+        let now = Some(Monotonic::now());
+        let taken = self.inner.ns.with_slot_lock(slot, now, |ctx| {
+            if !holders::external_alive(ctx, slot, slot_gen) {
+                return Err(holder_gone());
+            }
+            let Some(index) = self.external_record(ctx, slot, slot_gen, (found, life))? else {
+                return Ok(Attempt::Refused(Refused::Removed));
+            };
+            let h = ctx
+                .seg
+                .holder(index)
+                .ok_or_else(|| Error::corrupt("record out of bounds"))?;
+            let rec = self.rec(found);
+            let lane = Lane {
+                word: &rec.word,
+                holding: &h.holding,
+            };
+            Ok(match lane.try_take(found.generation, weight, fair, false) {
+                Ok(_) => {
+                    note_since(h, weight);
+                    Attempt::Taken { uncounted: false }
+                }
+                Err(r) => Attempt::Refused(r),
+            })
+        });
+        match taken {
+            Ok(Some(a)) => a,
+            Ok(None) => Attempt::Busy,
+            Err(e) => Attempt::Failed(e),
+        }
     }
 
     /// Give back `count` of what process `pid` holds through [`acquire_for`](Self::acquire_for);
@@ -93,25 +142,36 @@ impl Semaphore {
             return Err(Error::invalid("release count 0; give back at least 1"));
         }
         let (slot, slot_gen) = self.external_slot(pid)?;
-        let found = self.found();
-        self.inner
-            .ns
-            .with_slot_lock(slot, None, |ctx| {
-                let index = self.external_record(ctx, slot, slot_gen, found)?;
-                let h = ctx
+        let (found, life) = self.current();
+        let deadline = Monotonic::now().after(SLOT_PATIENCE);
+        let done = self.inner.ns.with_slot_lock(slot, Some(deadline), |ctx| {
+            if !holders::external_alive(ctx, slot, slot_gen) {
+                return Err(holder_gone());
+            }
+            let held = match self.external_record(ctx, slot, slot_gen, (found, life))? {
+                Some(index) => ctx
                     .seg
                     .holder(index)
-                    .ok_or_else(|| Error::corrupt("record out of bounds"))?;
-                let held = holding::held(h.holding.load(Acquire));
-                if held < count as i64 {
-                    return Err(Error::NotHeld {
-                        count,
-                        held: held.max(0) as u64,
-                    });
-                }
-                self.give_on(found, h, count)
-            })
-            .map(|done| done.unwrap_or(()))
+                    .map(|h| (h, holding::held(h.holding.load(Acquire)))),
+                None => None,
+            };
+            match held {
+                Some((h, held)) if held >= count as i64 => self.give_on(found, h, count),
+                other => Err(Error::NotHeld {
+                    count,
+                    held: other.map_or(0, |(_, held)| held.max(0) as u64),
+                }),
+            }
+        })?;
+        done.ok_or_else(|| {
+            Error::io(
+                format!("releasing for process {pid}"),
+                std::io::Error::other(format!(
+                    "another process kept acting for it for {} s; try again",
+                    SLOT_PATIENCE.as_secs()
+                )),
+            )
+        })
     }
 
     fn external_slot(&self, pid: u32) -> Result<(u32, u32)> {
@@ -122,26 +182,34 @@ impl Semaphore {
             .ns
             .with_table_lock(|ctx| holders::external_slot(ctx, who))
     }
+}
 
-    /// The record of external slot `slot` on `found`: lane 0, found or claimed. The caller holds
-    /// the slot's lock byte.
+/// The process acted for exited (its weight went back to the semaphore).
+fn holder_gone() -> Error {
+    Error::invalid("the process to act for has exited")
+}
+
+impl Semaphore {
+    /// The record of external slot `slot` on `found` in incarnation `life`: lane 0, found or
+    /// claimed; `None` once that incarnation is over. The caller holds the slot's lock byte.
     fn external_record(
         &self,
         ctx: holders::Ctx<'_>,
         slot: u32,
         slot_gen: u32,
-        found: Found,
-    ) -> Result<u32> {
+        (found, life): (Found, u64),
+    ) -> Result<Option<u32>> {
         let key = holders::record_key(slot, 0, found);
-        for index in 0..crate::segment::layout::MAX_HOLDERS {
-            if ctx
-                .seg
+        let existing = (0..crate::segment::layout::MAX_HOLDERS).find(|&index| {
+            ctx.seg
                 .holder(index)
                 .is_some_and(|h| h.key.load(Acquire) == key)
-            {
-                return Ok(index);
-            }
-        }
-        holders::claim_record(ctx, slot, slot_gen, 0, found)
+        });
+        let index = match existing {
+            Some(index) => index,
+            None => holders::claim_record(ctx, slot, slot_gen, 0, found)?,
+        };
+        // After the claim: see the generation rule in `table`.
+        Ok(table::is_life(self.rec(found), life, &self.inner.name).then_some(index))
     }
 }

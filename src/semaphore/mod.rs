@@ -9,6 +9,7 @@
 
 mod acquire;
 mod external;
+mod fd_permit;
 mod info;
 mod options;
 mod permit;
@@ -18,6 +19,7 @@ pub mod word;
 
 use self::acquire::{Contended, fair_capacity, reservation_token};
 pub use self::{
+    fd_permit::FdPermit,
     info::{Info, Kind, Owner},
     options::Options,
     permit::Permit,
@@ -87,8 +89,8 @@ pub struct Semaphore {
 struct Inner {
     ns: Arc<Namespace>,
     name: Box<str>,
-    /// The record, `index << 16 | generation`. It changes when an auto semaphore that was
-    /// removed is created again through this handle.
+    /// The record and its incarnation, `index << 50 | incarnation` (see [`pack`]). It changes
+    /// when an auto semaphore that was removed is created again through this handle.
     found: AtomicU64,
     /// How to create the semaphore again if it is removed: for handles of auto semaphores
     /// opened with get-or-create.
@@ -98,7 +100,9 @@ struct Inner {
     /// ... and the key of that holder record.
     cache_key: AtomicU64,
     /// Weight taken with [`enter`](Semaphore::enter) and not yet given back with
-    /// [`exit`](Semaphore::exit), by this process through this handle and its clones.
+    /// [`exit`](Semaphore::exit), by this process through this handle and its clones:
+    /// `fork epoch << 32 | weight`. A forked child finds its parent's epoch there and so holds
+    /// nothing (see [`Unguarded`]).
     unguarded: AtomicU64,
 }
 
@@ -112,16 +116,49 @@ impl fmt::Debug for Semaphore {
     }
 }
 
+/// Bits of an incarnation in a handle's packed record (see `table::INCARNATION_LIMIT`).
+const LIFE_BITS: u32 = 50;
+const _: () = assert!(1 << LIFE_BITS == table::INCARNATION_LIMIT);
+const _: () = assert!(crate::segment::layout::MAX_SEMAPHORES <= 1 << (64 - LIFE_BITS));
+
+/// A record index and an incarnation in one word, so that threads racing to re-create a
+/// semaphore never leave a handle with one of each.
 #[inline]
-const fn pack(found: Found) -> u64 {
-    (found.index as u64) << 16 | found.generation as u64
+const fn pack(found: Found, life: u64) -> u64 {
+    (found.index as u64) << LIFE_BITS | (life & (table::INCARNATION_LIMIT - 1))
 }
 
 #[inline]
-const fn unpack(bits: u64) -> Found {
-    Found {
-        index: (bits >> 16) as u32,
-        generation: bits as u16,
+const fn unpack(bits: u64) -> (Found, u64) {
+    let life = bits & (table::INCARNATION_LIMIT - 1);
+    (
+        Found {
+            index: (bits >> LIFE_BITS) as u32,
+            generation: life as u16,
+        },
+        life,
+    )
+}
+
+/// Weight entered by this process through a handle: `fork epoch << 32 | weight`. A forked child
+/// reads its parent's epoch and so sees nothing entered: `exit` is `NotHeld` there, and the
+/// parent's weight is the parent's alone.
+struct Unguarded;
+
+impl Unguarded {
+    #[inline]
+    fn weight(bits: u64) -> u64 {
+        if bits >> 32 == u64::from(sys::FORK_EPOCH.load(Relaxed)) {
+            bits & 0xFFFF_FFFF
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn with(weight: u64) -> Option<u64> {
+        (weight <= u64::from(u32::MAX))
+            .then(|| u64::from(sys::FORK_EPOCH.load(Relaxed)) << 32 | weight)
     }
 }
 
@@ -140,7 +177,13 @@ impl Semaphore {
         Options::default()
     }
 
-    fn new(ns: Arc<Namespace>, name: &str, found: Found, recreate: Option<NewRecord>) -> Semaphore {
+    fn new(
+        ns: Arc<Namespace>,
+        name: &str,
+        found: Found,
+        life: u64,
+        recreate: Option<NewRecord>,
+    ) -> Semaphore {
         // Only auto semaphores come back by themselves; a removed persistent one stays removed.
         let recreate = recreate.filter(|_| {
             ns.seg
@@ -151,7 +194,7 @@ impl Semaphore {
             inner: Arc::new(Inner {
                 ns,
                 name: name.into(),
-                found: AtomicU64::new(pack(found)),
+                found: AtomicU64::new(pack(found, life)),
                 recreate,
                 cache: AtomicU64::new(Held::EMPTY),
                 cache_key: AtomicU64::new(0),
@@ -182,6 +225,12 @@ impl Semaphore {
 
     #[inline]
     fn found(&self) -> Found {
+        self.current().0
+    }
+
+    /// The record this handle acts on and the incarnation it belongs to.
+    #[inline]
+    fn current(&self) -> (Found, u64) {
         unpack(self.inner.found.load(Relaxed))
     }
 
@@ -195,28 +244,37 @@ impl Semaphore {
             .unwrap_or_else(|| unreachable!())
     }
 
-    /// This lane's holder record for `found`, and where it is.
+    /// This lane's holder record for `found` in incarnation `life`, and where it is;
+    /// [`Error::Removed`] if that incarnation is over.
     ///
     /// The cache is two words, written by whichever thread last missed; a hit needs the record
     /// it names to carry exactly the key cached beside it, and that key to name `found`. Two
-    /// threads interleaving their writes can only cause a miss, never a wrong record.
+    /// threads interleaving their writes can only cause a miss, never a wrong record. A hit also
+    /// needs the semaphore to be in incarnation `life`: a record keyed to a generation keeps that
+    /// generation from being reused (see `table`), so while it is keyed, the generation in the
+    /// word means this incarnation.
     #[inline]
-    fn holder(&self, lane: u16, found: Found) -> Result<(&HolderRecord, Held)> {
+    fn holder(&self, lane: u16, found: Found, life: u64) -> Result<(&HolderRecord, Held)> {
         let held = Held(self.inner.cache.load(Relaxed));
         let key = self.inner.cache_key.load(Relaxed);
         if held.is_current(lane)
             && holders::key_names(key, lane, found)
             && let Some(h) = self.inner.ns.seg.holder(held.record())
             && h.key.load(Relaxed) == key
+            && self.rec(found).incarnation.load(Relaxed) == life
         {
             return Ok((h, held));
         }
-        self.holder_slow(lane, found)
+        self.holder_slow(lane, found, life)
     }
 
     #[cold]
-    fn holder_slow(&self, lane: u16, found: Found) -> Result<(&HolderRecord, Held)> {
+    fn holder_slow(&self, lane: u16, found: Found, life: u64) -> Result<(&HolderRecord, Held)> {
         let (record, epoch) = self.inner.ns.record(lane, found)?;
+        // After the claim (SeqCst): see the generation rule in `table`.
+        if !table::is_life(self.rec(found), life, &self.inner.name) {
+            return Err(self.removed());
+        }
         let held = Held::new(epoch, lane, record);
         let key = self
             .inner
@@ -245,14 +303,14 @@ impl Semaphore {
     #[inline]
     pub fn acquire_weight(&self, weight: u32) -> Result<Permit<'_>> {
         self.take(weight, Until::Forever)
-            .map(|(found, held)| Permit::new(self, weight, found, held))
+            .map(|taken| Permit::new(self, weight, taken))
     }
 
     /// Wait at most `timeout` for `weight`; [`Error::Timeout`] when it elapses.
     #[inline]
     pub fn acquire_timeout(&self, weight: u32, timeout: Duration) -> Result<Permit<'_>> {
         self.take(weight, Until::Timeout(timeout))
-            .map(|(found, held)| Permit::new(self, weight, found, held))
+            .map(|taken| Permit::new(self, weight, taken))
     }
 
     /// Take `weight` only if it is available now; [`Error::WouldBlock`] otherwise.
@@ -270,7 +328,7 @@ impl Semaphore {
             }
         }
         self.take(weight, Until::Now)
-            .map(|(found, held)| Permit::new(self, weight, found, held))
+            .map(|taken| Permit::new(self, weight, taken))
     }
 
     /// Acquire weight 1, run `f`, and release, even if `f` panics.
@@ -283,8 +341,15 @@ impl Semaphore {
     /// [`exit`](Self::exit). Weight entered and never exited comes back when the process dies.
     pub fn enter(&self, weight: u32) -> Result<()> {
         self.take(weight, Until::Forever)?;
-        self.inner.unguarded.fetch_add(weight as u64, Relaxed);
+        self.add_unguarded(weight);
         Ok(())
+    }
+
+    /// Count `weight` as entered by this process.
+    pub(super) fn add_unguarded(&self, weight: u32) {
+        let _ = self.inner.unguarded.fetch_update(Relaxed, Relaxed, |bits| {
+            Unguarded::with(Unguarded::weight(bits).saturating_add(u64::from(weight)))
+        });
     }
 
     /// Give back `count` of the weight taken with [`enter`](Self::enter);
@@ -293,13 +358,20 @@ impl Semaphore {
         if count == 0 {
             return Err(Error::invalid("release count 0; give back at least 1"));
         }
-        let unguarded = &self.inner.unguarded;
-        unguarded
-            .fetch_update(Relaxed, Relaxed, |held| held.checked_sub(count as u64))
-            .map_err(|held| Error::NotHeld { count, held })?;
-        self.give(self.found(), count).inspect_err(|_| {
-            unguarded.fetch_add(count as u64, Relaxed);
-        })
+        self.inner
+            .unguarded
+            .fetch_update(Relaxed, Relaxed, |bits| {
+                Unguarded::weight(bits)
+                    .checked_sub(u64::from(count))
+                    .and_then(Unguarded::with)
+            })
+            .map_err(|bits| Error::NotHeld {
+                count,
+                held: Unguarded::weight(bits),
+            })?;
+        let (found, life) = self.current();
+        self.give(found, life, count)
+            .inspect_err(|_| self.add_unguarded(count))
     }
 
     /// Change the capacity. Raising it wakes the waiters that now fit. Lowering it below the
@@ -374,23 +446,23 @@ impl Semaphore {
     /// Remove the semaphore. Refuses with [`Error::InUse`] while anything is held, unless
     /// `force`; sleepers wake and get [`Error::Removed`].
     pub fn remove(&self, force: bool) -> Result<()> {
-        let found = self.found();
+        let (found, life) = self.current();
         let rec = self.rec(found);
+        let not_found = || Error::NotFound {
+            name: self.inner.name.to_string(),
+        };
         self.inner.ns.with_table_lock(|ctx| {
-            if !table::is_current(rec, found.generation) {
-                return Err(Error::NotFound {
-                    name: self.inner.name.to_string(),
-                });
+            if rec.incarnation.load(Acquire) != life {
+                return Err(not_found());
             }
-            let value = word::value(rec.word.load(Acquire));
-            if value != 0 && !force {
-                return Err(Error::InUse {
+            match table::remove(ctx.seg, found, force) {
+                table::Removal::Removed => Ok(()),
+                table::Removal::Gone => Err(not_found()),
+                table::Removal::InUse(value) => Err(Error::InUse {
                     name: self.inner.name.to_string(),
                     value,
-                });
+                }),
             }
-            table::remove(ctx.seg, found);
-            Ok(())
         })?;
         wait::wake(&rec.word, u32::MAX);
         Ok(())
@@ -399,22 +471,23 @@ impl Semaphore {
     /// After [`Refused::Removed`] on `old`: find or create the semaphore again, if this handle
     /// may; returns the record to retry on.
     #[cold]
-    fn recreate(&self, old: Found, lane: u16) -> Result<Found> {
+    fn recreate(&self, old: (Found, u64), lane: u16) -> Result<(Found, u64)> {
         let Some(new) = self.inner.recreate else {
             return Err(self.removed());
         };
         let ns = &self.inner.ns;
-        let found = match table::lookup(&ns.seg, &self.inner.name) {
-            Some(f) if f != old => f,
+        let (found, life) = match table::lookup_life(&ns.seg, &self.inner.name) {
+            Some(f) if f.1 != old.1 || f.0 != old.0 => f,
             _ => {
-                ns.with_table_lock(|ctx| table::insert(ctx.seg, &self.inner.name, new))?
-                    .0
+                let (found, life, _) =
+                    ns.with_table_lock(|ctx| table::insert_life(ctx.seg, &self.inner.name, new))?;
+                (found, life)
             }
         };
         // Several threads may race here; any of their answers is the live record.
-        self.inner.found.store(pack(found), Relaxed);
-        ns.forget_record(lane, old);
-        Ok(found)
+        self.inner.found.store(pack(found, life), Relaxed);
+        ns.forget_record(lane, old.0);
+        Ok((found, life))
     }
 }
 

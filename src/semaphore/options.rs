@@ -129,14 +129,15 @@ impl Options {
         let ns = Namespace::open_named(self.scope, &self.namespace, Some(self.creation()))?
             .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
         let new = self.new_record();
-        let found = match table::lookup(&ns.seg, name) {
+        let (found, life) = match table::lookup_life(&ns.seg, name) {
             Some(f) => f,
             None => {
-                ns.with_table_lock(|ctx| table::insert(ctx.seg, name, new))?
-                    .0
+                let (found, life, _) =
+                    ns.with_table_lock(|ctx| table::insert_life(ctx.seg, name, new))?;
+                (found, life)
             }
         };
-        Ok(Semaphore::new(ns, name, found, Some(new)))
+        Ok(Semaphore::new(ns, name, found, life, Some(new)))
     }
 
     /// Open `name` only if it exists.
@@ -147,8 +148,8 @@ impl Options {
         };
         let ns = Namespace::open_named(self.scope, &self.namespace, None)?.ok_or_else(not_found)?;
         ns.sweep_idle()?;
-        let found = table::lookup(&ns.seg, name).ok_or_else(not_found)?;
-        Ok(Semaphore::new(ns, name, found, None))
+        let (found, life) = table::lookup_life(&ns.seg, name).ok_or_else(not_found)?;
+        Ok(Semaphore::new(ns, name, found, life, None))
     }
 
     /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
@@ -160,7 +161,12 @@ impl Options {
         ns.sweep_idle()?;
         let mut out: Vec<Info> = table::live(&ns.seg)
             .into_iter()
-            .map(|(found, name)| Semaphore::new(ns.clone(), &name, found, None).info())
+            .map(|(found, name)| {
+                let life = ns.seg.sem(found.index).map_or(0, |r| {
+                    r.incarnation.load(std::sync::atomic::Ordering::Acquire)
+                });
+                Semaphore::new(ns.clone(), &name, found, life, None).info()
+            })
             .filter_map(Result::ok)
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

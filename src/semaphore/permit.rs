@@ -13,8 +13,9 @@ use crate::{namespace::current_lane, table::Found};
 pub struct Permit<'a> {
     sem: &'a Semaphore,
     weight: u32,
-    /// The record the weight was taken from.
+    /// The record the weight was taken from, and its incarnation.
     found: Found,
+    life: u64,
     /// Where the holding is recorded...
     held: Held,
     /// ... and that record's key then. A record that gave its weight back through another
@@ -24,7 +25,11 @@ pub struct Permit<'a> {
 
 impl<'a> Permit<'a> {
     #[inline]
-    pub(super) fn new(sem: &'a Semaphore, weight: u32, found: Found, held: Held) -> Permit<'a> {
+    pub(super) fn new(
+        sem: &'a Semaphore,
+        weight: u32,
+        (found, life, held): (Found, u64, Held),
+    ) -> Permit<'a> {
         let key = sem
             .inner
             .ns
@@ -35,6 +40,7 @@ impl<'a> Permit<'a> {
             sem,
             weight,
             found,
+            life,
             held,
             key,
         }
@@ -48,10 +54,7 @@ impl<'a> Permit<'a> {
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
     /// [`Semaphore::exit`].
     pub fn forget(self) {
-        self.sem
-            .inner
-            .unguarded
-            .fetch_add(self.weight as u64, Relaxed);
+        self.sem.add_unguarded(self.weight);
         std::mem::forget(self);
     }
 }
@@ -75,14 +78,16 @@ impl Drop for Permit<'_> {
         // An error here means the segment was corrupted under us; a destructor cannot report it,
         // and the weight comes back when this process exits.
         let _ = match (current_lane(), sem.inner.ns.seg.holder(self.held.record())) {
-            // The acquiring thread: its own record, no lookup.
+            // The acquiring thread: its own record, no lookup. While the permit's weight is held,
+            // some record of this process names its generation, so the generation is this
+            // permit's incarnation (see `table`).
             (Some(lane), Some(h))
                 if lane == self.held.lane() && h.key.load(Relaxed) == self.key =>
             {
                 sem.give_on(self.found, h, self.weight)
             }
             // Another thread: give back through that thread's lane.
-            _ => sem.give(self.found, self.weight),
+            _ => sem.give(self.found, self.life, self.weight),
         };
     }
 }

@@ -34,6 +34,23 @@
 //! than the capacity is ever granted. A reclaimer killed anywhere leaves the word frozen with a
 //! dead recounter, and the next reclaimer runs the same recount from the start: it is idempotent.
 //!
+//! # Waiters are counted the same way
+//!
+//! A sleeping waiter counts itself in the word so that releases wake it. That count is made
+//! exact by the same bracket: the waiter marks its record `BUSY`, changes the count with a
+//! compare-exchange, and closes the record with [`holding::COUNTED`] set (or cleared, when it
+//! uncounts itself or takes its weight with the same compare-exchange that uncounts it). Counts,
+//! like values, never change while the word is frozen. So a recount also knows exactly how many
+//! live waiters are counted and whether one of them wants more than 1 ([`holding::WANTS_MORE`]),
+//! and it publishes those: a waiter killed while counted stops counting at the next recount,
+//! instead of making every later release wake nobody.
+//!
+//! # Every write of the word compares the whole word
+//!
+//! Acquire, release, counting, freezing and unfreezing are all compare-exchanges against the word
+//! that was read, generation included. A recounter whose semaphore was removed (and perhaps
+//! created again) under it finds another generation and leaves the word alone.
+//!
 //! # Notes about memory ordering
 //!
 //! * A successful acquire compare-exchange is `AcqRel`. *Acquire* pairs with the `Release` of the
@@ -90,16 +107,27 @@ impl Atomic64 for std::sync::atomic::AtomicU64 {
     }
 }
 
-/// A holder record's word: `BUSY << 63 | held`, `held` a 63-bit two's-complement weight.
+/// A holder record's word: `BUSY << 63 | COUNTED << 62 | WANTS_MORE << 61 | held`, `held` a
+/// 61-bit two's-complement weight.
+///
+/// | `BUSY` | `COUNTED` | meaning |
+/// |---|---|---|
+/// | 0 | 0 | at rest: `held` is what the lane holds, and it is not counted as a waiter |
+/// | 0 | 1 | at rest, and counted once in the word's waiter count (`WANTS_MORE`: for more than 1) |
+/// | 1 | any | a compare-exchange of the word is in flight; the other bits are as before it |
 pub mod holding {
-    /// Set while an operation that changes the semaphore's value is in flight.
+    /// Set while an operation that changes the semaphore's word is in flight.
     pub const BUSY: u64 = 1 << 63;
-    const HELD: u64 = !BUSY;
+    /// Set while the lane is counted in the word's waiter count.
+    pub const COUNTED: u64 = 1 << 62;
+    /// With [`COUNTED`]: the lane waits for more than 1 (the word's `HEAVY` flag).
+    pub const WANTS_MORE: u64 = 1 << 61;
+    const FLAGS: u64 = BUSY | COUNTED | WANTS_MORE;
 
     /// The weight held.
     #[inline]
     pub const fn held(bits: u64) -> i64 {
-        ((bits << 1) as i64) >> 1
+        ((bits << 3) as i64) >> 3
     }
 
     /// An operation is in flight.
@@ -108,10 +136,28 @@ pub mod holding {
         bits & BUSY != 0
     }
 
-    /// The word for weight `held`, not busy.
+    /// The lane is counted as a waiter.
+    #[inline]
+    pub const fn is_counted(bits: u64) -> bool {
+        bits & COUNTED != 0
+    }
+
+    /// The word for weight `held`, not busy, not counted.
     #[inline]
     pub const fn of(held: i64) -> u64 {
-        held as u64 & HELD
+        held as u64 & !FLAGS
+    }
+
+    /// `bits` with weight `held`, keeping its waiter flags, not busy.
+    #[inline]
+    pub const fn with_held(bits: u64, held: i64) -> u64 {
+        of(held) | (bits & (COUNTED | WANTS_MORE))
+    }
+
+    /// `bits` without its waiter flags.
+    #[inline]
+    pub const fn uncounted(bits: u64) -> u64 {
+        bits & !(COUNTED | WANTS_MORE)
     }
 }
 
@@ -185,7 +231,13 @@ impl<A: Atomic64> Lane<'_, A> {
                 Ok(before) => {
                     failpoint::hit("acquire:swapped");
                     let held = holding::held(mine).wrapping_add(weight as i64);
-                    self.holding.store(holding::of(held), Release);
+                    // A counted waiter was uncounted by the same compare-exchange.
+                    let rest = if counted {
+                        holding::uncounted(mine)
+                    } else {
+                        mine
+                    };
+                    self.holding.store(holding::with_held(rest, held), Release);
                     break Ok(before);
                 }
                 Err(actual) => current = actual,
@@ -225,7 +277,7 @@ impl<A: Atomic64> Lane<'_, A> {
                 Ok(before) => {
                     failpoint::hit("release:swapped");
                     let held = holding::held(mine).wrapping_sub(count as i64);
-                    self.holding.store(holding::of(held), Release);
+                    self.holding.store(holding::with_held(mine, held), Release);
                     break Ok(before);
                 }
                 Err(actual) => current = actual,
@@ -243,37 +295,91 @@ impl<A: Atomic64> Lane<'_, A> {
     }
 }
 
-/// Count one more waiter for `weight`. Returns the word after and whether the waiter is counted
-/// (the count saturates), or `None` when the generation changed.
-pub fn count_waiter<A: Atomic64>(word: &A, generation: u16, weight: u32) -> Option<(u64, bool)> {
-    let mut current = word.load(Relaxed);
-    for _ in 0..MAX_RETRIES {
-        if word::generation(current) != generation {
-            return None;
+impl<A: Atomic64> Lane<'_, A> {
+    /// Count this lane as a waiter for `weight`, unless it is already counted. Returns the word
+    /// seen and whether the lane is counted (the count saturates at [`word::MAX_WAITERS`]; an
+    /// uncounted waiter polls instead). Refused while the word is frozen (counts, like values,
+    /// do not change during a recount) and once the generation changed.
+    pub fn count_waiter(&self, generation: u16, weight: u32) -> Result<(u64, bool), Refused> {
+        let mine = self.holding.load(Relaxed);
+        let mut current = self.word.load(Relaxed);
+        if holding::is_counted(mine) {
+            return Ok((current, true));
         }
-        let Some(new) = word::count(current, weight) else {
-            return Some((current, false));
-        };
-        // Relaxed: the count is a hint; the futex compare re-reads the value.
-        match word.compare_exchange(current, new, Relaxed, Relaxed) {
-            Ok(_) => return Some((new, true)),
-            Err(actual) => current = actual,
+        let mut announced = false;
+        for _ in 0..MAX_RETRIES {
+            if word::generation(current) != generation {
+                return self.withdraw(announced, mine, Refused::Removed);
+            }
+            if word::is_frozen(current) {
+                return self.withdraw(announced, mine, Refused::Frozen(current));
+            }
+            let Some(new) = word::count(current, weight) else {
+                // Saturated: wait uncounted.
+                if announced {
+                    self.holding.store(mine, Release);
+                }
+                return Ok((current, false));
+            };
+            if !announced {
+                self.holding.store(mine | holding::BUSY, Relaxed);
+                announced = true;
+                failpoint::hit("wait:marked");
+            }
+            // Release: publishes the BUSY mark to a recounter's freeze, as a value change does.
+            match self.word.compare_exchange(current, new, Release, Relaxed) {
+                Ok(_) => {
+                    failpoint::hit("wait:counted");
+                    let flags = if weight > 1 {
+                        holding::COUNTED | holding::WANTS_MORE
+                    } else {
+                        holding::COUNTED
+                    };
+                    self.holding.store(mine | flags, Release);
+                    return Ok((new, true));
+                }
+                Err(actual) => current = actual,
+            }
         }
+        self.withdraw(announced, mine, Refused::Contended)
     }
-    // Not counted: the waiter still wakes on its bounded sleeps.
-    Some((current, false))
-}
 
-/// Uncount a waiter that gives up (timeout, removal).
-pub fn uncount_waiter<A: Atomic64>(word: &A) {
-    let mut current = word.load(Relaxed);
-    // Bounded: each failure means another process changed the word; the hint is allowed to be
-    // wrong, so after many failures we give up rather than spin.
-    for _ in 0..1024 {
-        match word.compare_exchange(current, word::uncount(current), Relaxed, Relaxed) {
-            Ok(_) => return,
-            Err(actual) => current = actual,
+    /// Stop counting this lane as a waiter (it timed out or gives up), if it is counted.
+    /// Refused while the word is frozen: the caller waits for the recount to end, or leaves the
+    /// lane counted (record and word still agree). Once the generation changed there is nothing
+    /// to uncount: the flags are just cleared.
+    pub fn uncount_waiter(&self, generation: u16) -> Result<(), Refused> {
+        let mine = self.holding.load(Relaxed);
+        if !holding::is_counted(mine) {
+            return Ok(());
         }
+        let mut current = self.word.load(Relaxed);
+        let mut announced = false;
+        for _ in 0..MAX_RETRIES {
+            if word::generation(current) != generation {
+                // Release: as every closing store of the record.
+                self.holding.store(holding::uncounted(mine), Release);
+                return Err(Refused::Removed);
+            }
+            if word::is_frozen(current) {
+                return self.withdraw(announced, mine, Refused::Frozen(current));
+            }
+            if !announced {
+                self.holding.store(mine | holding::BUSY, Relaxed);
+                announced = true;
+            }
+            match self
+                .word
+                .compare_exchange(current, word::uncount(current), Release, Relaxed)
+            {
+                Ok(_) => {
+                    self.holding.store(holding::uncounted(mine), Release);
+                    return Ok(());
+                }
+                Err(actual) => current = actual,
+            }
+        }
+        self.withdraw(announced, mine, Refused::Contended)
     }
 }
 
@@ -283,7 +389,8 @@ pub enum Operator {
     /// A live process may be changing it: wait until it is not busy, then count it.
     Live,
     /// The holder lives but nobody operates the record now (the recounter holds its lock): a busy
-    /// flag left on it was abandoned by a dead operator and is rolled back. Count it.
+    /// flag left on it was abandoned by a dead operator and is rolled back. Count its weight;
+    /// nobody waits through it.
     Quiescent,
     /// The holder is dead and the recounter holds its lock: do not count it; clear it.
     Dead,
@@ -301,7 +408,7 @@ pub struct Counted<'a, A> {
 /// What a recount did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recount {
-    /// The value was set; carries the value before and after.
+    /// The value and the waiter count were set; carries the value before and after.
     Done {
         /// The value the frozen word had.
         before: u32,
@@ -355,22 +462,29 @@ pub fn recount<'a, A: Atomic64 + 'a>(
         .any(|r| r.operator == Operator::Live && holding::is_busy(r.holding.load(Acquire)))
     {
         if !settle() {
-            unfreeze(word, None);
+            unfreeze(word, generation, None);
             return Recount::Busy;
         }
     }
 
     failpoint::hit("reclaim:quiesced");
 
-    // 3. Sum what live holders hold.
+    // 3. Sum what live holders hold, and count the live waiters.
     let mut sum: i64 = 0;
+    let mut waiters: u64 = 0;
+    let mut heavy = false;
     for r in records.iter().filter(|r| r.operator != Operator::Dead) {
-        sum = sum.saturating_add(holding::held(r.holding.load(Acquire)));
+        let bits = r.holding.load(Acquire);
+        sum = sum.saturating_add(holding::held(bits));
+        if r.operator == Operator::Live && holding::is_counted(bits) {
+            waiters += 1;
+            heavy |= bits & holding::WANTS_MORE != 0;
+        }
     }
     let after = match u32::try_from(sum) {
         Ok(v) if v <= word::MAX_CAPACITY => v,
         _ => {
-            unfreeze(word, None);
+            unfreeze(word, generation, None);
             return Recount::Corrupt;
         }
     };
@@ -387,28 +501,58 @@ pub fn recount<'a, A: Atomic64 + 'a>(
         }
     }
     failpoint::hit("reclaim:cleared");
-    unfreeze(word, Some(after));
-    Recount::Done { before, after }
+    let counts = Counts {
+        value: after,
+        waiters: waiters.min(word::MAX_WAITERS),
+        heavy,
+    };
+    if unfreeze(word, generation, Some(counts)) {
+        Recount::Done { before, after }
+    } else {
+        Recount::Removed
+    }
 }
 
-/// Clear `FROZEN`, setting the value to `value` if given. Waiter counts may have changed while
-/// frozen, so this is a compare-exchange loop; only the value and the flag are ours.
-fn unfreeze<A: Atomic64>(word: &A, value: Option<u32>) {
+/// What a recount publishes.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    value: u32,
+    waiters: u64,
+    heavy: bool,
+}
+
+/// Clear `FROZEN` in generation `generation`, publishing `counts` if given. A compare-exchange
+/// against the word read, so it never touches a word of another generation: a semaphore removed
+/// (and perhaps created again) during the recount is left as it is. Nothing else changes a frozen
+/// word, so the first attempt normally succeeds. Returns whether it unfroze the word.
+fn unfreeze<A: Atomic64>(word: &A, generation: u16, counts: Option<Counts>) -> bool {
     let target = |current: u64| {
-        let new = current & !word::FROZEN;
-        value.map_or(new, |v| word::with_value(new, v))
+        let thawed = current & !word::FROZEN;
+        match counts {
+            None => thawed,
+            Some(c) => {
+                let rest = thawed & !(word::VALUE_MASK | word::WAITERS_MASK | word::HEAVY);
+                let heavy = if c.heavy && c.waiters > 0 {
+                    word::HEAVY
+                } else {
+                    0
+                };
+                rest | c.value as u64 | (c.waiters << word::WAITERS_SHIFT) | heavy
+            }
+        }
     };
     let mut current = word.load(Relaxed);
     for _ in 0..MAX_RETRIES {
+        if word::generation(current) != generation || !word::is_frozen(current) {
+            return false;
+        }
         // Release: see "Notes about memory ordering".
         match word.compare_exchange(current, target(current), Release, Relaxed) {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(actual) => current = actual,
         }
     }
-    // Something keeps rewriting the word: publish anyway. Only the waiter-count hint can be
-    // lost this way, since no value change succeeds while the word is frozen.
-    word.store(target(word.load(Relaxed)), Release);
+    false
 }
 
 #[cfg(test)]

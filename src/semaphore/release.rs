@@ -17,11 +17,13 @@ use crate::{
 };
 
 impl Semaphore {
-    /// Give back `count` on `found` through this thread's lane.
-    pub(super) fn give(&self, found: Found, count: u32) -> Result<()> {
-        with_lane(|lane| {
-            let (h, _) = self.holder(lane, found)?;
-            self.give_on(found, h, count)
+    /// Give back `count` on `found`, incarnation `life`, through this thread's lane. A
+    /// semaphore removed since has nothing to give back to.
+    pub(super) fn give(&self, found: Found, life: u64, count: u32) -> Result<()> {
+        with_lane(|lane| match self.holder(lane, found, life) {
+            Ok((h, _)) => self.give_on(found, h, count),
+            Err(Error::Removed { .. }) => Ok(()),
+            Err(e) => Err(e),
         })
     }
 
@@ -69,9 +71,9 @@ impl Semaphore {
                 Err(Refused::Contended) => return Err(self.contended()),
                 Err(Refused::Removed) => {
                     // The semaphore is gone; there is nothing to give back to.
-                    let held = holding::held(h.holding.load(Relaxed));
-                    h.holding
-                        .store(holding::of(held.wrapping_sub(count as i64)), Relaxed);
+                    let bits = h.holding.load(Relaxed);
+                    let held = holding::held(bits).wrapping_sub(count as i64);
+                    h.holding.store(holding::with_held(bits, held), Relaxed);
                     return Ok(());
                 }
                 Err(Refused::Underflow(w)) | Err(Refused::Full(w)) => {

@@ -72,6 +72,29 @@ pub fn range_locked(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<boo
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// A new open file description of the file that `fd` refers to, read-write and close-on-exec:
+/// unlike a duplicate of `fd`, its OFD locks are its own. Through `/proc/self/fd`, so it is the
+/// same file even if its path now names another.
+pub fn reopen(fd: BorrowedFd<'_>) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Let `fd` be inherited across `exec` (clear close-on-exec). Called in a child between `fork`
+/// and `exec`: async-signal-safe.
+pub fn keep_across_exec(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor number has no memory effects; a bad number gives EBADF.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// End this process at once with SIGKILL (crash tests).
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 pub fn kill_self() -> ! {

@@ -2,13 +2,16 @@
 
 use std::{
     io::{self, Write},
-    os::unix::process::ExitStatusExt,
+    os::{
+        fd::AsRawFd,
+        unix::process::{CommandExt, ExitStatusExt},
+    },
     process::{Command, ExitStatus},
     time::Duration,
 };
 
 use anyhow::Context;
-use shmsem::Options;
+use shmsem::{FdPermit, Options};
 
 use crate::{cli::RunArgs, signals};
 
@@ -18,16 +21,18 @@ const CANNOT_RUN: u8 = 126;
 const NOT_FOUND: u8 = 127;
 
 /// Hold the weight for as long as the command runs; return the command's exit status
-/// (128 + the signal if a signal ended it). This process is the holder: if it is killed, the
-/// weight comes back even while the child still runs.
+/// (128 + the signal if a signal ended it).
+///
+/// The command holds the weight, not this process, as `flock(1)`'s lock belongs to the
+/// descriptor the command inherits: the holding is an open file description ([`FdPermit`])
+/// that the command inherits. When the command exits, this process gives the weight back at
+/// once. If this process is killed first, the weight stays held until the command, and every
+/// process that inherited the description from it, has exited (or closed it).
 pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
     let take = args.take;
     let sem = opts.capacity(take.capacity).open(&take.name)?;
-    let _permit = match take.timeout {
-        None => sem.acquire_weight(take.weight)?,
-        Some(0) => sem.try_acquire(take.weight)?,
-        Some(ms) => sem.acquire_timeout(take.weight, Duration::from_millis(ms))?,
-    };
+    let timeout = take.timeout.map(Duration::from_millis);
+    let permit = sem.acquire_fd(take.weight, timeout)?;
     signals::install().context("installing the signal handlers")?;
     if let Some(sig) = signals::pending() {
         // Interrupted before the command started: do not start it.
@@ -37,7 +42,13 @@ pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
         .command
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
-    let mut child = match Command::new(program).args(rest).spawn() {
+    let fd = permit.descriptor().as_raw_fd();
+    let mut command = Command::new(program);
+    command.args(rest);
+    // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
+    // async-signal-safe; it allocates nothing.
+    unsafe { command.pre_exec(move || FdPermit::inherit(fd)) };
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             let status = match e.kind() {
@@ -50,7 +61,10 @@ pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
         }
     };
     signals::forward_to(child.id());
+    // Only for display: `show` lists the command as the holder.
+    let _ = permit.show_as(child.id());
     let status = child.wait()?;
+    drop(permit);
     Ok(exit_status(status))
 }
 
