@@ -47,7 +47,10 @@ use crate::{
         Segment,
         layout::{MAX_HOLDERS, MAX_SEMAPHORES, NAME_MAX, SemRecord, USED},
     },
-    semaphore::{protocol::MAX_RETRIES, word},
+    semaphore::{
+        protocol::{self, MAX_RETRIES},
+        word,
+    },
     sys,
 };
 
@@ -327,11 +330,9 @@ pub enum Removal {
 
 /// Remove a live record. The caller holds the table lock.
 ///
-/// One compare-exchange of the state word, against the word that was read: from generation g
-/// (unforced: with nothing held and no recount running) to an empty word of generation g + 1.
-/// An acquire that gets in first makes it fail and it looks again; one that comes after fails on
-/// the generation. So an unforced removal never removes a semaphore that is held, and a forced
-/// one leaves old permits nothing to give back to. The slot then becomes a tombstone.
+/// The word moves to the next generation by one compare-exchange (see `protocol::remove`): an
+/// unforced removal never removes a semaphore that is held, and a forced one leaves old permits
+/// nothing to give back to. The slot then becomes a tombstone.
 pub fn remove(seg: &Segment, found: Found, force: bool) -> Removal {
     let Some(rec) = seg.sem(found.index) else {
         return Removal::Gone;
@@ -340,30 +341,10 @@ pub fn remove(seg: &Segment, found: Found, force: bool) -> Removal {
         return Removal::Gone;
     }
     let life = rec.incarnation.load(Relaxed);
-    let next = found.generation.wrapping_add(1);
-    let mut current = rec.word.load(Acquire);
-    let mut removed = false;
-    for _ in 0..MAX_RETRIES {
-        if word::generation(current) != found.generation {
-            return Removal::Gone;
-        }
-        if !force && (word::value(current) != 0 || word::is_frozen(current)) {
-            return Removal::InUse(word::value(current));
-        }
-        // AcqRel: acquire the last release (what it did is over), release the tombstone word.
-        match rec
-            .word
-            .compare_exchange(current, word::empty(next), AcqRel, Acquire)
-        {
-            Ok(_) => {
-                removed = true;
-                break;
-            }
-            Err(actual) => current = actual,
-        }
-    }
-    if !removed {
-        return Removal::InUse(word::value(current));
+    match protocol::remove(&rec.word, found.generation, force) {
+        Ok(()) => {}
+        Err(protocol::Kept::InUse(value)) => return Removal::InUse(value),
+        Err(protocol::Kept::Gone) => return Removal::Gone,
     }
     // Every handle of the old generation now fails its compare-exchanges; sleepers are woken by
     // the caller and see the new generation.

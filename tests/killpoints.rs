@@ -156,6 +156,12 @@ fn role_victim() {
             let p = sem.acquire_weight(2).expect("acquire 2");
             report("survived", format!("holding {}", p.weight()));
         }
+        "wait" => {
+            // The live holder holds 1: the whole capacity is not there, so this waits.
+            let sem = open();
+            let p = sem.acquire_weight(CAPACITY).expect("acquire all");
+            report("survived", format!("holding {}", p.weight()));
+        }
         other => panic!("unknown victim op {other:?}"),
     }
 }
@@ -250,7 +256,7 @@ fn scenario(step: &str, run: u32) -> Outcome {
 
     // 2. The crash.
     let armed = match family {
-        "acquire" | "release" | "register" | "claim" => {
+        "acquire" | "release" | "register" | "claim" | "wait" => {
             let warm = odd && matches!(family, "acquire" | "release");
             let armed = format!("{step}@{}", if warm { 2 } else { 1 });
             let mut victim = spawn(

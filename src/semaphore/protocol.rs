@@ -383,6 +383,40 @@ impl<A: Atomic64> Lane<'_, A> {
     }
 }
 
+/// Why [`remove`] left a word as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Not forced, and weight is held (the value; a word frozen by a recount counts as held).
+    InUse(u32),
+    /// The word belongs to another generation: removed already.
+    Gone,
+}
+
+/// Move the word of generation `generation` to an empty word of the next generation: the
+/// removal of a semaphore, as one compare-exchange against the word that was read. Unless
+/// `force`, only while nothing is held and no recount runs. An acquire whose compare-exchange
+/// lands first makes this one fail, and the word is looked at again; one that comes after fails
+/// on the generation. A recounter that unfreezes after it finds another generation and leaves
+/// the word alone (see [`recount`]).
+pub fn remove<A: Atomic64>(word: &A, generation: u16, force: bool) -> Result<(), Kept> {
+    let next = word::empty(generation.wrapping_add(1));
+    let mut current = word.load(Acquire);
+    for _ in 0..MAX_RETRIES {
+        if word::generation(current) != generation {
+            return Err(Kept::Gone);
+        }
+        if !force && (word::value(current) != 0 || word::is_frozen(current)) {
+            return Err(Kept::InUse(word::value(current)));
+        }
+        // AcqRel: acquire the last release (what its holder did is over); release the new word.
+        match word.compare_exchange(current, next, AcqRel, Acquire) {
+            Ok(_) => return Ok(()),
+            Err(actual) => current = actual,
+        }
+    }
+    Err(Kept::InUse(word::value(current)))
+}
+
 /// Who operates a holder record during a recount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {

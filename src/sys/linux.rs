@@ -95,6 +95,12 @@ pub fn keep_across_exec(fd: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Stop this process with SIGSTOP, until someone sends SIGCONT (a test's pause point).
+pub fn stop_self() {
+    // SAFETY: raise has no memory effects.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
 /// End this process at once with SIGKILL (crash tests).
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 pub fn kill_self() -> ! {
