@@ -102,6 +102,23 @@ pub enum Error {
         /// The semaphore's name.
         name: String,
     },
+    /// A namespace exists with another group or mode than was asked for explicitly.
+    Mismatch {
+        /// The namespace's file.
+        path: String,
+        /// What differs, and what to do.
+        reason: String,
+    },
+    /// A lock of the namespace stayed held by another process for as long as this call could
+    /// wait (its deadline, or a bounded patience for calls without one).
+    Busy {
+        /// What the lock guards.
+        what: &'static str,
+        /// The process that holds it, when the system tells.
+        holder: Option<u32>,
+        /// How long this call waited, in milliseconds.
+        waited_ms: u64,
+    },
     /// The segment holds something this version cannot read.
     Incompatible {
         /// The segment file.
@@ -207,6 +224,23 @@ impl fmt::Display for Error {
                 f,
                 "semaphore {name:?} was removed while open; open it again to get the new one"
             ),
+            Error::Mismatch { path, reason } => write!(f, "{path}: {reason}"),
+            Error::Busy {
+                what,
+                holder,
+                waited_ms,
+            } => {
+                write!(f, "the {what} stayed held by ")?;
+                match holder {
+                    Some(pid) => write!(f, "process {pid}")?,
+                    None => write!(f, "another process")?,
+                }
+                write!(
+                    f,
+                    " for {waited_ms} ms; it may be stopped or stuck (`shmsem ps` names what it \
+                     holds): try again, or stop it"
+                )
+            }
             Error::Incompatible { path, reason } => write!(
                 f,
                 "segment {path} is incompatible: {reason}; use the shmsem version that created \

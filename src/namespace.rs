@@ -38,7 +38,8 @@ pub(crate) struct Registration {
 
 #[derive(Debug)]
 struct Inner {
-    /// The lock file, opened by this process (reopened in a forked child).
+    /// This process's own description of the segment file, for its locks (reopened in a
+    /// forked child, whose inherited copy shares the parent's locks).
     lock_file: Option<File>,
     registration: Option<Registration>,
     /// Holder records of this process: (lane, semaphore) → record.
@@ -71,6 +72,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 static REGISTRY: Mutex<Option<HashMap<PathBuf, Arc<Namespace>>>> = Mutex::new(None);
+
+/// How long a call without a deadline of its own waits for a lock of the namespace before it
+/// reports who holds it ([`Error::Busy`]). Locks are held for microseconds by live processes;
+/// a wait this long means the holder is stopped, stuck or hostile.
+pub(crate) const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How often an open of an already-mapped namespace checks that its segment still has a name.
 const LINK_CHECK: Duration = Duration::from_millis(100);
@@ -124,11 +130,7 @@ impl Namespace {
         }
         let expect = loc.expect();
         let seg = match creation {
-            Some(c) => {
-                // The lock file first: a segment never exists without its lock file.
-                segment::open_or_create_plain(&loc.lock, c, expect)?;
-                Segment::open_or_create(&loc.segment, c, expect)?
-            }
+            Some(c) => Segment::open_or_create(&loc.segment, c, expect)?,
             None => match Segment::open(&loc.segment, expect)? {
                 Some(s) => s,
                 None => return Ok(None),
@@ -169,19 +171,17 @@ impl Namespace {
             return Ok(r);
         }
         if inner.registration.is_some() {
-            // A forked child: the hook closed our copy of the parent's lock file; forget the
+            // A forked child: the hook closed our copy of the parent's lock description; forget the
             // parent's descriptor number without closing it again, and its records.
             if let Some(f) = inner.lock_file.take() {
                 std::mem::forget(f);
             }
             inner.records.clear();
         }
-        let file = segment::open_or_adopt(&self.loc.lock, self.loc.expect())?.ok_or_else(|| {
-            Error::io(
-                format!("opening {}", self.loc.lock.display()),
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            )
-        })?;
+        // Locks go on the segment file itself, through a description of our own: one file,
+        // one owner, one mode, so nobody the segment refuses can hold or replace its locks.
+        let file = sys::reopen(self.seg.file().as_fd())
+            .map_err(|e| Error::io(format!("opening {} again", self.loc.segment.display()), e))?;
         sys::close_in_forked_children(file.as_fd());
         let ctx = Ctx {
             seg: &self.seg,
@@ -200,7 +200,7 @@ impl Namespace {
         Ok(r)
     }
 
-    /// Register a process slot through a *new* open file description of the lock file (not
+    /// Register a process slot through a *new* open file description of the segment file (not
     /// this process's own): the slot lives for as long as some process has that description
     /// open, whoever it is, as a `flock(1)` lock does. Returns the description, the slot and its
     /// generation. The description is close-on-exec; a caller that hands it to a command clears
@@ -208,7 +208,7 @@ impl Namespace {
     pub fn register_description(&self) -> Result<(File, u32, u32)> {
         // A new description of the very file this process uses, even if the path was replaced.
         let file = sys::reopen(self.fd()?)
-            .map_err(|e| Error::io(format!("opening {} again", self.loc.lock.display()), e))?;
+            .map_err(|e| Error::io(format!("opening {} again", self.loc.segment.display()), e))?;
         let ctx = Ctx {
             seg: &self.seg,
             fd: file.as_fd(),
@@ -219,7 +219,7 @@ impl Namespace {
         Ok((file, slot, slot_gen))
     }
 
-    /// The lock file descriptor.
+    /// The descriptor that carries this process's locks.
     fn fd(&self) -> Result<BorrowedFd<'_>> {
         self.registration()?;
         let inner = lock(&self.inner);
@@ -227,8 +227,8 @@ impl Namespace {
             .lock_file
             .as_ref()
             .map(|f| f.as_raw_fd())
-            .ok_or_else(|| Error::corrupt("lock file missing after registration"))?;
-        // SAFETY: the lock file stays open for as long as `self` lives: it is only replaced in a
+            .ok_or_else(|| Error::corrupt("lock descriptor missing after registration"))?;
+        // SAFETY: the lock description stays open for as long as `self` lives: it is only replaced in a
         // forked child, where the forking thread is the only thread, and never closed otherwise.
         Ok(unsafe { BorrowedFd::borrow_raw(raw) })
     }
@@ -303,7 +303,10 @@ impl Namespace {
 
     /// Remove the auto semaphores past their idle period, and wake anyone still sleeping on them.
     pub fn sweep_idle(&self) -> Result<()> {
-        let removed = self.with_table_lock(|ctx| Ok(table::sweep_idle(ctx.seg, sys::wall_ms())))?;
+        // A sweep never waits for the table lock: whoever holds it, the next sweep comes.
+        let removed = self
+            .try_table_lock(|ctx| table::sweep_idle(ctx.seg, sys::wall_ms()))?
+            .unwrap_or_default();
         for found in removed {
             if let Some(rec) = self.seg.sem(found.index) {
                 crate::wait::wake(&rec.word, u32::MAX);
@@ -314,20 +317,70 @@ impl Namespace {
 
     /// Give group `gid` read and write access to the namespace's files (a POSIX ACL entry).
     pub fn grant_group(&self, gid: u32) -> Result<()> {
-        let ctx = |what: &Path| format!("granting group {gid} access to {}", what.display());
-        sys::grant_group(self.seg.file().as_fd(), gid)
-            .map_err(|e| Error::io(ctx(&self.loc.segment), e))?;
-        sys::grant_group(self.fd()?, gid).map_err(|e| Error::io(ctx(&self.loc.lock), e))
+        sys::grant_group(self.seg.file().as_fd(), gid).map_err(|e| {
+            Error::io(
+                format!(
+                    "granting group {gid} access to {}",
+                    self.loc.segment.display()
+                ),
+                e,
+            )
+        })
     }
 
-    /// Run `f` holding the table lock.
+    /// Run `f` holding the table lock, waiting for it at most [`LOCK_PATIENCE`].
     pub fn with_table_lock<T>(&self, f: impl FnOnce(Ctx<'_>) -> Result<T>) -> Result<T> {
+        self.with_table_lock_until(None, f)
+    }
+
+    /// Run `f` holding the table lock, waiting for it until `deadline` (or at most
+    /// [`LOCK_PATIENCE`] without one). No lock of the engine is ever waited for without a bound:
+    /// a process stopped (or a hostile one) holding it makes this fail with [`Error::Busy`],
+    /// naming the holder when the system tells, instead of hanging.
+    pub fn with_table_lock_until<T>(
+        &self,
+        deadline: Option<Monotonic>,
+        f: impl FnOnce(Ctx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let _threads = lock(&self.table);
         let ctx = self.ctx()?;
-        sys::lock_byte(ctx.fd, TABLE_LOCK).map_err(|e| Error::io("taking the table lock", e))?;
+        let start = Monotonic::now();
+        let deadline = deadline.unwrap_or_else(|| start.after(LOCK_PATIENCE));
+        let mut nap = Duration::from_micros(20);
+        loop {
+            if sys::try_lock_byte(ctx.fd, TABLE_LOCK)
+                .map_err(|e| Error::io("taking the table lock", e))?
+            {
+                break;
+            }
+            let now = Monotonic::now();
+            if now >= deadline {
+                return Err(Error::Busy {
+                    what: "namespace's table lock",
+                    holder: sys::lock_holder(ctx.fd, TABLE_LOCK),
+                    waited_ms: (now.0.saturating_sub(start.0)) / 1_000_000,
+                });
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(2));
+        }
         let out = f(ctx);
         let _ = sys::unlock_byte(ctx.fd, TABLE_LOCK);
         out
+    }
+
+    /// Run `f` holding the table lock if it is free now; `None` if someone holds it.
+    pub fn try_table_lock<T>(&self, f: impl FnOnce(Ctx<'_>) -> T) -> Result<Option<T>> {
+        let _threads = lock(&self.table);
+        let ctx = self.ctx()?;
+        if !sys::try_lock_byte(ctx.fd, TABLE_LOCK)
+            .map_err(|e| Error::io("taking the table lock", e))?
+        {
+            return Ok(None);
+        }
+        let out = f(ctx);
+        let _ = sys::unlock_byte(ctx.fd, TABLE_LOCK);
+        Ok(Some(out))
     }
 
     /// Run `f` holding the lock byte of process slot `slot` (acting for an external holder),
@@ -426,9 +479,6 @@ fn sweep_trees(dir: &Path) {
         let Some(rest) = name.strip_prefix("self.") else {
             continue;
         };
-        if name.ends_with(".lock") {
-            continue;
-        }
         let Some((root, _ns)) = rest.split_once('.') else {
             continue;
         };
@@ -438,25 +488,19 @@ fn sweep_trees(dir: &Path) {
         if sys::liveness(root) == sys::Liveness::Alive {
             continue;
         }
-        let segment = entry.path();
-        let lock_path = dir.join(format!("{name}.lock"));
-        remove_if_unused(&segment, &lock_path);
+        remove_if_unused(&entry.path());
     }
 }
 
-/// Remove a namespace's files if no process holds a slot lock in its lock file.
-fn remove_if_unused(segment: &Path, lock_path: &Path) {
-    match segment::open_existing(lock_path) {
-        Ok(Some(f)) => {
-            if matches!(
-                sys::range_locked(f.as_fd(), 1, MAX_PROCESSES as u64),
-                Ok(false)
-            ) {
-                segment::remove_files(segment, lock_path);
-            }
-        }
-        Ok(None) => segment::remove_files(segment, lock_path),
-        Err(_) => {}
+/// Remove a namespace's segment if no process holds a slot lock on it.
+fn remove_if_unused(segment: &Path) {
+    if let Ok(Some(f)) = segment::open_existing(segment)
+        && matches!(
+            sys::range_locked(f.as_fd(), 1, MAX_PROCESSES as u64),
+            Ok(false)
+        )
+    {
+        segment::remove_files(segment);
     }
 }
 
@@ -483,7 +527,7 @@ fn install_exit_hook() {
                     sys::range_locked(f.as_fd(), 1, MAX_PROCESSES as u64),
                     Ok(false)
                 ) {
-                    segment::remove_files(&ns.loc.segment, &ns.loc.lock);
+                    segment::remove_files(&ns.loc.segment);
                 }
             }
         }

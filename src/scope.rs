@@ -5,7 +5,7 @@
 //!
 //! | scope | files | mode |
 //! |---|---|---|
-//! | `global` | `/dev/shm/shmsem.global.NS` and `….lock`: flat files, no directory another user could plant | 0666 unless created with another mode |
+//! | `global` | `/dev/shm/shmsem.global.NS`: a flat file, no directory another user could plant | 0666 unless created with another mode |
 //! | `local` | `/dev/shm/shmsem.user.UID/local.NS`, where UID is the real user id | 0600, in a 0700 directory owned by UID |
 //! | `self` | the `local` directory, `self.PID-START.NS`, where PID and START identify the root of the process tree | 0600 |
 //!
@@ -135,8 +135,8 @@ pub fn validate_name(name: &str) -> Result<()> {
 pub(crate) struct Location {
     pub scope: Scope,
     pub namespace: String,
+    /// The one file of the namespace: the segment, whose bytes also carry its OFD locks.
     pub segment: PathBuf,
-    pub lock: PathBuf,
     /// For `self`: the root of the tree.
     pub tree_root: Option<sys::Identity>,
 }
@@ -169,12 +169,10 @@ impl Location {
             }
         };
         let segment = dir.join(&file);
-        let lock = dir.join(format!("{file}.lock"));
         Ok(Location {
             scope,
             namespace: namespace.to_owned(),
             segment,
-            lock,
             tree_root,
         })
     }
@@ -211,9 +209,6 @@ impl Location {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if name.ends_with(".lock") {
-                    continue;
-                }
                 let Some((scope, namespace, tree_root)) = keep(name) else {
                     continue;
                 };
@@ -224,7 +219,6 @@ impl Location {
                     scope,
                     namespace,
                     segment: dir.join(name),
-                    lock: dir.join(format!("{name}.lock")),
                     tree_root,
                 });
             }

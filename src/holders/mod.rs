@@ -3,8 +3,8 @@
 //! # Process slots and liveness
 //!
 //! A process that uses a namespace registers once in a [`ProcSlot`] and, for as long as it lives,
-//! holds an OFD write lock on byte `1 + slot` of the namespace's lock file (byte 0 is the table
-//! lock). The kernel drops that lock when the process dies, however it dies, so death is decided
+//! holds an OFD write lock on byte `1 + slot` of the namespace's segment file (byte 0 is the
+//! table lock; the locks are advisory and independent of the bytes' contents). The kernel drops that lock when the process dies, however it dies, so death is decided
 //! by the lock, never by a timer or a pid: PID reuse and pid namespaces cannot fool it. A stopped
 //! process keeps its locks and is alive. A forked child closes its inherited copy of the lock
 //! file at once (see `sys`) and registers a slot of its own on first use, so it never inherits its
@@ -68,7 +68,7 @@ pub const ENGINE: u32 = 1;
 /// Slot kind: an external holder, alive while its pid and start time match a process.
 pub const EXTERNAL: u32 = 2;
 
-/// Byte of the lock file that serialises name-table inserts and removals.
+/// Byte of the segment file whose OFD lock serialises name-table inserts and removals.
 pub const TABLE_LOCK: u64 = 0;
 
 /// The lock byte of slot `slot`.
@@ -134,7 +134,7 @@ fn key_sem(key: u64) -> Found {
 pub struct Ctx<'a> {
     /// The segment.
     pub seg: &'a Segment,
-    /// This process's descriptor of the lock file.
+    /// This process's own open file description of the segment file, which carries its locks.
     pub fd: BorrowedFd<'a>,
     /// This process's own slot, if registered.
     pub me: Option<u32>,
@@ -163,8 +163,15 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
             continue; // a live process has it
         }
         failpoint::hit("register:locked");
-        // We hold the lock byte. A slot still marked ENGINE belonged to a process that died:
-        // give back what it held before taking it over.
+        // We hold the lock byte, so the slot's kind cannot change under us now; look again,
+        // since a process making an external slot (which also takes the byte to write it) may
+        // have taken it between our first look and the lock.
+        if kind(s.state.load(Acquire)) == EXTERNAL {
+            let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+            continue;
+        }
+        // A slot still marked ENGINE belonged to a process that died: give back what it held
+        // before taking it over.
         if kind(s.state.load(Acquire)) == ENGINE {
             reclaim_locked(Ctx { me: None, ..ctx }, &[slot], stuck_words(ctx, &[slot]))?;
             if kind(s.state.load(Acquire)) != FREE {
@@ -248,22 +255,56 @@ pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
     })
 }
 
+/// How an external slot looks to the process about to act for it, which holds its lock byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum External {
+    /// Still the slot it resolved, and its holder lives.
+    Alive,
+    /// Its holder has died: nothing may be taken in its name.
+    HolderDead,
+    /// The slot was freed (it held nothing) or reused since it was resolved: resolve again.
+    Moved,
+}
+
 /// Whether `slot` is still the external slot of generation `slot_gen` and its holder lives. The
-/// caller holds the slot's lock byte, so a reclaimer cannot free it meanwhile; once the holder
-/// died (or the slot was freed and reused), nothing may be taken in its name.
-pub fn external_alive(ctx: Ctx<'_>, slot: u32, slot_gen: u32) -> bool {
+/// caller holds the slot's lock byte, so a reclaimer cannot free it meanwhile.
+pub fn external_state(ctx: Ctx<'_>, slot: u32, slot_gen: u32) -> External {
     let Some(s) = ctx.seg.proc_slot(slot) else {
-        return false;
+        return External::Moved;
     };
-    let st = s.state.load(Acquire);
-    if st != slot_state(slot_gen, EXTERNAL) {
-        return false;
+    if s.state.load(Acquire) != slot_state(slot_gen, EXTERNAL) {
+        return External::Moved;
     }
     let who = Identity {
         pid: s.pid.load(Relaxed),
         start_time: s.start_time.load(Relaxed),
     };
-    sys::liveness(who) == sys::Liveness::Alive
+    match sys::liveness(who) {
+        sys::Liveness::Alive => External::Alive,
+        sys::Liveness::Dead => External::HolderDead,
+    }
+}
+
+/// Free external slot `slot` if none of its records holds anything or is mid-operation: a
+/// process acted for leaves no slot behind once it holds nothing. The caller holds the slot's
+/// lock byte. Returns whether it freed it.
+pub fn free_if_empty(ctx: Ctx<'_>, slot: u32) -> bool {
+    let Some(s) = ctx.seg.proc_slot(slot) else {
+        return false;
+    };
+    if kind(s.state.load(Acquire)) != EXTERNAL {
+        return false;
+    }
+    let busy = (0..MAX_HOLDERS).any(|index| {
+        ctx.seg.holder(index).is_some_and(|r| {
+            key_slot(r.key.load(Acquire)) == Some(slot) && r.holding.load(Acquire) != 0
+        })
+    });
+    if busy {
+        return false;
+    }
+    free_slot(ctx, slot);
+    true
 }
 
 /// Show `who` as the process registered in `slot`, whose lock byte the caller holds (for

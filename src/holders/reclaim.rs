@@ -90,7 +90,11 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
             Probe::Operated => {}
             Probe::Dead => dead.push(slot),
             Probe::Quiescent => {
-                abandoned.extend(abandoned_records(ctx, slot));
+                // Nobody acts for the holder now: a slot that holds nothing goes, one with a
+                // record left mid-operation gets its semaphores recounted.
+                if !super::free_if_empty(ctx, slot) {
+                    abandoned.extend(abandoned_records(ctx, slot));
+                }
                 let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
             }
             Probe::Free => {

@@ -83,7 +83,7 @@ pub struct Header {
 
 /// One registered process: an engine process, or an external holder (`--holder PID`).
 ///
-/// The slot's liveness lock is byte `1 + index` of the namespace's lock file. See `holders`.
+/// The slot's liveness lock is byte `1 + index` of the segment file. See `holders`.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct ProcSlot {

@@ -55,7 +55,7 @@ pub struct Expect {
 /// How to create a namespace that does not exist yet.
 #[derive(Debug, Clone, Copy)]
 pub struct Creation {
-    /// File mode of the segment and its lock file; applied with `fchmod`, so umask has no say.
+    /// File mode of the segment; applied with `fchmod`, so umask has no say.
     pub mode: u32,
     /// Group to give the files, if any.
     pub group: Option<u32>,
@@ -274,43 +274,33 @@ pub(crate) fn open_checked(path: &Path, expect: Expect) -> Result<Option<File>> 
     Ok(Some(file))
 }
 
-/// Open `path`, or the unlinked file that was there if some process still has it open.
-pub(crate) fn open_or_adopt(path: &Path, expect: Expect) -> Result<Option<File>> {
-    match open_checked(path, expect)? {
-        Some(f) => Ok(Some(f)),
-        None => adopt_unlinked(path, expect),
-    }
-}
-
-/// The checks every file of a namespace passes before it is used.
+/// The checks every file of a namespace passes before it is used: a regular file, and in the
+/// per-user scopes owned by this user and writable by nobody else.
+///
+/// Extra hard links are accepted. A link does not give anyone access the file's owner and mode
+/// do not already give (and `fs.protected_hardlinks` lets only those who can write a file link
+/// it), so a link that a group member plants in a directory of her own is harmless: the
+/// namespace keeps working for everyone, and the only effect of the link is that the removed
+/// segment's bytes outlive the namespace until she deletes it.
 fn check_file(file: &File, path: &Path, expect: Expect) -> Result<()> {
     let refuse = |why: String| Error::PermissionDenied {
         path: format!("{} ({why}; refusing to use it)", path.display()),
     };
-    // A named temporary file being published (where O_TMPFILE is missing) has two links for an
-    // instant: look again briefly before calling it a planted hard link.
-    for attempt in 0..50 {
-        let st = rustix::fs::fstat(file)
-            .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(refuse("not a regular file".into()));
+    let st = rustix::fs::fstat(file)
+        .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(refuse("not a regular file".into()));
+    }
+    if let Some(uid) = expect.owner {
+        if st.st_uid != uid {
+            return Err(refuse(format!("owned by uid {}, not {uid}", st.st_uid)));
         }
-        if let Some(uid) = expect.owner {
-            if st.st_uid != uid {
-                return Err(refuse(format!("owned by uid {}, not {uid}", st.st_uid)));
-            }
-            // A per-user namespace that others may write is not per-user any more.
-            if st.st_mode & 0o022 != 0 {
-                return Err(refuse(format!(
-                    "mode {:04o} lets others write it",
-                    st.st_mode & 0o777
-                )));
-            }
-        }
-        match st.st_nlink {
-            1 => return Ok(()),
-            2 if attempt < 49 => std::thread::sleep(std::time::Duration::from_millis(1)),
-            n => return Err(refuse(format!("{n} hard links, expected 1"))),
+        // A per-user namespace that others may write is not per-user any more.
+        if st.st_mode & 0o022 != 0 {
+            return Err(refuse(format!(
+                "mode {:04o} lets others write it",
+                st.st_mode & 0o777
+            )));
         }
     }
     Ok(())
@@ -331,40 +321,8 @@ fn adopt_unlinked(path: &Path, expect: Expect) -> Result<Option<File>> {
     let owner_ok = expect.owner.is_none_or(|uid| st.st_uid == uid);
     let regular =
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    // No name left at all: a segment merely linked elsewhere still has its path's twin.
     Ok((owner_ok && regular && st.st_nlink == 0).then_some(file))
-}
-
-/// Create an empty file at `path` with `O_EXCL`, or open the one that is there (or the unlinked
-/// one some process still has open).
-pub(crate) fn open_or_create_plain(
-    path: &Path,
-    creation: Creation,
-    expect: Expect,
-) -> Result<File> {
-    for _ in 0..8 {
-        if let Some(f) = open_checked(path, expect)? {
-            return Ok(f);
-        }
-        if let Some(f) = adopt_unlinked(path, expect)? {
-            return Ok(f);
-        }
-        match rustix::fs::open(
-            path,
-            OPEN_FLAGS | OFlags::CREATE | OFlags::EXCL,
-            Mode::RUSR | Mode::WUSR,
-        ) {
-            Ok(fd) => {
-                set_owner_and_mode(&fd, creation, path)?;
-                return Ok(File::from(fd));
-            }
-            Err(rustix::io::Errno::EXIST) => continue,
-            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
-        }
-    }
-    Err(Error::io(
-        format!("creating {}", path.display()),
-        io::Error::other("the file kept appearing and disappearing"),
-    ))
 }
 
 fn set_owner_and_mode(fd: &OwnedFd, creation: Creation, path: &Path) -> Result<()> {
@@ -523,8 +481,7 @@ fn random_u64() -> u64 {
     }
 }
 
-/// Remove a namespace's segment and lock files (used for `self` trees that are gone).
-pub(crate) fn remove_files(segment: &Path, lock: &Path) {
+/// Remove a namespace's segment (used for `self` trees that are gone).
+pub(crate) fn remove_files(segment: &Path) {
     let _ = std::fs::remove_file(segment);
-    let _ = std::fs::remove_file(lock);
 }

@@ -31,6 +31,9 @@ pub(super) enum Attempt {
     Busy,
     /// Cannot be taken any more (the process acted for has exited).
     Failed(Error),
+    /// The record to take into is not where it was looked up (an external slot freed since):
+    /// look it up again.
+    Moved,
 }
 
 impl Semaphore {
@@ -115,8 +118,9 @@ impl Semaphore {
             match outcome {
                 Ok(held) => return Ok((found, life, held)),
                 Err(Contended::Failed(e)) => return Err(e),
+                Err(Contended::Moved) => unreachable!("a lane's own record never moves"),
                 Err(Contended::Removed) => {
-                    at = self.recreate(at, lane)?;
+                    at = self.recreate(at, lane, until)?;
                     let (found, life) = at;
                     let rec = self.rec(found);
                     let capacity = rec.capacity.load(Relaxed);
@@ -194,6 +198,7 @@ impl Semaphore {
                 }
                 Attempt::Refused(Refused::Removed) => return Err(Contended::Removed),
                 Attempt::Failed(e) => return Err(Contended::Failed(e)),
+                Attempt::Moved => return Err(Contended::Moved),
                 Attempt::Refused(_) | Attempt::Busy => {}
             }
         }
@@ -243,6 +248,7 @@ impl Semaphore {
                 }
                 Attempt::Busy => poll = true,
                 Attempt::Failed(e) => break Err(Contended::Failed(e)),
+                Attempt::Moved => break Err(Contended::Moved),
             }
             let now = Monotonic::now();
             if let Until::Deadline(deadline, timeout) = until
@@ -320,6 +326,8 @@ impl Semaphore {
 pub(super) enum Contended {
     /// The semaphore was removed: the caller may create it again.
     Removed,
+    /// The record to take into moved (see [`Attempt::Moved`]).
+    Moved,
     /// Anything else.
     Failed(Error),
 }

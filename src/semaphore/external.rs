@@ -60,10 +60,12 @@ impl Semaphore {
             Some(d) => Until::Timeout(d),
         }
         .start();
-        let (slot, slot_gen) = self.external_slot(pid)?;
+        may_act_for(pid)?;
         let me = self.inner.ns.registration()?.slot;
         let mut at = self.current();
-        for _ in 0..super::RECREATE_TRIES {
+        // Bounded: each round re-creates a removed semaphore or finds a freed slot again.
+        for _ in 0..2 * super::RECREATE_TRIES {
+            let (slot, slot_gen) = self.external_slot(pid, until.lock_deadline())?;
             let outcome = with_lane(|lane| {
                 let (found, life) = at;
                 let (h, _) = match self.holder(lane, found, life) {
@@ -79,6 +81,7 @@ impl Semaphore {
                 let first = match attempt(fair_capacity(self.rec(found), capacity, 0), false) {
                     Attempt::Taken { .. } => return Ok(()),
                     Attempt::Failed(e) => return Err(Contended::Failed(e)),
+                    Attempt::Moved => return Err(Contended::Moved),
                     Attempt::Refused(r) => r,
                     Attempt::Busy => Refused::Full(self.rec(found).word.load(Relaxed)),
                 };
@@ -87,11 +90,25 @@ impl Semaphore {
             });
             match outcome {
                 Ok(()) => return Ok(()),
-                Err(Contended::Failed(e)) => return Err(e),
-                Err(Contended::Removed) => at = with_lane(|lane| self.recreate(at, lane))?,
+                Err(Contended::Moved) => {}
+                Err(Contended::Failed(e)) => {
+                    // A holder that holds nothing keeps no slot.
+                    self.free_external(slot);
+                    return Err(e);
+                }
+                Err(Contended::Removed) => at = with_lane(|lane| self.recreate(at, lane, until))?,
             }
         }
         Err(self.removed())
+    }
+
+    /// Free external slot `slot` if it holds nothing, when its lock byte is free now.
+    fn free_external(&self, slot: u32) {
+        let now = Some(Monotonic::now());
+        let _ = self
+            .inner
+            .ns
+            .with_slot_lock(slot, now, |ctx| Ok(holders::free_if_empty(ctx, slot)));
     }
 
     /// One attempt to take `weight` into the record of external slot `slot`, under its lock.
@@ -105,8 +122,10 @@ impl Semaphore {
     ) -> Attempt {
         let now = Some(Monotonic::now());
         let taken = self.inner.ns.with_slot_lock(slot, now, |ctx| {
-            if !holders::external_alive(ctx, slot, slot_gen) {
-                return Err(holder_gone());
+            match holders::external_state(ctx, slot, slot_gen) {
+                holders::External::Alive => {}
+                holders::External::HolderDead => return Err(holder_gone()),
+                holders::External::Moved => return Ok(Attempt::Moved),
             }
             let Some(index) = self.external_record(ctx, slot, slot_gen, (found, life))? else {
                 return Ok(Attempt::Refused(Refused::Removed));
@@ -141,52 +160,80 @@ impl Semaphore {
         if count == 0 {
             return Err(Error::invalid("release count 0; give back at least 1"));
         }
-        let (slot, slot_gen) = self.external_slot(pid)?;
+        may_act_for(pid)?;
         let (found, life) = self.current();
         let deadline = Monotonic::now().after(SLOT_PATIENCE);
-        let done = self.inner.ns.with_slot_lock(slot, Some(deadline), |ctx| {
-            if !holders::external_alive(ctx, slot, slot_gen) {
-                return Err(holder_gone());
+        // Bounded: each round found the slot freed (it held nothing) and looks again.
+        for _ in 0..4 {
+            let (slot, slot_gen) = self.external_slot(pid, Some(deadline))?;
+            let done = self.inner.ns.with_slot_lock(slot, Some(deadline), |ctx| {
+                match holders::external_state(ctx, slot, slot_gen) {
+                    holders::External::Alive => {}
+                    holders::External::HolderDead => return Err(holder_gone()),
+                    holders::External::Moved => return Ok(None),
+                }
+                let held = match self.external_record(ctx, slot, slot_gen, (found, life))? {
+                    Some(index) => ctx
+                        .seg
+                        .holder(index)
+                        .map(|h| (h, holding::held(h.holding.load(Acquire)))),
+                    None => None,
+                };
+                let out = match held {
+                    Some((h, held)) if held >= count as i64 => self.give_on(found, h, count),
+                    other => Err(Error::NotHeld {
+                        count,
+                        held: other.map_or(0, |(_, held)| held.max(0) as u64),
+                    }),
+                };
+                // A holder that holds nothing any more keeps no slot.
+                holders::free_if_empty(ctx, slot);
+                out.map(Some)
+            })?;
+            match done {
+                Some(Some(())) => return Ok(()),
+                Some(None) => continue,
+                None => {
+                    return Err(Error::Busy {
+                        what: "holder's process slot",
+                        holder: None,
+                        waited_ms: SLOT_PATIENCE.as_millis() as u64,
+                    });
+                }
             }
-            let held = match self.external_record(ctx, slot, slot_gen, (found, life))? {
-                Some(index) => ctx
-                    .seg
-                    .holder(index)
-                    .map(|h| (h, holding::held(h.holding.load(Acquire)))),
-                None => None,
-            };
-            match held {
-                Some((h, held)) if held >= count as i64 => self.give_on(found, h, count),
-                other => Err(Error::NotHeld {
-                    count,
-                    held: other.map_or(0, |(_, held)| held.max(0) as u64),
-                }),
-            }
-        })?;
-        done.ok_or_else(|| {
-            Error::io(
-                format!("releasing for process {pid}"),
-                std::io::Error::other(format!(
-                    "another process kept acting for it for {} s; try again",
-                    SLOT_PATIENCE.as_secs()
-                )),
-            )
-        })
+        }
+        Err(Error::NotHeld { count, held: 0 })
     }
 
-    fn external_slot(&self, pid: u32) -> Result<(u32, u32)> {
+    fn external_slot(&self, pid: u32, deadline: Option<Monotonic>) -> Result<(u32, u32)> {
         let who = sys::identity(pid)
             .map_err(|e| Error::io(format!("looking up process {pid}"), e))?
             .ok_or_else(|| Error::invalid(format!("there is no process {pid}")))?;
         self.inner
             .ns
-            .with_table_lock(|ctx| holders::external_slot(ctx, who))
+            .with_table_lock_until(deadline, |ctx| holders::external_slot(ctx, who))
     }
 }
 
 /// The process acted for exited (its weight went back to the semaphore).
 fn holder_gone() -> Error {
     Error::invalid("the process to act for has exited")
+}
+
+/// Whether this process may act for process `pid`: one of its own uid, or anyone's as root.
+fn may_act_for(pid: u32) -> Result<()> {
+    let owner = sys::process_uid(pid)
+        .map_err(|e| Error::io(format!("looking up process {pid}"), e))?
+        .ok_or_else(|| Error::invalid(format!("there is no process {pid}")))?;
+    if sys::euid() == 0 || owner == sys::uid() {
+        return Ok(());
+    }
+    Err(Error::PermissionDenied {
+        path: format!(
+            "process {pid} belongs to uid {owner}; only its own user or root may hold or \
+             release weight for it"
+        ),
+    })
 }
 
 impl Semaphore {

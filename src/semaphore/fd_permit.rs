@@ -2,7 +2,7 @@
 //! for its command, as `flock(1)`'s lock belongs to the descriptor the command inherits.
 //!
 //! The holding lives in a process slot of its own, registered through a new open file
-//! description of the namespace's lock file (see `Namespace::register_description`): the slot
+//! description of the namespace's segment file (see `Namespace::register_description`): the slot
 //! is alive for as long as any process has that description open. The process that acquired
 //! operates the slot's record; it hands the description to a command, which keeps the slot
 //! alive after that process is gone, and the weight comes back when the last process that has
@@ -104,7 +104,9 @@ impl Semaphore {
                     Attempt::Taken { .. } => return Ok(()),
                     Attempt::Failed(e) => return Err(Contended::Failed(e)),
                     Attempt::Refused(r) => r,
-                    Attempt::Busy => unreachable!("only this process operates the slot"),
+                    Attempt::Busy | Attempt::Moved => {
+                        unreachable!("only this process operates the slot")
+                    }
                 };
                 let token = reservation_token(me, lane, weight);
                 self.take_contended(found, weight, until, h, token, first, attempt)
@@ -115,7 +117,8 @@ impl Semaphore {
                     return Ok(permit);
                 }
                 Err(Contended::Failed(e)) => return Err(e),
-                Err(Contended::Removed) => at = with_lane(|lane| self.recreate(at, lane))?,
+                Err(Contended::Moved) => unreachable!("the permit's own slot never moves"),
+                Err(Contended::Removed) => at = with_lane(|lane| self.recreate(at, lane, until))?,
             }
         }
         Err(self.removed())

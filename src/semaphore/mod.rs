@@ -471,7 +471,7 @@ impl Semaphore {
     /// After [`Refused::Removed`] on `old`: find or create the semaphore again, if this handle
     /// may; returns the record to retry on.
     #[cold]
-    fn recreate(&self, old: (Found, u64), lane: u16) -> Result<(Found, u64)> {
+    fn recreate(&self, old: (Found, u64), lane: u16, until: Until) -> Result<(Found, u64)> {
         let Some(new) = self.inner.recreate else {
             return Err(self.removed());
         };
@@ -479,8 +479,9 @@ impl Semaphore {
         let (found, life) = match table::lookup_life(&ns.seg, &self.inner.name) {
             Some(f) if f.1 != old.1 || f.0 != old.0 => f,
             _ => {
-                let (found, life, _) =
-                    ns.with_table_lock(|ctx| table::insert_life(ctx.seg, &self.inner.name, new))?;
+                let (found, life, _) = ns.with_table_lock_until(until.lock_deadline(), |ctx| {
+                    table::insert_life(ctx.seg, &self.inner.name, new)
+                })?;
                 (found, life)
             }
         };
@@ -566,6 +567,16 @@ impl Until {
         match self {
             Until::Timeout(d) => Until::Deadline(Monotonic::now().after(d), d),
             other => other,
+        }
+    }
+
+    /// How long a lock may be waited for on the way: until the deadline, if there is one.
+    fn lock_deadline(self) -> Option<Monotonic> {
+        match self {
+            Until::Now => Some(Monotonic::now()),
+            Until::Deadline(d, _) => Some(d),
+            Until::Timeout(d) => Some(Monotonic::now().after(d)),
+            Until::Forever => None,
         }
     }
 

@@ -95,9 +95,52 @@ impl Options {
     }
 
     /// Group of a new namespace's files.
+    ///
+    /// A group or mode given explicitly is also a check: opening a namespace that exists with
+    /// another group or mode fails with [`Error::Mismatch`] rather than silently using files that
+    /// others may read or write differently from what was asked.
     pub fn group(mut self, gid: u32) -> Self {
         self.group = Some(gid);
         self
+    }
+
+    /// Refuse an existing namespace whose file does not have the group and mode that were asked
+    /// for explicitly.
+    fn check_owner(&self, ns: &Namespace) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if self.mode.is_none() && self.group.is_none() {
+            return Ok(());
+        }
+        let path = ns.loc.segment.display().to_string();
+        let meta = ns
+            .seg
+            .file()
+            .metadata()
+            .map_err(|e| Error::io(format!("checking {path}"), e))?;
+        let want_mode = self.creation().mode;
+        let mut wrong = Vec::new();
+        if let Some(gid) = self.group
+            && meta.gid() != gid
+        {
+            wrong.push(format!("group {} (asked for {gid})", meta.gid()));
+        }
+        if self.mode.is_some() && meta.mode() & 0o777 != want_mode {
+            wrong.push(format!(
+                "mode {:04o} (asked for {want_mode:04o})",
+                meta.mode() & 0o777
+            ));
+        }
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Mismatch {
+            path,
+            reason: format!(
+                "the namespace exists with {}; use it without --group/--mode, or have its owner \
+                 change it",
+                wrong.join(" and ")
+            ),
+        })
     }
 
     fn creation(&self) -> Creation {
@@ -128,6 +171,7 @@ impl Options {
         super::check_capacity(self.capacity)?;
         let ns = Namespace::open_named(self.scope, &self.namespace, Some(self.creation()))?
             .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
+        self.check_owner(&ns)?;
         let new = self.new_record();
         let (found, life) = match table::lookup_life(&ns.seg, name) {
             Some(f) => f,

@@ -10,8 +10,8 @@
 //! *in-flight* flag (`BUSY`, kept in the same word as the record's weight, see [`holding`]):
 //!
 //! ```text
-//! acquire(w): rec := held | BUSY;  CAS word.value += w;  rec := held + w
-//! release(n): rec := held | BUSY;  CAS word.value -= n;  rec := held - n
+//! acquire(w): rec := held | BUSY;      CAS word.value += w;  rec := held + w
+//! release(n): rec := held - n | BUSY;  CAS word.value -= n;  rec := held - n
 //! ```
 //!
 //! A record is written only by its *operator*: the owning thread lane while its process lives,
@@ -268,7 +268,14 @@ impl<A: Atomic64> Lane<'_, A> {
                 break self.withdraw(announced, mine, Refused::Underflow(current));
             };
             if !announced {
-                self.holding.store(mine | holding::BUSY, Relaxed);
+                // The mark carries the weight as it will be after the release: a recount that
+                // finds it abandoned by a dead operator of a live holder (`Quiescent`) counts the
+                // release as done. A release is a holder giving up, so assuming it happened can
+                // never admit two holders, while assuming it did not would leave the holder's
+                // record with weight another process may already have taken.
+                let after = holding::held(mine).wrapping_sub(count as i64);
+                self.holding
+                    .store(holding::with_held(mine, after) | holding::BUSY, Relaxed);
                 announced = true;
                 failpoint::hit("release:marked");
             }
@@ -423,8 +430,10 @@ pub enum Operator {
     /// A live process may be changing it: wait until it is not busy, then count it.
     Live,
     /// The holder lives but nobody operates the record now (the recounter holds its lock): a busy
-    /// flag left on it was abandoned by a dead operator and is rolled back. Count its weight;
-    /// nobody waits through it.
+    /// flag left on it was abandoned by a dead operator. Count the weight the mark carries: an
+    /// abandoned acquire is rolled back (the mark keeps the weight from before it), an abandoned
+    /// release is rolled forward (its mark carries the weight after it). Nobody waits through
+    /// such a record.
     Quiescent,
     /// The holder is dead and the recounter holds its lock: do not count it; clear it.
     Dead,
@@ -490,31 +499,47 @@ pub fn recount<'a, A: Atomic64 + 'a>(
     failpoint::hit("reclaim:frozen");
     let records = collect();
 
-    // 2. Quiesce live operators.
-    while records
-        .iter()
-        .any(|r| r.operator == Operator::Live && holding::is_busy(r.holding.load(Acquire)))
-    {
+    // 2. Quiesce live operators, and 3. sum what live holders hold and count the live waiters,
+    // from records read while not busy. A live lane may mark its record after the freeze (its
+    // compare-exchange then fails and it puts the record back): a busy record read during the
+    // sum means exactly that, so the sum starts over once it is quiet again.
+    let (sum, waiters, heavy) = loop {
+        while records
+            .iter()
+            .any(|r| r.operator == Operator::Live && holding::is_busy(r.holding.load(Acquire)))
+        {
+            if !settle() {
+                unfreeze(word, generation, None);
+                return Recount::Busy;
+            }
+        }
+        failpoint::hit("reclaim:quiesced");
+        let mut sum: i64 = 0;
+        let mut waiters: u64 = 0;
+        let mut heavy = false;
+        let mut quiet = true;
+        for r in records.iter().filter(|r| r.operator != Operator::Dead) {
+            let bits = r.holding.load(Acquire);
+            if r.operator == Operator::Live && holding::is_busy(bits) {
+                quiet = false;
+                break;
+            }
+            // A quiescent record's abandoned mark counts as its operation's outcome: see
+            // `Operator::Quiescent`.
+            sum = sum.saturating_add(holding::held(bits));
+            if r.operator == Operator::Live && holding::is_counted(bits) {
+                waiters += 1;
+                heavy |= bits & holding::WANTS_MORE != 0;
+            }
+        }
+        if quiet {
+            break (sum, waiters, heavy);
+        }
         if !settle() {
             unfreeze(word, generation, None);
             return Recount::Busy;
         }
-    }
-
-    failpoint::hit("reclaim:quiesced");
-
-    // 3. Sum what live holders hold, and count the live waiters.
-    let mut sum: i64 = 0;
-    let mut waiters: u64 = 0;
-    let mut heavy = false;
-    for r in records.iter().filter(|r| r.operator != Operator::Dead) {
-        let bits = r.holding.load(Acquire);
-        sum = sum.saturating_add(holding::held(bits));
-        if r.operator == Operator::Live && holding::is_counted(bits) {
-            waiters += 1;
-            heavy |= bits & holding::WANTS_MORE != 0;
-        }
-    }
+    };
     let after = match u32::try_from(sum) {
         Ok(v) if v <= word::MAX_CAPACITY => v,
         _ => {
@@ -523,7 +548,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
         }
     };
 
-    // 4. Clear dead records and roll back abandoned marks, then publish.
+    // 4. Clear dead records and settle abandoned marks as counted, then publish.
     for r in &records {
         match r.operator {
             Operator::Dead => r.holding.store(0, Relaxed),

@@ -3,7 +3,7 @@
 //! ```text
 //!  63            48 47  46  45                 32 31                            0
 //! +----------------+---+---+---------------------+-------------------------------+
-//! |   generation   | F | H |   waiters (hint)    |  value: weight held now       |
+//! |   generation   | F | H |       waiters       |  value: weight held now       |
 //! +----------------+---+---+---------------------+-------------------------------+
 //!                                                  ^ the futex word (low half)
 //! ```
@@ -15,19 +15,21 @@
 //! | 0 | 0 | 0 | Nobody waits: a release changes the value and makes no system call. |
 //! | 0 | 0 | n > 0 | About n waiters, all for weight 1: a release of k wakes k of them. |
 //! | 0 | 1 | n > 0 | Some waiter wants more than 1: a release wakes all, each re-checks. |
-//! | 1 | any | any | A reclaimer is recounting the value from the holder records; no acquire or release may change the value until it clears F. Waiter counts may still change. |
+//! | 1 | any | any | A reclaimer is recounting the value and the waiter count from the holder records; no acquire, release or count may change the word until it clears F. |
 //!
 //! * **value** is the sum of the weights held now, not what is available: the capacity lives in its
 //!   own field and may change at run time without touching this word. A waiter sleeps on the value
 //!   it saw; any release changes the value and so cannot slip past a sleeping waiter.
-//! * **waiters** is a hint, as in glibc's `new_sem`: a waiter adds itself in the same
-//!   read-modify-write that saw the value too high, and removes itself in the same one that takes
-//!   its weight. A waiter that dies while counted leaves the count too high, which costs only a
-//!   spurious wake. It saturates at [`MAX_WAITERS`]; a waiter that cannot count itself still
-//!   wakes on its bounded sleep.
-//! * **generation** is the record's name-table generation. A handle remembers it; every
-//!   compare-exchange compares the whole word, so a handle to a removed semaphore can never take
-//!   weight from a new one that reused the record.
+//! * **waiters** counts the sleeping waiters, as in glibc's `new_sem`: a waiter adds itself in a
+//!   compare-exchange that saw the value too high, and removes itself in the same one that takes
+//!   its weight. Each change is bracketed in the waiter's holder record (see
+//!   `protocol::holding::COUNTED`), so a recount knows the exact count of live waiters and
+//!   publishes it: a waiter killed while counted stops counting at the next recount. It
+//!   saturates at [`MAX_WAITERS`]; a waiter that cannot count itself polls.
+//! * **generation** is the low half of the record's incarnation (see `table`). Every
+//!   compare-exchange compares the whole word, and a generation is never reused while anything
+//!   still names it, so a handle to a removed semaphore can never take weight from a new one
+//!   that reused the record.
 
 /// Bits of the value.
 pub const VALUE_MASK: u64 = 0xFFFF_FFFF;

@@ -51,9 +51,60 @@ pub fn try_lock_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
     }
 }
 
-/// Take a write lock on byte `offset`, waiting for it.
-pub fn lock_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<()> {
-    ofd_lock(fd, libc::F_OFD_SETLKW, libc::F_WRLCK as _, offset, 1).map(drop)
+/// The process that holds a lock on byte `offset` of the file `fd` refers to: found in the
+/// `lock:` lines of `/proc/PID/fdinfo` (`/proc/locks` shows no pid for OFD locks). Only
+/// processes this one may inspect are seen; `None` when none of them holds it. For error
+/// messages only: it scans `/proc`.
+pub fn lock_holder(fd: BorrowedFd<'_>, offset: u64) -> Option<u32> {
+    let meta = rustix::fs::fstat(fd).ok()?;
+    let dev = meta.st_dev as libc::dev_t;
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        meta.st_ino
+    );
+    let covers = |line: &str| {
+        // "lock:\t1: OFDLCK ADVISORY  WRITE -1 00:1b:174 0 0"
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(file), Some(start), Some(end)) = (f.get(6), f.get(7), f.get(8)) else {
+            return false;
+        };
+        let Ok(start) = start.parse::<u64>() else {
+            return false;
+        };
+        *file == id
+            && match *end {
+                "EOF" => offset >= start,
+                end => end
+                    .parse::<u64>()
+                    .is_ok_and(|end| (start..=end).contains(&offset)),
+            }
+    };
+    let me = std::process::id();
+    for proc_entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(proc_entry.path().join("fdinfo")) else {
+            continue;
+        };
+        for info in fds.flatten() {
+            if fs::read_to_string(info.path())
+                .is_ok_and(|text| text.lines().any(|l| l.starts_with("lock:") && covers(l)))
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
 }
 
 /// Drop this description's lock on byte `offset`.
@@ -140,6 +191,27 @@ pub fn current() -> Identity {
 /// Who `pid` is now, or `None` if there is no such process.
 pub fn identity(pid: u32) -> io::Result<Option<Identity>> {
     Ok(read_stat(pid)?.map(|(_, start_time)| Identity { pid, start_time }))
+}
+
+/// The real uid of process `pid`, or `None` if there is no such process.
+pub fn process_uid(pid: u32) -> io::Result<Option<u32>> {
+    let status = match fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no Uid line in /proc/{pid}/status")))?;
+    Ok(Some(uid))
+}
+
+/// This process's effective uid: what the kernel checks its access with.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// Whether the process recorded as `who` still runs. A zombie (exited, not yet waited for) is
@@ -354,17 +426,25 @@ pub fn grant_group(fd: BorrowedFd<'_>, gid: u32) -> io::Result<()> {
 
 // ===== unlinked files =====
 
-/// A descriptor, in some process this process may inspect, of the file that was at `path` and
-/// has been unlinked since: a `/proc/PID/fd/N` path that opens it. Scans `/proc`; processes
-/// whose descriptors are not readable (other users, unless root) are skipped.
+/// A descriptor, in some process of this process's effective uid, of the file that was at
+/// `path` and has been unlinked since: a `/proc/PID/fd/N` path that opens it. Scans `/proc`;
+/// processes of other uids are skipped, even for root.
 pub fn find_unlinked(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let target = format!("{} (deleted)", path.display());
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
     for proc_entry in fs::read_dir("/proc").ok()?.flatten() {
         let name = proc_entry.file_name();
         if !name
             .to_str()
             .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
         {
+            continue;
+        }
+        // Only processes of our own uid: root must not adopt a file another user kept open
+        // (and may have replaced or may still lock), whatever root is allowed to read.
+        if proc_entry.metadata().map_or(true, |m| m.uid() != me) {
             continue;
         }
         let fd_dir = proc_entry.path().join("fd");

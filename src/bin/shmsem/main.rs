@@ -46,7 +46,11 @@ fn main() -> ExitCode {
 /// The exit status for an error: by the library error inside it, if any.
 fn exit_status(err: &anyhow::Error) -> u8 {
     match err.chain().find_map(|e| e.downcast_ref::<shmsem::Error>()) {
-        Some(shmsem::Error::Timeout { .. } | shmsem::Error::WouldBlock { .. }) => TIMED_OUT,
+        Some(
+            shmsem::Error::Timeout { .. }
+            | shmsem::Error::WouldBlock { .. }
+            | shmsem::Error::Busy { .. },
+        ) => TIMED_OUT,
         Some(shmsem::Error::PermissionDenied { .. }) => NO_PERMISSION,
         _ => 1,
     }
