@@ -282,27 +282,101 @@ fn user_dir_path(uid: u32) -> PathBuf {
     PathBuf::from(format!("/dev/shm/shmsem.user.{uid}"))
 }
 
+/// How many fallback directories follow the first choice (see [`user_dir`]).
+const USER_DIR_FALLBACKS: u32 = 16;
+
+/// The candidates for the per-user directory of `uid`, in order: the first choice, then
+/// `….1`, `….2`, …
+fn user_dir_candidates(uid: u32) -> impl Iterator<Item = PathBuf> {
+    let first = user_dir_path(uid);
+    std::iter::once(first.clone()).chain((1..=USER_DIR_FALLBACKS).map(move |n| {
+        let mut p = first.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }))
+}
+
+/// What is at a candidate path.
+enum Candidate {
+    /// Nothing.
+    Absent,
+    /// This user's own 0700 directory.
+    Ours,
+    /// Something else: another user's directory (squatted), a file, a link, a wider mode.
+    Refused(String),
+}
+
+fn candidate(dir: &Path, uid: u32) -> Result<Candidate> {
+    // symlink_metadata: a planted symlink is refused, not followed.
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Candidate::Absent),
+        Err(e) => Err(Error::io(format!("checking {}", dir.display()), e)),
+        Ok(meta)
+            if meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o077 == 0 =>
+        {
+            Ok(Candidate::Ours)
+        }
+        Ok(meta) => Ok(Candidate::Refused(format!(
+            "{} is {} owned by uid {} with mode {:04o}, not a directory of uid {uid} with mode 0700",
+            dir.display(),
+            if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a directory"
+            },
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        ))),
+    }
+}
+
 /// The per-user directory for `local` and `self`, created 0700 and checked to be ours.
+///
+/// The first choice is `/dev/shm/shmsem.user.UID`. Another user can create that name first
+/// (`/dev/shm` is writable by all) to deny this user her scopes; then the first of the
+/// fallbacks `….1` to `….16` that is hers is used, or the first that is free is created. Every
+/// process of the user looks in the same order and takes an existing directory of hers before
+/// it creates one, so they all meet in one directory, and no directory of another user is ever
+/// used. Squatting all seventeen names is refused with [`Error::PermissionDenied`] naming them;
+/// `SHMSEM_DIR` is then the way out, as is asking root to remove the squatter's directories.
 fn user_dir() -> Result<PathBuf> {
     let uid = sys::uid();
-    let dir = user_dir_path(uid);
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+    // Bounded: each round either finds one of ours, creates one, or lost a creation race.
+    for _ in 0..4 {
+        let mut refused = Vec::new();
+        let mut absent = None;
+        for dir in user_dir_candidates(uid) {
+            match candidate(&dir, uid)? {
+                Candidate::Ours => return Ok(dir),
+                Candidate::Absent => {
+                    absent.get_or_insert(dir);
+                }
+                Candidate::Refused(why) => refused.push(why),
+            }
+        }
+        let Some(dir) = absent else {
+            return Err(Error::PermissionDenied {
+                path: format!(
+                    "every per-user directory name is taken by something else ({}); set \
+                     SHMSEM_DIR, or have root remove them",
+                    refused.join("; ")
+                ),
+            });
+        };
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            // Look again: the new directory is now ours (unless it was replaced at once).
+            Ok(()) | Err(_) if matches!(candidate(&dir, uid)?, Candidate::Ours) => {
+                return Ok(dir);
+            }
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+        }
     }
-    // symlink_metadata: a planted symlink is refused, not followed.
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| Error::io(format!("checking {}", dir.display()), e))?;
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::PermissionDenied {
-            path: format!(
-                "{} (must be a directory owned by uid {uid} with mode 0700)",
-                dir.display()
-            ),
-        });
-    }
-    Ok(dir)
+    Err(Error::io(
+        "choosing the per-user directory",
+        std::io::Error::other("the candidate directories kept changing"),
+    ))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | 2 | [`a_recount_never_writes_into_a_semaphore_removed_and_created_again_under_it`] |
 //! | 11 | [`killing_shmsem_run_leaves_the_weight_with_its_command`] |
+//! | entered weight of a removed life | [`exit_never_gives_entered_weight_back_to_a_later_life`] |
 //!
 //! The CLI is the built `shmsem` binary, every test has its own `SHMSEM_DIR`, kills are real
 //! SIGKILLs. The reclaimer is held still at a kill point armed with `/stop` (SIGSTOP), so the
@@ -19,9 +20,51 @@ use std::{
 };
 
 use common::{
-    TestDir,
+    Spawn, TestDir,
     cli::{Sleeper, command, eventually, ok, parties, run, show},
+    mp::CHILD_TIMEOUT,
+    report, role,
 };
+use shmsem::{Error, Semaphore};
+
+/// The entry point of every child process. In the harness itself (no role) it does nothing.
+#[test]
+fn child_role() {
+    let Some(role) = role() else { return };
+    match role.as_str() {
+        "enter_remove_exit" => role_enter_remove_exit(),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// One handle enters weight 1 of auto semaphore `e`; another handle removes `e` with force; the
+/// first handle then acquires the new `e` (re-created through it) and calls `exit(1)`.
+fn role_enter_remove_exit() {
+    let sem = Semaphore::options().capacity(1).open("e").expect("open");
+    sem.enter(1).expect("enter");
+    let other = Semaphore::options().open_existing("e").expect("open again");
+    other.remove(true).expect("remove with force");
+    let permit = sem.try_acquire(1).expect("the new e is free");
+    let exit = sem.exit(1);
+    report(
+        "exit",
+        match &exit {
+            Ok(()) => "ok".to_owned(),
+            Err(Error::NotHeld { .. }) => "NotHeld".to_owned(),
+            Err(e) => format!("{e:?}"),
+        },
+    );
+    report("value", sem.info().expect("info").value);
+    report(
+        "third",
+        match sem.try_acquire(1) {
+            Ok(_) => "GRANTED".to_owned(),
+            Err(Error::WouldBlock { .. }) => "WouldBlock".to_owned(),
+            Err(e) => format!("{e:?}"),
+        },
+    );
+    drop(permit);
+}
 
 /// The `/proc` state letter of `pid` (`T` when stopped), or `None` once it is gone.
 fn proc_state(pid: u32) -> Option<char> {
@@ -163,4 +206,17 @@ fn killing_shmsem_run_leaves_the_weight_with_its_command() {
         run(&dir, &["run", "r", "--timeout", "0", "--", "true"]).code == 0
     });
     assert_eq!(value_and_holders(&dir, "r"), (0, vec![]));
+}
+
+/// Weight entered on a semaphore that is then removed with `--force` is gone with it: `exit`
+/// on the handle, which has since re-created the semaphore and holds a permit on the new one,
+/// is `NotHeld` and leaves the new one held (value 1, a further try refused).
+#[test]
+fn exit_never_gives_entered_weight_back_to_a_later_life() {
+    let dir = TestDir::new("rr-exit");
+    let mut kid = Spawn::new(&dir, "enter_remove_exit").spawn();
+    assert_eq!(kid.expect("exit", CHILD_TIMEOUT), "NotHeld");
+    assert_eq!(kid.expect("value", CHILD_TIMEOUT), "1");
+    assert_eq!(kid.expect("third", CHILD_TIMEOUT), "WouldBlock");
+    kid.success(CHILD_TIMEOUT);
 }

@@ -61,8 +61,12 @@ impl Semaphore {
         // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
         if weight.wrapping_sub(1) < capacity {
             let fair = fair_capacity(rec, capacity, 0);
-            let Ok((h, held)) = self.holder(lane, found, life) else {
-                return self.take_slow(lane, weight, until, (found, life), Refused::Removed);
+            let (h, held) = match self.holder(lane, found, life) {
+                Ok(x) => x,
+                Err(Error::Removed { .. }) => {
+                    return self.take_slow(lane, weight, until, (found, life), Refused::Removed);
+                }
+                Err(e) => return Err(e),
             };
             let lane_view = Lane {
                 word: &rec.word,

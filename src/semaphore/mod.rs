@@ -100,9 +100,8 @@ struct Inner {
     /// ... and the key of that holder record.
     cache_key: AtomicU64,
     /// Weight taken with [`enter`](Semaphore::enter) and not yet given back with
-    /// [`exit`](Semaphore::exit), by this process through this handle and its clones:
-    /// `fork epoch << 32 | weight`. A forked child finds its parent's epoch there and so holds
-    /// nothing (see [`Unguarded`]).
+    /// [`exit`](Semaphore::exit), by this process through this handle and its clones, on one
+    /// life of the semaphore (see [`Unguarded`]).
     unguarded: AtomicU64,
 }
 
@@ -140,15 +139,26 @@ const fn unpack(bits: u64) -> (Found, u64) {
     )
 }
 
-/// Weight entered by this process through a handle: `fork epoch << 32 | weight`. A forked child
-/// reads its parent's epoch and so sees nothing entered: `exit` is `NotHeld` there, and the
-/// parent's weight is the parent's alone.
+/// Weight entered by this process through a handle:
+/// `fork epoch (low 16 bits) << 48 | generation << 32 | weight`.
+///
+/// * A forked child reads its parent's epoch and so sees nothing entered: `exit` is `NotHeld`
+///   there, and the parent's weight is the parent's alone.
+/// * Weight entered on a life of the semaphore that was removed since is gone with it: `exit`
+///   never gives it back to a later life. The generation tells the lives apart, since one that
+///   this process still holds weight on is never reused (see `table`).
 struct Unguarded;
 
 impl Unguarded {
     #[inline]
-    fn weight(bits: u64) -> u64 {
-        if bits >> 32 == u64::from(sys::FORK_EPOCH.load(Relaxed)) {
+    fn epoch() -> u64 {
+        u64::from(sys::FORK_EPOCH.load(Relaxed) & 0xFFFF)
+    }
+
+    /// The weight entered on generation `generation` in this process.
+    #[inline]
+    fn weight(bits: u64, generation: u16) -> u64 {
+        if bits >> 48 == Self::epoch() && (bits >> 32) as u16 == generation {
             bits & 0xFFFF_FFFF
         } else {
             0
@@ -156,9 +166,9 @@ impl Unguarded {
     }
 
     #[inline]
-    fn with(weight: u64) -> Option<u64> {
+    fn with(weight: u64, generation: u16) -> Option<u64> {
         (weight <= u64::from(u32::MAX))
-            .then(|| u64::from(sys::FORK_EPOCH.load(Relaxed)) << 32 | weight)
+            .then(|| Self::epoch() << 48 | u64::from(generation) << 32 | weight)
     }
 }
 
@@ -340,15 +350,17 @@ impl Semaphore {
     /// Take `weight` without a guard, waiting as long as it takes; give it back with
     /// [`exit`](Self::exit). Weight entered and never exited comes back when the process dies.
     pub fn enter(&self, weight: u32) -> Result<()> {
-        self.take(weight, Until::Forever)?;
-        self.add_unguarded(weight);
+        let (found, _, _) = self.take(weight, Until::Forever)?;
+        self.add_unguarded(weight, found.generation);
         Ok(())
     }
 
-    /// Count `weight` as entered by this process.
-    pub(super) fn add_unguarded(&self, weight: u32) {
+    /// Count `weight` as entered by this process on generation `generation`. Weight counted for
+    /// another generation was on a life that is over: it is dropped.
+    pub(super) fn add_unguarded(&self, weight: u32, generation: u16) {
         let _ = self.inner.unguarded.fetch_update(Relaxed, Relaxed, |bits| {
-            Unguarded::with(Unguarded::weight(bits).saturating_add(u64::from(weight)))
+            let before = Unguarded::weight(bits, generation);
+            Unguarded::with(before.saturating_add(u64::from(weight)), generation)
         });
     }
 
@@ -358,20 +370,21 @@ impl Semaphore {
         if count == 0 {
             return Err(Error::invalid("release count 0; give back at least 1"));
         }
+        let (found, life) = self.current();
+        let generation = found.generation;
         self.inner
             .unguarded
             .fetch_update(Relaxed, Relaxed, |bits| {
-                Unguarded::weight(bits)
+                Unguarded::weight(bits, generation)
                     .checked_sub(u64::from(count))
-                    .and_then(Unguarded::with)
+                    .and_then(|left| Unguarded::with(left, generation))
             })
             .map_err(|bits| Error::NotHeld {
                 count,
-                held: Unguarded::weight(bits),
+                held: Unguarded::weight(bits, generation),
             })?;
-        let (found, life) = self.current();
         self.give(found, life, count)
-            .inspect_err(|_| self.add_unguarded(count))
+            .inspect_err(|_| self.add_unguarded(count, generation))
     }
 
     /// Change the capacity. Raising it wakes the waiters that now fit. Lowering it below the

@@ -54,7 +54,7 @@ impl<'a> Permit<'a> {
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
     /// [`Semaphore::exit`].
     pub fn forget(self) {
-        self.sem.add_unguarded(self.weight);
+        self.sem.add_unguarded(self.weight, self.found.generation);
         std::mem::forget(self);
     }
 }
