@@ -1,7 +1,7 @@
 //! The one error type of the library.
 //!
 //! Every variant says what happened and, in its message, what to do about it. The CLI maps
-//! variants to exit statuses: [`Error::Timeout`] and [`Error::WouldBlock`] to 75,
+//! variants to exit statuses: [`Error::Timeout`], [`Error::WouldBlock`] and [`Error::Busy`] to 75,
 //! [`Error::PermissionDenied`] to 77, everything else to 1.
 
 use std::{fmt, io};

@@ -178,9 +178,15 @@ impl Location {
     }
 
     /// Who must own the files: this user, except in the `global` scope.
+    ///
+    /// Root uses only files root owns, in every scope: a file another user owns is that user's
+    /// to rewrite, lock and replace, and root can open it only by privilege, so a root service
+    /// would trust whoever made it. (To look at another user's namespace, run as that user.)
     pub fn expect(&self) -> crate::segment::Expect {
+        let root = sys::euid() == 0;
         crate::segment::Expect {
-            owner: (self.scope != Scope::Global).then(sys::uid),
+            owner: (self.scope != Scope::Global || root).then(|| if root { 0 } else { sys::uid() }),
+            private: self.scope != Scope::Global,
         }
     }
 

@@ -45,11 +45,14 @@ unsafe impl Send for Segment {}
 // SAFETY: as above.
 unsafe impl Sync for Segment {}
 
-/// Who must own a namespace's files: this user for `local` and `self`, anyone for `global`.
+/// Who must own a namespace's file: this user for `local` and `self`, anyone for `global` (but
+/// root only uses root's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expect {
-    /// The uid the files must belong to, if any.
+    /// The uid the file must belong to, if any.
     pub owner: Option<u32>,
+    /// Nobody but the owner may write it (the per-user scopes).
+    pub private: bool,
 }
 
 /// How to create a namespace that does not exist yet.
@@ -108,9 +111,8 @@ impl Segment {
         let Ok(mine) = rustix::fs::fstat(&self.file) else {
             return false;
         };
-        if mine.st_nlink > 0 {
-            return false;
-        }
+        // Whatever our link count (another link may keep it above 0), the path naming another
+        // file is the split.
         std::fs::symlink_metadata(&self.path).is_ok_and(|named| {
             use std::os::unix::fs::MetadataExt;
             (named.dev(), named.ino()) != (mine.st_dev, mine.st_ino)
@@ -291,17 +293,17 @@ fn check_file(file: &File, path: &Path, expect: Expect) -> Result<()> {
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(refuse("not a regular file".into()));
     }
-    if let Some(uid) = expect.owner {
-        if st.st_uid != uid {
-            return Err(refuse(format!("owned by uid {}, not {uid}", st.st_uid)));
-        }
-        // A per-user namespace that others may write is not per-user any more.
-        if st.st_mode & 0o022 != 0 {
-            return Err(refuse(format!(
-                "mode {:04o} lets others write it",
-                st.st_mode & 0o777
-            )));
-        }
+    if let Some(uid) = expect.owner
+        && st.st_uid != uid
+    {
+        return Err(refuse(format!("owned by uid {}, not {uid}", st.st_uid)));
+    }
+    // A per-user namespace that others may write is not per-user any more.
+    if expect.private && st.st_mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "mode {:04o} lets others write it",
+            st.st_mode & 0o777
+        )));
     }
     Ok(())
 }
@@ -321,8 +323,9 @@ fn adopt_unlinked(path: &Path, expect: Expect) -> Result<Option<File>> {
     let owner_ok = expect.owner.is_none_or(|uid| st.st_uid == uid);
     let regular =
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-    // No name left at all: a segment merely linked elsewhere still has its path's twin.
-    Ok((owner_ok && regular && st.st_nlink == 0).then_some(file))
+    // `find_unlinked` matched the descriptor's "(deleted)" path: the name is gone, whether or
+    // not another link keeps the file.
+    Ok((owner_ok && regular).then_some(file))
 }
 
 fn set_owner_and_mode(fd: &OwnedFd, creation: Creation, path: &Path) -> Result<()> {

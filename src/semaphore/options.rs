@@ -104,6 +104,29 @@ impl Options {
         self
     }
 
+    /// Refuse a mode that lets a class read the file without writing it: an OFD read lock
+    /// taken through a read-only descriptor stalls every writer of that byte, so a reader could
+    /// hold the namespace's locks without being able to use it. Read and write go together.
+    fn check_mode(&self) -> Result<()> {
+        // In the per-user scopes nobody else reaches the file at all (0700 directory).
+        let (Some(mode), Scope::Global) = (self.mode, self.scope) else {
+            return Ok(());
+        };
+        for (class, shift) in [("group", 3), ("others", 0)] {
+            let bits = (mode >> shift) & 0o6;
+            if bits == 0o4 || bits == 0o2 {
+                return Err(Error::invalid(format!(
+                    "mode {mode:04o} gives {class} {} without {}; give read and write together \
+                     (for example 0660) or neither (0600): a reader could hold the namespace's \
+                     locks",
+                    if bits == 0o4 { "read" } else { "write" },
+                    if bits == 0o4 { "write" } else { "read" },
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuse an existing namespace whose file does not have the group and mode that were asked
     /// for explicitly.
     fn check_owner(&self, ns: &Namespace) -> Result<()> {
@@ -169,6 +192,7 @@ impl Options {
     pub fn open(&self, name: &str) -> Result<Semaphore> {
         validate_name(name)?;
         super::check_capacity(self.capacity)?;
+        self.check_mode()?;
         let ns = Namespace::open_named(self.scope, &self.namespace, Some(self.creation()))?
             .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
         self.check_owner(&ns)?;
