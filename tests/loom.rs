@@ -393,3 +393,280 @@ fn no_lost_wakeups() {
 fn heavy_waiters_are_all_woken() {
     waiters_behind_a_holder(2, &[2, 1]);
 }
+
+/// An unforced removal racing a lane's acquire + release, twice (issue 9, bug 1): a removal
+/// succeeds only while the lane does not hold. The remover retries while the semaphore is in use,
+/// as a loop of `remove(false)` does, so it always ends removed: each of the lane's acquires
+/// either comes before the removal and is released before the removal's compare-exchange, or
+/// comes after it and is refused (`Removed`). Never does the lane hold weight on a removed
+/// semaphore. Two witnesses: the lane's `inside` flag (set after its acquire, cleared before its
+/// release), read by the remover right after its removal succeeds; and the lane itself, which
+/// finds its semaphore still there while it holds and its release accepted. A removal that
+/// stored its word instead of comparing it, or that ignored the value, fails both.
+#[test]
+fn unforced_remove_never_removes_a_held_semaphore() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let word = Cell64::new(word::empty(0));
+        let rec = Cell64::new(0);
+        let inside = Arc::new(AtomicU32::new(0));
+        let user = {
+            let (word, rec, inside) = (word.clone(), rec.clone(), inside.clone());
+            thread::spawn(move || {
+                let lane = Lane {
+                    word: &*word,
+                    holding: &*rec,
+                };
+                for _ in 0..2 {
+                    match lane.try_take(0, 1, 1, false) {
+                        Ok(_) => {}
+                        Err(Refused::Removed) => return,
+                        Err(other) => panic!("{other:?}"),
+                    }
+                    inside.store(1, Ordering::SeqCst);
+                    assert_eq!(
+                        word::generation(word.load(Ordering::SeqCst)),
+                        0,
+                        "removed while the lane holds"
+                    );
+                    inside.store(0, Ordering::SeqCst);
+                    assert_eq!(
+                        lane.give(0, 1).map(|_| ()),
+                        Ok(()),
+                        "the release found its semaphore removed"
+                    );
+                }
+            })
+        };
+        loop {
+            match protocol::remove(&*word, 0, false) {
+                Ok(()) => break,
+                // Refused only because the lane holds.
+                Err(protocol::Kept::InUse(1)) => thread::yield_now(),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            inside.load(Ordering::SeqCst),
+            0,
+            "removed while the lane holds"
+        );
+        user.join().unwrap();
+        // Sound while the word is only ever compare-exchanged. Loom does not order a plain store
+        // after the read-modify-writes it raced (tokio-rs/loom#389), so with a removal that
+        // stores the word this load may read the lane's last release even when the removal came
+        // after it; the witnesses above catch such a removal on their own.
+        assert_eq!(word.load(Ordering::SeqCst), word::empty(1));
+        assert_eq!(rec.load(Ordering::SeqCst), 0, "record left holding or busy");
+    });
+}
+
+/// A reclaimer recounts generation 0 (its victim died holding 1) while another process removes
+/// the semaphore by force, re-creates it (a compare-exchange from the tombstone word, generation
+/// 1, to an empty word of generation `new_generation`), acquires 1 on the new semaphore and
+/// recounts the new generation itself (issue 9, bug 2). The old recount never changes the new
+/// generation's word: the newcomer's acquire is never refused, the new recount finds its word
+/// as it froze it, and at the end the value is exactly what the newcomer holds. An unfreeze that
+/// ignored the generation would write the old sum (0) over it.
+fn recount_races_remove_and_recreate(new_generation: u16) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(move || {
+        let word = Cell64::new(word::with_value(word::empty(0), 1));
+        let victim = Cell64::new(holding::of(1));
+        let newcomer = Cell64::new(0);
+        let other = {
+            let (word, newcomer) = (word.clone(), newcomer.clone());
+            thread::spawn(move || {
+                // Forced: succeeds whether or not the word is frozen.
+                assert_eq!(protocol::remove(&*word, 0, true), Ok(()));
+                word.compare_exchange(
+                    word::empty(1),
+                    word::empty(new_generation),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .expect("the tombstone word changed");
+                let lane = Lane {
+                    word: &*word,
+                    holding: &*newcomer,
+                };
+                lane.try_take(new_generation, 1, 1, false)
+                    .expect("the new semaphore refused its first acquire");
+                let out = protocol::recount(
+                    &*word,
+                    new_generation,
+                    || {
+                        vec![Counted {
+                            holding: &*newcomer,
+                            operator: Operator::Live,
+                        }]
+                    },
+                    || true,
+                );
+                assert_eq!(
+                    out,
+                    Recount::Done {
+                        before: 1,
+                        after: 1
+                    },
+                    "the new generation's recount was disturbed"
+                );
+            })
+        };
+        let out = protocol::recount(
+            &*word,
+            0,
+            || {
+                vec![Counted {
+                    holding: &*victim,
+                    operator: Operator::Dead,
+                }]
+            },
+            || {
+                thread::yield_now();
+                true
+            },
+        );
+        assert!(
+            matches!(
+                out,
+                Recount::Done {
+                    before: 1,
+                    after: 0
+                } | Recount::Removed
+            ),
+            "{out:?}"
+        );
+        other.join().unwrap();
+        let held = holding::held(newcomer.load(Ordering::SeqCst));
+        assert_eq!(held, 1);
+        assert_eq!(
+            word.load(Ordering::SeqCst),
+            word::with_value(word::empty(new_generation), held as u32),
+            "the new generation's word is not what its holder holds"
+        );
+    });
+}
+
+/// Re-created in the generation `protocol::remove` leaves in the word.
+#[test]
+fn recount_never_touches_a_recreated_semaphore() {
+    recount_races_remove_and_recreate(1);
+}
+
+/// Re-created in the generation after the tombstone's, as `table::insert_life` picks for a
+/// record whose slot is a tombstone.
+#[test]
+fn recount_never_touches_a_semaphore_recreated_past_its_tombstone() {
+    recount_races_remove_and_recreate(2);
+}
+
+/// Shared writes of a waiter counting itself: mark, CAS, store.
+const COUNT_WRITES: u32 = 3;
+
+/// Retry an operation refused because a recount runs, as the blocking path waits for it.
+fn unfrozen<T>(mut op: impl FnMut() -> Result<T, Refused>) -> T {
+    loop {
+        match op() {
+            Ok(t) => return t,
+            Err(Refused::Frozen(_)) => thread::yield_now(),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A waiter for 2 counts itself (`HEAVY`) and is SIGKILLed after each of its writes, while a live
+/// waiter for 1 counts itself and gives up (uncounts) and a reclaimer recounts, with a live
+/// holder holding the whole capacity (issue 9, bug 8). The live waiter's count is never lost: as
+/// long as it is counted, the word shows a waiter. After the recount, the word counts only live
+/// counted waiters: once the live one has uncounted, no waiter and no `HEAVY` is left, whatever
+/// the dead one did.
+#[test]
+fn killed_waiter_is_uncounted_by_the_recount() {
+    for k in 0..=COUNT_WRITES {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(move || {
+            let word = Cell64::new(word::with_value(word::empty(0), 2));
+            let holder = Cell64::new(holding::of(2));
+            let victim = Cell64::new(0);
+            let live = Cell64::new(0);
+            let v = {
+                let (word, victim) = (word.clone(), victim.clone());
+                thread::spawn(move || {
+                    let budget = Cell::new(k);
+                    let w = Mortal {
+                        cell: &word,
+                        budget: &budget,
+                    };
+                    let h = Mortal {
+                        cell: &victim,
+                        budget: &budget,
+                    };
+                    let lane = Lane {
+                        word: &w,
+                        holding: &h,
+                    };
+                    let _ = lane.count_waiter(0, 2);
+                })
+            };
+            let l = {
+                let (word, live) = (word.clone(), live.clone());
+                thread::spawn(move || {
+                    let lane = Lane {
+                        word: &*word,
+                        holding: &*live,
+                    };
+                    let (_, counted) = unfrozen(|| lane.count_waiter(0, 1));
+                    assert!(counted);
+                    assert!(
+                        word::waiters(word.load(Ordering::SeqCst)) >= 1,
+                        "a live waiter's count was lost"
+                    );
+                    unfrozen(|| lane.uncount_waiter(0));
+                })
+            };
+            v.join().unwrap();
+            let out = protocol::recount(
+                &*word,
+                0,
+                || {
+                    vec![
+                        Counted {
+                            holding: &*holder,
+                            operator: Operator::Live,
+                        },
+                        Counted {
+                            holding: &*victim,
+                            operator: Operator::Dead,
+                        },
+                        Counted {
+                            holding: &*live,
+                            operator: Operator::Live,
+                        },
+                    ]
+                },
+                || {
+                    thread::yield_now();
+                    true
+                },
+            );
+            assert_eq!(
+                out,
+                Recount::Done {
+                    before: 2,
+                    after: 2
+                }
+            );
+            l.join().unwrap();
+            let end = word.load(Ordering::SeqCst);
+            assert_eq!(word::waiters(end), 0, "a dead waiter is still counted");
+            assert!(!word::is_heavy(end), "a dead waiter's HEAVY is left");
+            assert_eq!(end, word::with_value(word::empty(0), 2));
+            assert_eq!(victim.load(Ordering::SeqCst), 0, "dead record not cleared");
+            assert_eq!(live.load(Ordering::SeqCst), 0);
+        });
+    }
+}
