@@ -43,7 +43,10 @@ pub struct Activity {
 }
 
 /// Everything process `pid` holds or waits for, in every namespace of every scope this process
-/// can open (namespaces it may not open are skipped), sorted by scope, namespace and name.
+/// can open, sorted by scope, namespace and name. What cannot be read as a namespace is
+/// skipped: files it may not open, files that are not segments of this version (for example
+/// the `.lock` files an older layout left beside its segments, or a directory another user made
+/// under a namespace's name), so that nobody can break everyone's `ps` by planting a file.
 ///
 /// # Examples
 ///
@@ -63,7 +66,13 @@ pub fn ps(pid: u32) -> Result<Vec<Activity>> {
         let (scope, namespace) = (loc.scope, loc.namespace.clone());
         let ns = match Namespace::open(loc, None) {
             Ok(Some(ns)) => ns,
-            Ok(None) | Err(Error::PermissionDenied { .. }) => continue,
+            Ok(None)
+            | Err(
+                Error::PermissionDenied { .. }
+                | Error::Corrupt { .. }
+                | Error::Incompatible { .. }
+                | Error::Io { .. },
+            ) => continue,
             Err(e) => return Err(e),
         };
         for (found, (held, waiting)) in holders::activity_of(&ns.seg, pid) {

@@ -1,46 +1,61 @@
 //! The file rules of SPEC §5.1 and §5.4 (research `reliability.md` §3.4, §5 "Hostile filesystem
-//! tests"): what the library must refuse to use as a namespace's segment or lock file, and that
-//! refusing touches nothing.
+//! tests"; issue 19): what the library must refuse to use as a namespace's file, what it must
+//! leave alone, and that refusing touches nothing.
+//!
+//! A namespace is one file, its segment (`local.NS`, `global.NS`, ... in `SHMSEM_DIR`); the OFD
+//! locks (byte 0 the table lock, byte `1 + slot` a process slot's liveness) are bytes of that
+//! same file. There is no companion `.lock` file any more.
 //!
 //! Every library call happens in a fresh child process (this test binary re-executed with
 //! `--exact child_role`, see `common`), each test with its own `SHMSEM_DIR`; the harness process
-//! only plants files, changes owners and modes, and compares. A child runs a list of *steps*
-//! and reports each outcome as a short word (`ok`, or the error variant: `PermissionDenied`,
-//! `Corrupt`, ...); a panic in a child fails the test with its transcript.
+//! only plants files, changes owners and modes, runs the `shmsem` binary and compares. A child
+//! runs a list of *steps* and reports each outcome as a short word (`ok`, or the error variant:
+//! `PermissionDenied`, `Corrupt`, ...); a panic in a child fails the test with its transcript.
 //!
 //! The rules asserted here, and why:
 //!
-//! * **Symbolic links** at the segment or lock path are refused (`PermissionDenied`, the
-//!   `O_NOFOLLOW` refusal) and the link's target keeps its bytes, length and mtime; a dangling
-//!   link's target is not created.
-//! * **Owner.** In `local` and `self` scope the files must belong to the calling user: a segment
-//!   or lock file of another uid is refused (SPEC §5.4: `fstat` checks the owner; research §3.4
-//!   rule 3: "`st_uid` == expected owner (self for user/session scope ...)"). In `global` scope
-//!   the namespace's owner is whoever created it and access is what the OS grants (SPEC §2
-//!   "owner", §4 `--group`/`--mode`), so another user's file is accepted there: a positive
-//!   control, so that the owner check is not applied to every scope.
-//! * **Mode.** In `local` scope neither group nor others may write the files (research §3.4 rule
-//!   3: "mode without group/other write unless the scope says so"; the local scope lives in a
-//!   0700 per-user directory and its files are created 0600). So 0666, 0660 and 0602 are
+//! * **Symbolic links** at the segment path are refused (`PermissionDenied`, the `O_NOFOLLOW`
+//!   refusal) and the link's target keeps its bytes, length and mtime; a dangling link's target
+//!   is not created.
+//! * **Owner.** In `local` and `self` scope the segment must belong to the calling user: one of
+//!   another uid is refused (SPEC §5.4: `fstat` checks the owner; research §3.4 rule 3:
+//!   "`st_uid` == expected owner (self for user/session scope ...)"). In `global` scope the
+//!   namespace's owner is whoever created it and access is what the OS grants (SPEC §2 "owner",
+//!   §4 `--group`/`--mode`), so another user's segment is accepted there: a positive control, so
+//!   that the owner check is not applied to every scope.
+//! * **Mode.** In `local` scope neither group nor others may write the segment (research §3.4
+//!   rule 3: "mode without group/other write unless the scope says so"; the local scope lives in
+//!   a 0700 per-user directory and its files are created 0600). So 0666, 0660 and 0602 are
 //!   refused; 0600 is accepted. (Read bits for group/other are not asserted either way.)
-//! * **Link count.** A segment or lock file with a second hard link is refused: someone planted
-//!   or kept a name for it (research §3.4 rule 3, `st_nlink == 1`).
-//! * **Size.** A segment whose size is not the layout's is refused with `Corrupt` or
+//! * **Hard links** are accepted (`segment::check_file`, issue 19 item 7): a link grants nothing
+//!   the segment's owner and mode do not already grant, so a link planted elsewhere must not
+//!   break the namespace: its users keep sharing it, exclusion included, and the link is left
+//!   alone.
+//! * **Size and type.** A segment whose size is not the layout's is refused with `Corrupt` or
 //!   `Incompatible` by every entry point, and is not silently replaced by a fresh one (its size
-//!   is unchanged afterwards). A directory or a FIFO at either path is refused too.
+//!   is unchanged afterwards). A directory or a FIFO at the segment path is refused too.
+//! * **Names like the old lock files.** Whatever sits at `NS.lock` beside a segment (a symlink,
+//!   a dangling one, a directory, a FIFO, an empty file of another user such as an older version
+//!   left) is no part of namespace `NS`: it works as if nothing were there, and the planted
+//!   thing is not touched. And `x.lock` is an ordinary namespace name: it works beside `x`,
+//!   independently of it, and `ls` and `ps` list it (issue 19 item 8). `ps`, which opens every
+//!   namespace it finds, must not fail because one path is not a segment (ignored: it does, an
+//!   open engine bug).
 //! * **Unlinked while mapped** (logind `RemoveIPC`, an administrator's `rm`): process A holds
-//!   the only permit of a capacity-1 semaphore; the segment (and in a second variant, also the
-//!   lock file) is unlinked; a process B that opens the same namespace and name must *not* get
-//!   that permit: any error is acceptable (`WouldBlock` because B found and shares A's segment,
-//!   or an error saying the namespace was removed), `Ok` is the silent doubling SPEC §5.4
-//!   forbids. Then, when a *different* segment has taken the name (B could not find A's), A must
-//!   notice: A's next `open` and `list` in that namespace fail instead of going on with the
-//!   nameless segment (a namespace split is detected, not silent).
+//!   the only permit of a capacity-1 semaphore; the segment is unlinked; a process B that opens
+//!   the same namespace and name must *not* get that permit: any error is acceptable
+//!   (`WouldBlock` because B found and shares A's segment, or an error saying the namespace was
+//!   removed), `Ok` is the silent doubling SPEC §5.4 forbids. Then, when a *different* segment
+//!   has taken the name (B could not find A's), A must notice: A's next `open` and `list` in that
+//!   namespace fail instead of going on with the nameless segment (a namespace split is
+//!   detected, not silent). The same holds when the segment has a second name, planted
+//!   elsewhere: the unlinked path is what counts, not the link count.
 //! * **Names.** A name or namespace longer than 200 bytes (or with `/`, or `..`) is refused with
 //!   `InvalidName` before any file is touched: the directory's entries and an existing segment's
 //!   bytes are unchanged.
 //!
-//! Tests that change owners need root; without it they print why and pass vacuously.
+//! Tests that change owners or run a child as another user need root; without it they print why
+//! and pass vacuously.
 
 mod common;
 
@@ -51,7 +66,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use common::{Kid, Reports, Spawn, TestDir, arg, arg_or, arg_u32, report, role, wait_for_signal};
+use common::{
+    Kid, Reports, Spawn, TestDir, arg, arg_or, arg_u32,
+    cli::{Sleeper, ls, ok, run},
+    report, role, wait_for_signal,
+};
+use serde_json::json;
 use shmsem::{Error, Scope, Semaphore, internals::layout::SEGMENT_SIZE};
 
 /// How long any child may take: generous, for a loaded two-core machine.
@@ -193,11 +213,16 @@ fn create(dir: &TestDir, scope: &str, ns: &str) {
     assert_eq!(r.req("open"), "ok", "creating {scope}/{ns}");
 }
 
-/// The segment and lock file of `ns` in `scope`, in `SHMSEM_DIR` (flat, see `scope.rs`).
-fn files(dir: &TestDir, scope: &str, ns: &str) -> (PathBuf, PathBuf) {
-    let seg = dir.shm.join(format!("{scope}.{ns}"));
-    let lock = dir.shm.join(format!("{scope}.{ns}.lock"));
-    (seg, lock)
+/// The segment of `ns` in `scope`, in `SHMSEM_DIR` (flat, see `scope.rs`): the namespace's one
+/// file.
+fn segment(dir: &TestDir, scope: &str, ns: &str) -> PathBuf {
+    dir.shm.join(format!("{scope}.{ns}"))
+}
+
+/// Where the lock file of `ns` was in the old two-file layout: beside the segment, with `.lock`
+/// appended. Now only the segment path of namespace `NS.lock`.
+fn old_lock(dir: &TestDir, scope: &str, ns: &str) -> PathBuf {
+    dir.shm.join(format!("{scope}.{ns}.lock"))
 }
 
 /// Every step of `steps` must have been refused (any error, never `ok`).
@@ -212,9 +237,13 @@ fn assert_all_refused(r: &Reports, steps: &str, what: &str) {
     }
 }
 
-fn is_root() -> bool {
+fn euid() -> u32 {
     // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    unsafe { libc::geteuid() }
+}
+
+fn is_root() -> bool {
+    euid() == 0
 }
 
 /// A file outside `SHMSEM_DIR` that a planted link points at: bytes, length and an mtime an
@@ -271,7 +300,7 @@ fn symlink_at_the_segment_path_is_refused_and_its_target_untouched() {
     for scope in ["local", "global"] {
         let target = Precious::new(&dir, &format!("target-{scope}"));
         let ns = format!("sym{scope}");
-        let (seg, _lock) = files(&dir, scope, &ns);
+        let seg = segment(&dir, scope, &ns);
         std::os::unix::fs::symlink(&target.path, &seg).unwrap();
         let r = steps(&dir, scope, &ns, ALL_STEPS);
         assert_all_refused(
@@ -297,105 +326,292 @@ fn symlink_at_the_segment_path_is_refused_and_its_target_untouched() {
 fn dangling_symlink_at_the_segment_path_is_refused_and_nothing_is_created() {
     let dir = TestDir::new("dangle");
     let missing = dir.work_file("not-there");
-    let (seg, lock) = files(&dir, "local", "dangle");
+    let seg = segment(&dir, "local", "dangle");
     std::os::unix::fs::symlink(&missing, &seg).unwrap();
     let r = steps(&dir, "local", "dangle", ALL_STEPS);
     assert_all_refused(&r, ALL_STEPS, "dangling symlink at the segment path");
+    assert_eq!(r.req("open"), "PermissionDenied", "{:?}", r.0);
     assert!(
         fs::symlink_metadata(&missing).is_err(),
         "the dangling link's target was created"
     );
-    // Same at the lock path.
-    fs::remove_file(&seg).unwrap();
-    let _ = fs::remove_file(&lock);
-    std::os::unix::fs::symlink(&missing, &lock).unwrap();
-    let r = steps(&dir, "local", "dangle", ALL_STEPS);
     assert_eq!(
-        r.req("open"),
-        "PermissionDenied",
-        "a dangling symlink at the lock path"
-    );
-    assert!(
-        fs::symlink_metadata(&missing).is_err(),
-        "the dangling lock link's target was created"
+        dir.shm_files(),
+        vec!["local.dangle".to_owned()],
+        "something was created beside the refused link"
     );
 }
 
-#[test]
-fn symlink_at_the_lock_path_is_refused_and_its_target_untouched() {
-    let dir = TestDir::new("symlock");
-    // 1. Before the namespace exists: creation must not follow it.
-    let target = Precious::new(&dir, "target-new");
-    let (seg, lock) = files(&dir, "local", "fresh");
-    std::os::unix::fs::symlink(&target.path, &lock).unwrap();
-    let r = steps(&dir, "local", "fresh", "open");
-    assert_eq!(
-        r.req("open"),
-        "PermissionDenied",
-        "symlink at the lock path of a new namespace"
-    );
-    target.assert_untouched("symlink at the lock path of a new namespace");
-    assert!(
-        fs::symlink_metadata(&seg).is_err(),
-        "a segment was created beside a refused lock file"
-    );
+// ----- names like the old lock files -----
 
-    // 2. An existing namespace whose lock file was replaced by a link.
-    let target = Precious::new(&dir, "target-old");
-    create(&dir, "local", "old");
-    let (_seg, lock) = files(&dir, "local", "old");
-    fs::remove_file(&lock).unwrap();
-    std::os::unix::fs::symlink(&target.path, &lock).unwrap();
-    let r = steps(&dir, "local", "old", ALL_STEPS);
-    assert_all_refused(&r, "open,existing", "symlink at the lock path");
-    assert_eq!(r.req("open"), "PermissionDenied");
-    target.assert_untouched("symlink at the lock path of an existing namespace");
+/// What is planted at a namespace's old lock path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plant {
+    /// A symlink to a file outside `SHMSEM_DIR`.
+    Symlink,
+    /// A symlink to nothing.
+    Dangling,
+    Directory,
+    Fifo,
+    /// An empty regular file that anyone may write, of another user when the test runs as
+    /// root: what the old two-file layout left behind, or what anyone can make in `/dev/shm`.
+    Leftover,
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Plant `what` at `path`; a check that it is still there, unchanged.
+fn plant(dir: &TestDir, what: Plant, path: &Path) -> Box<dyn Fn(&str)> {
+    let path = path.to_owned();
+    let target = (what == Plant::Symlink).then(|| Precious::new(dir, "lock-target"));
+    let missing = dir.work_file("lock-missing");
+    let owner = if is_root() { 65534 } else { euid() };
+    match what {
+        Plant::Symlink => {
+            std::os::unix::fs::symlink(&target.as_ref().unwrap().path, &path).unwrap()
+        }
+        Plant::Dangling => std::os::unix::fs::symlink(&missing, &path).unwrap(),
+        Plant::Directory => fs::create_dir(&path).unwrap(),
+        Plant::Fifo => mkfifo(&path),
+        Plant::Leftover => {
+            fs::write(&path, b"").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+            if is_root() {
+                std::os::unix::fs::chown(&path, Some(owner), Some(owner)).unwrap();
+            }
+        }
+    }
+    Box::new(move |ctx: &str| {
+        let meta = fs::symlink_metadata(&path)
+            .unwrap_or_else(|e| panic!("{ctx}: the planted {what:?} is gone: {e}"));
+        let ft = meta.file_type();
+        match what {
+            Plant::Symlink => {
+                assert!(ft.is_symlink(), "{ctx}: the symlink was replaced");
+                let target = target.as_ref().unwrap();
+                assert_eq!(fs::read_link(&path).unwrap(), target.path, "{ctx}");
+                target.assert_untouched(ctx);
+            }
+            Plant::Dangling => {
+                assert!(ft.is_symlink(), "{ctx}: the symlink was replaced");
+                assert!(
+                    fs::symlink_metadata(&missing).is_err(),
+                    "{ctx}: the dangling link's target was created"
+                );
+            }
+            Plant::Directory => {
+                assert!(ft.is_dir(), "{ctx}: the directory was replaced");
+                assert!(
+                    common::list_dir(&path).is_empty(),
+                    "{ctx}: something was created in the directory"
+                );
+            }
+            Plant::Fifo => assert!(ft.is_fifo(), "{ctx}: the FIFO was replaced"),
+            Plant::Leftover => {
+                assert!(ft.is_file(), "{ctx}: the file was replaced");
+                assert_eq!(
+                    (meta.len(), meta.mode() & 0o7777, meta.uid()),
+                    (0, 0o666, owner),
+                    "{ctx}: the leftover file was changed"
+                );
+            }
+        }
+    })
+}
+
+/// Issue 19 items 1 and 8: the engine makes no `NS.lock` file and reads none. Whatever is at a
+/// namespace's old lock path, before the namespace is created or beside its segment, the
+/// namespace works as if nothing were there, and the planted thing is left as it was.
+#[test]
+fn whatever_is_named_like_an_old_lock_file_is_ignored_and_untouched() {
+    use Plant::*;
+    let mut cases = Vec::new();
+    for what in [Symlink, Dangling, Directory, Fifo, Leftover] {
+        for existing in [false, true] {
+            cases.push(("local", what, existing));
+        }
+    }
+    cases.push(("global", Symlink, false));
+    cases.push(("global", Leftover, true));
+    for (scope, what, existing) in cases {
+        let dir = TestDir::new("oldlock");
+        let ctx = format!(
+            "{scope}: a {what:?} at the old lock path, {}",
+            if existing {
+                "beside an existing segment"
+            } else {
+                "before the namespace exists"
+            }
+        );
+        if existing {
+            create(&dir, scope, "ol");
+        }
+        let unchanged = plant(&dir, what, &old_lock(&dir, scope, "ol"));
+        let r = steps(&dir, scope, "ol", "try,existing_try,list,reap");
+        for step in ["try", "existing_try", "list", "reap"] {
+            assert_eq!(r.req(step), "ok", "{ctx}: {step} ({:?})", r.0);
+        }
+        unchanged(&ctx);
+        assert_eq!(
+            dir.shm_files(),
+            vec![format!("{scope}.ol"), format!("{scope}.ol.lock")],
+            "{ctx}: one segment beside the planted thing, nothing else"
+        );
+        assert_eq!(
+            fs::metadata(segment(&dir, scope, "ol")).unwrap().len(),
+            SEGMENT_SIZE as u64,
+            "{ctx}"
+        );
+    }
+}
+
+/// Issue 19 item 8: `x.lock` is an ordinary namespace, which once was the lock file of `x`. Both
+/// work side by side, each with its own semaphores, and `ls` and `ps` list it.
+#[test]
+fn a_namespace_named_like_a_lock_file_works_and_is_listed() {
+    let dir = TestDir::new("dotlock");
+    fn in_ns<'a>(scope: &'a str, ns: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        [&["--scope", scope, "--namespace", ns][..], args].concat()
+    }
+    ok(
+        &dir,
+        &in_ns(
+            "local",
+            "x",
+            &["create", "s", "--capacity", "2", "--persistent"],
+        ),
+    );
+    ok(
+        &dir,
+        &in_ns(
+            "local",
+            "x.lock",
+            &["create", "s", "--capacity", "3", "--persistent"],
+        ),
+    );
+    ok(
+        &dir,
+        &in_ns(
+            "global",
+            "g.lock",
+            &["create", "t", "--capacity", "4", "--persistent"],
+        ),
+    );
+    assert_eq!(
+        dir.shm_files(),
+        ["global.g.lock", "local.x", "local.x.lock"],
+        "one file per namespace"
+    );
+    for f in dir.shm_files() {
+        assert_eq!(
+            fs::metadata(dir.shm.join(&f)).unwrap().len(),
+            SEGMENT_SIZE as u64,
+            "{f} is a segment"
+        );
+    }
+    let listed = |scope: &str, ns: &str| -> Vec<(String, u64)> {
+        ls(&dir, &["--scope", scope, "--namespace", ns])
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_owned(),
+                    v["capacity"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(listed("local", "x"), [("s".to_owned(), 2)]);
+    assert_eq!(listed("local", "x.lock"), [("s".to_owned(), 3)]);
+    assert_eq!(listed("global", "g.lock"), [("t".to_owned(), 4)]);
+
+    let holder = Sleeper::spawn();
+    let pid = holder.pid();
+    ok(
+        &dir,
+        &in_ns(
+            "local",
+            "x",
+            &["acquire", "s", "--weight", "2", "--holder", &pid],
+        ),
+    );
+    ok(
+        &dir,
+        &in_ns("local", "x.lock", &["acquire", "s", "--holder", &pid]),
+    );
+    ok(
+        &dir,
+        &in_ns(
+            "global",
+            "g.lock",
+            &["acquire", "t", "--weight", "3", "--holder", &pid],
+        ),
+    );
+    let entry = |scope: &str, ns: &str, name: &str, weight: u64| json!({"scope": scope, "namespace": ns, "name": name, "weight": weight, "state": "held"});
+    assert_eq!(
+        ok(&dir, &["ps", &pid, "--json"]).json(),
+        json!([
+            entry("global", "g.lock", "t", 3),
+            entry("local", "x", "s", 2),
+            entry("local", "x.lock", "s", 1),
+        ]),
+        "ps lists the holder in every namespace, `.lock` ones included"
+    );
+    let value = |scope: &'static str, ns: &'static str, name: &'static str| {
+        ok(&dir, &in_ns(scope, ns, &["show", name, "--json"])).json()["value"].as_u64()
+    };
+    assert_eq!(value("local", "x", "s"), Some(2));
+    assert_eq!(value("local", "x.lock", "s"), Some(1));
+    assert_eq!(value("global", "g.lock", "t"), Some(3));
 }
 
 // ----- owner -----
 
 #[test]
-fn files_of_another_user_are_refused_in_local_scope() {
+fn a_segment_of_another_user_is_refused_in_local_scope() {
     if !is_root() {
         eprintln!("skipped: changing a file's owner needs root");
         return;
     }
     let dir = TestDir::new("owner");
-    for which in ["segment", "lock"] {
-        let ns = format!("own{which}");
-        create(&dir, "local", &ns);
-        let (seg, lock) = files(&dir, "local", &ns);
-        let path = if which == "segment" { &seg } else { &lock };
-        std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
-        let r = steps(&dir, "local", &ns, ALL_STEPS);
-        assert_all_refused(
-            &r,
-            "open,existing",
-            &format!("local {which} owned by 65534"),
-        );
-        assert_eq!(
-            r.req("open"),
-            "PermissionDenied",
-            "local {which} owned by another user: {:?}",
-            r.0
-        );
-        assert_eq!(fs::metadata(path).unwrap().uid(), 65534, "owner changed");
-    }
+    create(&dir, "local", "own");
+    let seg = segment(&dir, "local", "own");
+    std::os::unix::fs::chown(&seg, Some(65534), Some(65534)).unwrap();
+    let r = steps(&dir, "local", "own", ALL_STEPS);
+    assert_all_refused(&r, "open,existing", "local segment owned by 65534");
+    assert_eq!(
+        r.req("open"),
+        "PermissionDenied",
+        "local segment owned by another user: {:?}",
+        r.0
+    );
+    assert_eq!(fs::metadata(&seg).unwrap().uid(), 65534, "owner changed");
 }
 
+/// The positive control of the owner rule: in `global` scope another user's segment is used,
+/// as far as its mode lets the OS admit the caller. Root creates the namespace (mode 0666, the
+/// global default) and an unprivileged user, `nobody`, uses it: root's privilege plays no part.
 #[test]
-fn files_of_another_user_are_accepted_in_global_scope() {
+fn a_segment_of_another_user_is_accepted_in_global_scope() {
     if !is_root() {
-        eprintln!("skipped: changing a file's owner needs root");
+        eprintln!("skipped: running a child as another user needs root");
         return;
     }
     let dir = TestDir::new("gowner");
     create(&dir, "global", "shared");
-    let (seg, lock) = files(&dir, "global", "shared");
-    for path in [&seg, &lock] {
-        std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
-    }
-    let r = steps(&dir, "global", "shared", "try,existing_try,list,reap");
+    let seg = segment(&dir, "global", "shared");
+    assert_eq!(fs::metadata(&seg).unwrap().mode() & 0o777, 0o666);
+    let r = Spawn::new(&dir, "steps")
+        .label("nobody's steps in root's global namespace")
+        .user(65534, 65534)
+        .arg("scope", "global")
+        .arg("ns", "shared")
+        .arg("steps", "try,existing_try,list,reap")
+        .spawn()
+        .success(CHILD_TIMEOUT);
     for step in ["try", "existing_try", "list", "reap"] {
         assert_eq!(
             r.req(step),
@@ -404,46 +620,48 @@ fn files_of_another_user_are_accepted_in_global_scope() {
             r.0
         );
     }
+    let meta = fs::metadata(&seg).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (0, 0o666),
+        "using the namespace changed its owner or mode"
+    );
 }
 
 // ----- mode -----
 
 #[test]
-fn group_or_world_writable_files_are_refused_in_local_scope() {
+fn a_group_or_world_writable_segment_is_refused_in_local_scope() {
     let dir = TestDir::new("mode");
     // Positive control: the mode the library creates is accepted.
     create(&dir, "local", "control");
-    let (seg, lock) = files(&dir, "local", "control");
+    let seg = segment(&dir, "local", "control");
     assert_eq!(fs::metadata(&seg).unwrap().mode() & 0o777, 0o600);
-    assert_eq!(fs::metadata(&lock).unwrap().mode() & 0o777, 0o600);
     let r = steps(&dir, "local", "control", "try,existing_try,list,reap");
     for step in ["try", "existing_try", "list", "reap"] {
         assert_eq!(r.req(step), "ok", "local 0600: {step}");
     }
     let mut failures = Vec::new();
-    for which in ["segment", "lock"] {
-        for mode in [0o666, 0o660, 0o602] {
-            let ns = format!("m{which}{mode:o}");
-            create(&dir, "local", &ns);
-            let (seg, lock) = files(&dir, "local", &ns);
-            let path = if which == "segment" { &seg } else { &lock };
-            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-            let r = steps(&dir, "local", &ns, ALL_STEPS);
-            for step in ["open", "existing"] {
-                if r.req(step) == "ok" {
-                    failures.push(format!("{which} {mode:04o}: {step} ok"));
-                }
+    for mode in [0o666, 0o660, 0o602] {
+        let ns = format!("m{mode:o}");
+        create(&dir, "local", &ns);
+        let seg = segment(&dir, "local", &ns);
+        fs::set_permissions(&seg, fs::Permissions::from_mode(mode)).unwrap();
+        let r = steps(&dir, "local", &ns, ALL_STEPS);
+        for step in ["open", "existing"] {
+            if r.req(step) == "ok" {
+                failures.push(format!("{mode:04o}: {step} ok"));
             }
-            assert_eq!(
-                fs::metadata(path).unwrap().mode() & 0o777,
-                mode,
-                "the library changed the mode of a refused file"
-            );
         }
+        assert_eq!(
+            fs::metadata(&seg).unwrap().mode() & 0o777,
+            mode,
+            "the library changed the mode of a refused segment"
+        );
     }
     assert!(
         failures.is_empty(),
-        "group- or world-writable local files were accepted: {failures:?}"
+        "group- or world-writable local segments were accepted: {failures:?}"
     );
 }
 
@@ -460,7 +678,7 @@ fn a_segment_of_the_wrong_size_is_refused_and_not_replaced() {
     {
         let ns = format!("size{i}");
         create(&dir, "local", &ns);
-        let (seg, _lock) = files(&dir, "local", &ns);
+        let seg = segment(&dir, "local", &ns);
         fs::File::options()
             .write(true)
             .open(&seg)
@@ -487,87 +705,117 @@ fn a_segment_of_the_wrong_size_is_refused_and_not_replaced() {
 }
 
 #[test]
-fn a_directory_or_fifo_at_either_path_is_refused() {
+fn a_directory_or_fifo_at_the_segment_path_is_refused() {
     let dir = TestDir::new("types");
-    let mkfifo = |p: &Path| {
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-    };
-    for (i, (which, what)) in [
-        ("segment", "dir"),
-        ("segment", "fifo"),
-        ("lock", "dir"),
-        ("lock", "fifo"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let ns = format!("t{i}");
-        let (seg, lock) = files(&dir, "local", &ns);
-        if which == "lock" {
-            create(&dir, "local", &ns);
-            fs::remove_file(&lock).unwrap();
-        }
-        let path = if which == "segment" { &seg } else { &lock };
+    for what in ["dir", "fifo"] {
+        let ns = format!("t{what}");
+        let seg = segment(&dir, "local", &ns);
         match what {
-            "dir" => fs::create_dir(path).unwrap(),
-            _ => mkfifo(path),
+            "dir" => fs::create_dir(&seg).unwrap(),
+            _ => mkfifo(&seg),
         }
         let r = steps(&dir, "local", &ns, ALL_STEPS);
         assert_all_refused(
             &r,
             "open,existing",
-            &format!("a {what} at the {which} path"),
+            &format!("a {what} at the segment path"),
         );
-        let meta = fs::symlink_metadata(path).unwrap();
+        let meta = fs::symlink_metadata(&seg).unwrap();
         assert!(
             if what == "dir" {
                 meta.is_dir()
             } else {
                 meta.file_type().is_fifo()
             },
-            "the {what} at the {which} path was replaced"
+            "the {what} at the segment path was replaced"
         );
     }
+    assert_eq!(
+        dir.shm_files(),
+        ["local.tdir", "local.tfifo"],
+        "something was created beside the refused paths"
+    );
 }
 
 // ----- hard links -----
 
+/// Issue 19 item 7: a second name for a segment, planted outside `SHMSEM_DIR` while a process
+/// holds its only permit, denies nobody: a new process opens the namespace, sees the permit
+/// held (`WouldBlock`, the same segment, not a fresh one), gets it once the holder lets go; the
+/// holder goes on undisturbed; the link is left alone.
 #[test]
-fn a_hard_linked_segment_or_lock_file_is_refused() {
-    let dir = TestDir::new("hardlink");
-    for which in ["segment", "lock"] {
-        let ns = format!("hl{which}");
-        create(&dir, "local", &ns);
-        let (seg, lock) = files(&dir, "local", &ns);
-        let path = if which == "segment" { &seg } else { &lock };
+fn a_planted_hard_link_to_a_segment_does_not_break_the_namespace() {
+    for scope in ["local", "global"] {
+        let dir = TestDir::new("hardlink");
+        let mut a: Kid = Spawn::new(&dir, "hold")
+            .label(format!("A {scope}"))
+            .arg("scope", scope)
+            .arg("ns", "hl")
+            .arg("name", "m")
+            .arg("cap", 1)
+            .arg("steps", "sleep300,open,list,reap")
+            .spawn();
+        a.expect("held", CHILD_TIMEOUT);
+        let seg = segment(&dir, scope, "hl");
         // The work directory is beside SHMSEM_DIR, on the same file system.
-        let extra = dir.work_file(&format!("extra-{which}"));
-        fs::hard_link(path, &extra).unwrap();
-        assert_eq!(fs::metadata(path).unwrap().nlink(), 2);
-        let r = steps(&dir, "local", &ns, ALL_STEPS);
-        assert_all_refused(&r, "open,existing", &format!("a hard-linked {which}"));
+        let link = dir.work_file("planted");
+        fs::hard_link(&seg, &link).unwrap();
+        assert_eq!(fs::metadata(&seg).unwrap().nlink(), 2);
+
+        let r = steps_named(&dir, scope, "hl", "m", "try,existing_try,list,reap");
+        for step in ["try", "existing_try"] {
+            assert_eq!(
+                r.req(step),
+                "WouldBlock",
+                "{scope}: with a planted link, a new process must share A's segment and find \
+                 its only permit held ({step}; {:?})",
+                r.0
+            );
+        }
+        for step in ["list", "reap"] {
+            assert_eq!(r.req(step), "ok", "{scope}: {step} ({:?})", r.0);
+        }
+
+        dir.signal("probe");
+        a.expect("done", CHILD_TIMEOUT);
+        let ra = a.reports();
+        dir.signal("release");
+        a.success(CHILD_TIMEOUT);
+        for step in ["open", "list", "reap"] {
+            assert_eq!(
+                ra.req(step),
+                "ok",
+                "{scope}: the holder's {step} ({:?})",
+                ra.0
+            );
+        }
+
+        let r = steps_named(&dir, scope, "hl", "m", "try,existing_try");
+        for step in ["try", "existing_try"] {
+            assert_eq!(
+                r.req(step),
+                "ok",
+                "{scope}: the permit, given back, is free to others ({step}; {:?})",
+                r.0
+            );
+        }
+        let (s, l) = (fs::metadata(&seg).unwrap(), fs::metadata(&link).unwrap());
         assert_eq!(
-            r.req("open"),
-            "PermissionDenied",
-            "a hard-linked {which}: {:?}",
-            r.0
+            (l.dev(), l.ino(), l.nlink()),
+            (s.dev(), s.ino(), 2),
+            "{scope}: the planted link was changed"
         );
-        // Removing the extra name makes it acceptable again.
-        fs::remove_file(&extra).unwrap();
-        let r = steps(&dir, "local", &ns, "try");
-        assert_eq!(r.req("try"), "ok", "{which} with one link again");
+        assert_eq!(dir.shm_files(), [format!("{scope}.hl")], "{scope}");
     }
 }
 
 // ----- unlinked while mapped -----
 
-/// A holds the only permit of capacity-1 `m` in namespace `u`; the files are unlinked
-/// (`also_lock`: the lock file too); B must not get a permit; then a fresh segment is put at the
-/// name and A must notice the split.
-fn unlinked_while_mapped(also_lock: bool) {
-    let dir = TestDir::new(if also_lock { "unlink2" } else { "unlink1" });
+/// A holds the only permit of capacity-1 `m` in namespace `u`; the segment is unlinked (after a
+/// second name was planted for it elsewhere, with `planted_link`); B must not get a permit; then
+/// a fresh segment is put at the name and A must notice the split.
+fn unlinked_while_mapped(planted_link: bool) {
+    let dir = TestDir::new(if planted_link { "unlink2" } else { "unlink1" });
     let mut a: Kid = Spawn::new(&dir, "hold")
         .label("A")
         .arg("ns", "u")
@@ -577,11 +825,11 @@ fn unlinked_while_mapped(also_lock: bool) {
         .arg("steps", "sleep300,open,list")
         .spawn();
     a.expect("held", CHILD_TIMEOUT);
-    let (seg, lock) = files(&dir, "local", "u");
-    fs::remove_file(&seg).unwrap();
-    if also_lock {
-        fs::remove_file(&lock).unwrap();
+    let seg = segment(&dir, "local", "u");
+    if planted_link {
+        fs::hard_link(&seg, dir.work_file("planted")).unwrap();
     }
+    fs::remove_file(&seg).unwrap();
 
     // B, a new process, opens the same namespace and name.
     let r = steps_named(&dir, "local", "u", "m", "try,existing_try");
@@ -596,13 +844,10 @@ fn unlinked_while_mapped(also_lock: bool) {
     }
 
     // Another segment takes the name (what happens when B cannot reach A's): C creates a
-    // namespace in the same directory and its files are renamed into place.
+    // namespace in the same directory and its segment is renamed into place.
     create(&dir, "local", "other");
-    let (oseg, olock) = files(&dir, "local", "other");
     let _ = fs::remove_file(&seg);
-    let _ = fs::remove_file(&lock);
-    fs::rename(&oseg, &seg).unwrap();
-    fs::rename(&olock, &lock).unwrap();
+    fs::rename(segment(&dir, "local", "other"), &seg).unwrap();
 
     dir.signal("probe");
     let reports = {
@@ -627,23 +872,42 @@ fn a_segment_unlinked_while_mapped_is_not_silently_doubled() {
     unlinked_while_mapped(false);
 }
 
+/// Hard links are accepted now, so a segment may have a second name when its path is unlinked.
+/// That name must not make the unlink a silent split.
 #[test]
-fn a_segment_and_lock_unlinked_while_mapped_are_not_silently_doubled() {
+fn a_hard_linked_segment_unlinked_while_mapped_is_not_silently_doubled() {
     unlinked_while_mapped(true);
 }
 
-/// A lock file left without a segment and without any live process is no obstacle: creating the
-/// namespace works (the rules above must not lock a namespace out for good).
+/// `ps` lists a process's activity in every namespace it may open, and skips what it may not;
+/// something at a namespace path that is not a segment (an empty file the old two-file layout
+/// left as `NS.lock`, or a directory anyone can make in `/dev/shm`) must not make it fail for
+/// the namespaces that are fine.
 #[test]
-fn a_stale_lock_file_without_a_segment_does_not_block_creation() {
-    let dir = TestDir::new("stale");
-    create(&dir, "local", "st");
-    let (seg, _lock) = files(&dir, "local", "st");
-    fs::remove_file(&seg).unwrap();
-    let r = steps(&dir, "local", "st", "try,list,reap");
-    for step in ["try", "list", "reap"] {
-        assert_eq!(r.req(step), "ok", "stale lock file: {step} ({:?})", r.0);
-    }
+fn ps_is_not_broken_by_what_is_not_a_segment() {
+    let dir = TestDir::new("psjunk");
+    ok(&dir, &["--namespace", "x", "create", "s", "--persistent"]);
+    let holder = Sleeper::spawn();
+    let pid = holder.pid();
+    ok(
+        &dir,
+        &["--namespace", "x", "acquire", "s", "--holder", &pid],
+    );
+    let want =
+        json!([{"scope": "local", "namespace": "x", "name": "s", "weight": 1, "state": "held"}]);
+    let lock = old_lock(&dir, "local", "x");
+    fs::write(&lock, b"").unwrap();
+    let r = run(&dir, &["ps", &pid, "--json"]);
+    assert_eq!(r.code, 0, "an empty x.lock of the old layout: {r:?}");
+    assert_eq!(r.json(), want, "an empty x.lock of the old layout: {r:?}");
+    fs::remove_file(&lock).unwrap();
+    fs::create_dir(segment(&dir, "global", "junk")).unwrap();
+    let r = run(&dir, &["ps", &pid, "--json"]);
+    assert_eq!(
+        (r.code, r.json()),
+        (0, want),
+        "a directory global.junk: {r:?}"
+    );
 }
 
 // ----- names -----

@@ -1,6 +1,7 @@
-//! Lifecycle tests (issue 5), owners and grants enforced by the OS: the mode asked for is the
-//! mode the files get whatever the umask, and another user is refused every way in until their
-//! group is granted (the cross-user part needs root).
+//! Lifecycle tests (issues 5 and 19), owners and grants enforced by the OS: the mode asked for
+//! is the mode the namespace's file (its segment, the only one) gets whatever the umask, another
+//! user is refused every way in until their group is granted (the cross-user part needs root),
+//! and a group or mode asked for explicitly is checked against a namespace that exists.
 //!
 //! Everything goes through the built `shmsem` binary; the harness process never calls the
 //! library.
@@ -19,7 +20,7 @@ use std::{
 
 use common::{
     TestDir,
-    cli::{BIN, Run, Sleeper, command_with, ls, ok},
+    cli::{BIN, Run, Sleeper, command_with, ls, ok, run},
 };
 use serde_json::json;
 
@@ -60,6 +61,14 @@ fn file_states(dir: &Path, prefix: &str) -> Vec<FileState> {
     out
 }
 
+/// The names `ls --json EXTRA` lists.
+fn names(dir: &TestDir, extra: &[&str]) -> Vec<String> {
+    ls(dir, extra)
+        .iter()
+        .map(|v| v["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
 /// The mode bits of `path`.
 fn mode_of(path: &Path) -> u32 {
     fs::metadata(path).expect("stat").mode() & 0o777
@@ -73,9 +82,9 @@ const TEAM_GID: u32 = 4242;
 fn another_user_is_refused_until_their_group_is_granted() {
     let dir = TestDir::new("owner");
 
-    // The mode asked for is the mode the files get, whatever the umask.
+    // The mode asked for is the mode the file gets, whatever the umask.
     let script =
-        format!("umask 077; exec {BIN} --scope global --namespace um create s --mode 0644");
+        format!("umask 077; exec {BIN} --scope global --namespace um create s --mode 0660");
     let out = Command::new("sh")
         .args(["-c", &script])
         .env(shmsem::DIR_ENV, &dir.shm)
@@ -83,8 +92,12 @@ fn another_user_is_refused_until_their_group_is_granted() {
         .output()
         .expect("running sh");
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(mode_of(&dir.shm.join("global.um")), 0o644);
-    assert_eq!(mode_of(&dir.shm.join("global.um.lock")), 0o644);
+    assert_eq!(mode_of(&dir.shm.join("global.um")), 0o660);
+    assert_eq!(
+        dir.shm_files(),
+        ["global.um"],
+        "a namespace is one file, no lock file beside it"
+    );
     let script = format!("umask 077; exec {BIN} --scope global --namespace um2 create s");
     let out = Command::new("sh")
         .args(["-c", &script])
@@ -99,7 +112,7 @@ fn another_user_is_refused_until_their_group_is_granted() {
         "the global default"
     );
     let v = &ls(&dir, &["--scope", "global", "--namespace", "um"])[0];
-    assert_eq!(v["mode"], "0644", "{v}");
+    assert_eq!(v["mode"], "0660", "{v}");
 
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
@@ -158,30 +171,38 @@ fn another_user_is_refused_until_their_group_is_granted() {
         "{v}"
     );
     let segment = dir.shm.join("global.team");
-    for f in [&segment, &dir.shm.join("global.team.lock")] {
-        let m = fs::metadata(f).expect("stat");
-        assert_eq!(
-            (m.mode() & 0o777, m.uid(), m.gid()),
-            (0o660, 0, TEAM_GID),
-            "{f:?}"
-        );
-    }
+    let m = fs::metadata(&segment).expect("stat");
+    assert_eq!(
+        (m.mode() & 0o777, m.uid(), m.gid()),
+        (0o660, 0, TEAM_GID),
+        "{segment:?}"
+    );
     let holder = Sleeper::spawn();
     ok(&dir, &team(&["acquire", "s", "--holder", &holder.pid()]));
+    // A process of the other user, for its `--holder`: acting for a process of another uid is
+    // refused whatever the files allow, and the files are what is tested here.
+    let own = Sleeper(
+        Command::new("sleep")
+            .arg("60")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .spawn()
+            .expect("spawning sleep as nobody"),
+    );
     let row = ok(&dir, &team(&["ls"])).stdout;
     assert!(row.contains("root:4242 0660"), "{row}");
     let before = ok(&dir, &team(&["show", "s", "--json"])).json();
-    // (Only this namespace's files: `ps` below may open the world-writable ones of `um2`.)
+    // (Only this namespace's file: `ps` below may open the world-writable one of `um2`.)
     let files_before = file_states(&dir.shm, "global.team");
-    assert_eq!(files_before.len(), 2);
+    assert_eq!(files_before.len(), 1, "{files_before:?}");
 
     // Refused by the OS, every way in, and nothing changes.
     for args in [
         &["show", "s"][..],
         &["ls"],
-        &["acquire", "s", "--timeout", "0", "--holder", &holder.pid()],
+        &["acquire", "s", "--timeout", "0", "--holder", &own.pid()],
         &["run", "s", "--", "true"],
-        &["release", "s", "--holder", &holder.pid()],
+        &["release", "s", "--holder", &own.pid()],
         &["set", "s", "--capacity", "5"],
         &["rm", "s", "--force"],
         &["create", "t"],
@@ -198,7 +219,7 @@ fn another_user_is_refused_until_their_group_is_granted() {
     assert_eq!(
         file_states(&dir.shm, "global.team"),
         files_before,
-        "a refused process changed the files"
+        "a refused process changed the namespace's file"
     );
     let after = ok(&dir, &team(&["show", "s", "--json"])).json();
     for key in ["capacity", "value", "holders", "waiters", "kind"] {
@@ -212,9 +233,85 @@ fn another_user_is_refused_until_their_group_is_granted() {
     let r = as_nobody(&["show", "s", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["value"], 1, "{r:?}");
-    let r = as_nobody(&["acquire", "s", "--timeout", "0", "--holder", &holder.pid()]);
+    let r = as_nobody(&["acquire", "s", "--timeout", "0", "--holder", &own.pid()]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(ok(&dir, &team(&["show", "s", "--json"])).json()["value"], 2);
-    // The grant does not make the files any more open to everyone else.
+    // The grant does not make the file any more open to everyone else.
     assert_eq!(mode_of(&segment) & 0o007, 0);
+}
+
+/// Issue 19: `create --group G --mode M` on a namespace that exists with another group or mode
+/// does not silently use a file that others may read or write differently from what was asked:
+/// it fails with `Mismatch` (exit 1, one line) and changes nothing. The same group and mode, or
+/// none at all, are accepted. (No root needed: the group asked for is only compared.)
+#[test]
+fn create_with_another_group_or_mode_than_the_namespace_has_fails_with_mismatch() {
+    let dir = TestDir::new("mismatch");
+    fn mm<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["--scope", "global", "--namespace", "mm"][..], args].concat()
+    }
+    ok(
+        &dir,
+        &mm(&["create", "s", "--mode", "0660", "--persistent"]),
+    );
+    let segment = dir.shm.join("global.mm");
+    let meta = fs::metadata(&segment).expect("stat");
+    let (uid, gid) = (meta.uid(), meta.gid());
+    let other = if gid == TEAM_GID {
+        TEAM_GID + 1
+    } else {
+        TEAM_GID
+    };
+    let (gid_s, other_s) = (gid.to_string(), other.to_string());
+
+    let wrong_group = format!("group {gid} (asked for {other})");
+    let cases: [(&[&str], Vec<&str>); 4] = [
+        (
+            &["create", "t", "--mode", "0666"],
+            vec!["mode 0660 (asked for 0666)"],
+        ),
+        (
+            &["create", "t", "--mode", "0600"],
+            vec!["mode 0660 (asked for 0600)"],
+        ),
+        (&["create", "t", "--group", &other_s], vec![&wrong_group]),
+        (
+            &["create", "s", "--group", &other_s, "--mode", "0600"],
+            vec![&wrong_group, "mode 0660 (asked for 0600)"],
+        ),
+    ];
+    for (args, says) in cases {
+        let r = run(&dir, &mm(args));
+        r.failed(1);
+        assert!(
+            r.stderr.contains(&segment.display().to_string()),
+            "the error names the file: {r:?}"
+        );
+        for s in says {
+            assert!(r.stderr.contains(s), "the error says {s:?}: {r:?}");
+        }
+        let m = fs::metadata(&segment).expect("stat");
+        assert_eq!(
+            (m.mode() & 0o777, m.uid(), m.gid()),
+            (0o660, uid, gid),
+            "a refused create changed the file: {r:?}"
+        );
+        assert_eq!(
+            names(&dir, &["--scope", "global", "--namespace", "mm"]),
+            ["s"]
+        );
+    }
+
+    // The group and mode it has, or none at all, are accepted.
+    ok(
+        &dir,
+        &mm(&["create", "t", "--group", &gid_s, "--mode", "0660"]),
+    );
+    ok(&dir, &mm(&["create", "u", "--mode", "0660"]));
+    ok(&dir, &mm(&["create", "v"]));
+    assert_eq!(
+        names(&dir, &["--scope", "global", "--namespace", "mm"]),
+        ["s", "t", "u", "v"]
+    );
+    assert_eq!(dir.shm_files(), ["global.mm"]);
 }

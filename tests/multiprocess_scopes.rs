@@ -1,7 +1,8 @@
 //! Multi-process tests, who shares what: a `Scope::Tree` semaphore is shared by the root's
 //! descendants only and removed with the tree, the `local` scope is one per user whatever the
-//! environment, processes racing to create one namespace end with one segment, and the permit of
-//! a SIGKILLed holder comes back to a blocked waiter and to a later process.
+//! environment, processes racing to create one namespace end with one file (its segment, which
+//! also carries its locks), and the permit of a SIGKILLed holder comes back to a blocked waiter
+//! and to a later process.
 //!
 //! Every child process re-executes this test binary (`current_exe`) running only the
 //! [`child_role`] test, with `SHMSEM_TEST_ROLE` naming what it does; that test returns at once
@@ -10,7 +11,7 @@
 //! parallel threads of one process, and `SHMSEM_DIR` (like `SHMSEM_SELF`) is process-global.
 //! The one exception, [`local_scope_is_one_per_user_whatever_xdg_runtime_dir`], must run its
 //! children without `SHMSEM_DIR`, in the user's real directory: it uses a namespace no other run
-//! can name and deletes its files at the end.
+//! can name and deletes its file at the end.
 //!
 //! Children report to the parent on stdout with `@@mp KEY VALUE` lines (see `common`); times
 //! that are compared across processes are `CLOCK_MONOTONIC` nanoseconds.
@@ -235,11 +236,8 @@ fn tree_scope_is_shared_by_descendants_only_and_removed_with_the_tree() {
     let status = root.wait_exit(CHILD_TIMEOUT);
     assert!(status.success(), "root failed\n{}", root.transcript());
 
-    // The root is gone, its descendant lives: the tree's files stay.
-    let expected = vec![
-        format!("self.{published}.default"),
-        format!("self.{published}.default.lock"),
-    ];
+    // The root is gone, its descendant lives: the tree's file stays (one file: the segment).
+    let expected = vec![format!("self.{published}.default")];
     assert_eq!(self_files(&dir), expected, "while the tree's child lives");
 
     // A process the harness starts is in no tree: it does not see the semaphore.
@@ -256,10 +254,10 @@ fn tree_scope_is_shared_by_descendants_only_and_removed_with_the_tree() {
         "its own tree, its own semaphore"
     );
     assert_eq!(u.req("unrelated_value"), "0");
-    // Its own tree's files went with it; its sweep left the live tree's alone.
+    // Its own tree's file went with it; its sweep left the live tree's alone.
     assert_eq!(self_files(&dir), expected, "after the unrelated process");
 
-    // End the tree: its last process exits, and the files go.
+    // End the tree: its last process exits, and the file goes.
     dir.signal("tree-end");
     root.wait_output_closed(CHILD_TIMEOUT);
     let r = root.reports();
@@ -275,7 +273,7 @@ fn tree_scope_is_shared_by_descendants_only_and_removed_with_the_tree() {
     assert_eq!(
         self_files(&dir),
         Vec::<String>::new(),
-        "the tree (root {root_pid}, child {gc_pid}) has exited but its files remain"
+        "the tree (root {root_pid}, child {gc_pid}) has exited but its file remains"
     );
     assert_eq!(
         dir.shm_files(),
@@ -284,8 +282,8 @@ fn tree_scope_is_shared_by_descendants_only_and_removed_with_the_tree() {
     );
 }
 
-/// Requirement 7: processes racing to create one namespace end with one segment, which they all
-/// use.
+/// Requirement 7: processes racing to create one namespace end with one file, the segment, which
+/// they all use.
 #[test]
 fn racing_creators_end_with_one_segment() {
     let rounds: u32 = std::env::var("MP_RACE_ROUNDS")
@@ -334,14 +332,13 @@ fn racing_creators_end_with_one_segment() {
         let segment = format!("local.{ns}");
         assert_eq!(
             files,
-            vec![segment.clone(), format!("{segment}.lock")],
-            "round {round}: one segment and its lock file, nothing else"
+            vec![segment.clone()],
+            "round {round}: one segment, nothing else"
         );
         let len = std::fs::metadata(dir.shm.join(&segment)).unwrap().len();
         assert_eq!(len, shmsem::internals::layout::SEGMENT_SIZE as u64);
         // Keep the disk use of the test small.
         std::fs::remove_file(dir.shm.join(&segment)).unwrap();
-        std::fs::remove_file(dir.shm.join(format!("{segment}.lock"))).unwrap();
     }
     eprintln!(
         "{rounds} creation races in {:?}; creator of the second semaphore: racer 0 {} times, \
@@ -430,8 +427,7 @@ impl Drop for RemoveFiles {
 /// `WouldBlock`.
 ///
 /// Without `SHMSEM_DIR` the children use the user's real per-user directory, so the namespace
-/// is unique to this run (pid and a nanosecond stamp) and its two files there are deleted at the
-/// end; a stand-in `XDG_RUNTIME_DIR` in the test's own directory keeps anything an old build
+/// is unique to this run (pid and a nanosecond stamp) and its file there is deleted at the end; a stand-in `XDG_RUNTIME_DIR` in the test's own directory keeps anything an old build
 /// would put there out of the user's real one.
 #[test]
 fn local_scope_is_one_per_user_whatever_xdg_runtime_dir() {
@@ -446,10 +442,7 @@ fn local_scope_is_one_per_user_whatever_xdg_runtime_dir() {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     let user_dir = PathBuf::from(format!("/dev/shm/shmsem.user.{uid}"));
-    let _cleanup = RemoveFiles(vec![
-        user_dir.join(format!("local.{ns}")),
-        user_dir.join(format!("local.{ns}.lock")),
-    ]);
+    let _cleanup = RemoveFiles(vec![user_dir.join(format!("local.{ns}"))]);
 
     let mut h = Spawn::new(&dir, "local_hold")
         .label("holder with XDG_RUNTIME_DIR")

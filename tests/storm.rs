@@ -16,14 +16,17 @@
 //!
 //! A killed worker's weight stays in the word until the test takes it out, and that must happen
 //! before the engine can hand the weight to anyone else, or a correct engine would raise false
-//! alarms. The engine decides death by the OFD lock a process holds on its slot's byte of the
-//! namespace's lock file (SPEC §5.3). Each worker reports the number of its descriptor of that
-//! file; before killing worker *i* the test copies that descriptor into itself with
-//! `pidfd_open` + `pidfd_getfd`. OFD locks belong to the open file description, which the copy
-//! keeps open, so to the engine worker *i* stays alive after SIGKILL: its weight stays granted,
-//! nothing reclaims it. The test then reaps the corpse (`waitpid`), takes exactly its
-//! contribution out of the word, and only then closes the copy, which drops the lock and lets
-//! the engine reclaim.
+//! alarms. The engine decides death by the OFD lock a process holds on its slot's byte
+//! (`1 + slot`) of the namespace's one file, the segment (SPEC §5.3). A worker has the segment
+//! open twice: the descriptor its mapping was made from, and its own open file description that
+//! carries its locks (made by reopening the first through `/proc/self/fd`). Each worker reports
+//! the number of the second, the one whose `/proc/self/fdinfo` lists an OFD lock; before killing
+//! worker *i* the test copies that descriptor into itself with `pidfd_open` + `pidfd_getfd` and
+//! checks that the copy is of the segment and carries a slot byte's lock. OFD locks belong to
+//! the open file description, which the copy keeps open, so to the engine worker *i* stays alive
+//! after SIGKILL: its weight stays granted, nothing reclaims it. The test then reaps the corpse
+//! (`waitpid`), takes exactly its contribution out of the word, and only then closes the copy,
+//! which drops the lock and lets the engine reclaim.
 //!
 //! ## Exact contribution
 //!
@@ -55,7 +58,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shmsem::{Error, Semaphore};
+use shmsem::{Error, Semaphore, internals::layout::MAX_PROCESSES};
 
 /// The environment variable naming a child's role; absent in the harness itself.
 const ROLE_ENV: &str = "SHMSEM_STORM_ROLE";
@@ -203,33 +206,84 @@ impl Rng {
     }
 }
 
-/// This process's descriptor of the namespace's lock file: the only open `*.lock` file in
-/// `SHMSEM_DIR`.
-fn lock_fd() -> i32 {
+/// Locked byte ranges: `(start, end)`, inclusive, `None` for an end at EOF.
+type Locks = Vec<(u64, Option<u64>)>;
+
+/// The OFD locks that the open file description behind a descriptor holds, as its `fdinfo`
+/// (`/proc/PID/fdinfo/FD`) lists them. `fdinfo` shows a lock only on the description that owns
+/// it, through any descriptor of it.
+fn ofd_locks(fdinfo: &Path) -> Locks {
+    let text =
+        fs::read_to_string(fdinfo).unwrap_or_else(|e| panic!("reading {}: {e}", fdinfo.display()));
+    text.lines()
+        .filter(|l| l.starts_with("lock:") && l.contains("OFDLCK"))
+        .map(|l| {
+            // "lock:\t1: OFDLCK ADVISORY  WRITE -1 00:1b:174 1 1"
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let start = f.get(7).and_then(|s| s.parse().ok());
+            let end = f.get(8).map(|e| e.parse().ok());
+            match (start, end) {
+                (Some(start), Some(end)) => (start, end),
+                _ => panic!("an fdinfo lock line not understood: {l:?}"),
+            }
+        })
+        .collect()
+}
+
+/// Whether `locks` is exactly one process slot's liveness lock: one byte in
+/// `1..=MAX_PROCESSES` (byte 0 is the table lock, held only for moments).
+fn is_one_slot_lock(locks: &[(u64, Option<u64>)]) -> bool {
+    matches!(locks, [(start, Some(end))]
+        if start == end && (1..=u64::from(MAX_PROCESSES)).contains(start))
+}
+
+/// The namespace's segment, canonical: the path `/proc/*/fd` links name.
+fn segment_path() -> PathBuf {
     let dir = PathBuf::from(std::env::var_os(shmsem::DIR_ENV).expect("SHMSEM_DIR"));
-    let dir = fs::canonicalize(&dir).expect("canonical SHMSEM_DIR");
-    let mut found = Vec::new();
+    fs::canonicalize(&dir)
+        .expect("canonical SHMSEM_DIR")
+        .join(format!("local.{}", shmsem::DEFAULT_NAMESPACE))
+}
+
+/// This process's descriptor that carries its slot's liveness lock. Of the namespace's one file,
+/// the segment, a process has exactly two descriptors open: the one its mapping was made from,
+/// and its own open file description for its locks. Exactly the second holds an OFD lock, on
+/// one byte `1 + slot`.
+fn liveness_fd() -> i32 {
+    let segment = segment_path();
+    let mut on_segment = Vec::new();
     for entry in fs::read_dir("/proc/self/fd").expect("listing /proc/self/fd") {
         let Ok(entry) = entry else { continue };
         let Ok(target) = fs::read_link(entry.path()) else {
             continue;
         };
-        if target.starts_with(&dir) && target.to_string_lossy().ends_with(".lock") {
+        if target == segment {
             let fd: i32 = entry
                 .file_name()
                 .to_string_lossy()
                 .parse()
                 .expect("fd number");
-            found.push(fd);
+            on_segment.push(fd);
         }
     }
     assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one open lock file in {}, found descriptors {found:?}",
-        dir.display()
+        on_segment.len(),
+        2,
+        "expected the segment {} open twice (its mapping's descriptor and the lock \
+         description), found descriptors {on_segment:?}",
+        segment.display()
     );
-    found[0]
+    let locking: Vec<(i32, Locks)> = on_segment
+        .iter()
+        .map(|&fd| (fd, ofd_locks(Path::new(&format!("/proc/self/fdinfo/{fd}")))))
+        .filter(|(_, locks)| !locks.is_empty())
+        .collect();
+    assert!(
+        matches!(&locking[..], [(_, locks)] if is_one_slot_lock(locks)),
+        "expected exactly one descriptor of the segment to carry locks, one slot byte's; \
+         found (descriptor, locks) {locking:?} among {on_segment:?}"
+    );
+    locking[0].0
 }
 
 fn role_worker() {
@@ -242,7 +296,7 @@ fn role_worker() {
     ));
     let sem = open();
     // Register before reporting the descriptor: the slot's lock is taken at open.
-    report("fd", lock_fd());
+    report("fd", liveness_fd());
     let mut rng = Rng::seeded();
     let bit = presence(i);
     while w.get(Witness::STOP) == 0 {
@@ -437,7 +491,7 @@ impl Drop for Kid {
 /// A worker slot of the controller.
 struct Slot {
     kid: Kid,
-    /// Its lock file descriptor number, once reported.
+    /// The number of its descriptor that carries its liveness lock, once reported.
     fd: Option<i32>,
 }
 
@@ -487,9 +541,9 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
     let dir = TempDir::new("storm");
     Witness::create(&dir.witness());
     let w = Witness::open(&dir.witness());
-    let lock_path = fs::canonicalize(dir.shm())
+    let segment = fs::canonicalize(dir.shm())
         .expect("canonical SHMSEM_DIR")
-        .join(format!("local.{}.lock", shmsem::DEFAULT_NAMESPACE));
+        .join(format!("local.{}", shmsem::DEFAULT_NAMESPACE));
     let started = Instant::now();
 
     let mut slots: Vec<Slot> = (0..WORKERS).map(|i| spawn_worker(&dir, i)).collect();
@@ -539,12 +593,25 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
         let pid = slots[i].kid.pid();
         let fd = slots[i].fd.expect("ready");
 
-        // Keep the worker alive to the engine: our copy of its lock file description.
+        // Keep the worker alive to the engine: our copy of its lock description.
         let keep_alive = steal_fd(pid, fd);
         assert_eq!(
             fd_path(&keep_alive),
-            lock_path,
-            "worker {i}'s descriptor {fd} is not the namespace lock file"
+            segment,
+            "worker {i}'s descriptor {fd} is not of the namespace's segment"
+        );
+        let locks = ofd_locks(Path::new(&format!(
+            "/proc/self/fdinfo/{}",
+            keep_alive.as_raw_fd()
+        )));
+        // (Besides its own slot's byte, the worker may hold another for a moment, reclaiming
+        // a dead process, and the kernel may show adjacent bytes as one range.)
+        assert!(
+            locks
+                .iter()
+                .any(|&(start, end)| start <= u64::from(MAX_PROCESSES)
+                    && end.is_none_or(|end| end >= 1)),
+            "our copy of worker {i}'s descriptor {fd} carries no slot byte's lock: {locks:?}"
         );
         // SIGKILL and reap the corpse.
         slots[i].kid.child.kill().expect("SIGKILL");

@@ -179,6 +179,9 @@ pub struct Spawn<'a> {
     /// Environment changes after the defaults, in order: set (`Some`) or remove (`None`).
     env: Vec<(String, Option<String>)>,
     stdin: bool,
+    /// Run the child as this uid and gid (needs root), from a copy of this test binary that
+    /// any user may execute.
+    user: Option<(u32, u32)>,
 }
 
 impl<'a> Spawn<'a> {
@@ -190,7 +193,16 @@ impl<'a> Spawn<'a> {
             args: Vec::new(),
             env: Vec::new(),
             stdin: false,
+            user: None,
         }
+    }
+
+    /// Run the child as `uid` and `gid` (only root may), from a copy of this test binary in the
+    /// test's directory (made 0755, like the test's directories), so that nothing but the files
+    /// under test stands in that user's way.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Self {
@@ -222,8 +234,26 @@ impl<'a> Spawn<'a> {
     }
 
     pub fn spawn(self) -> Kid {
-        let exe = std::env::current_exe().expect("current_exe");
+        let mut exe = std::env::current_exe().expect("current_exe");
+        if self.user.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            let copy = self.dir.root.join("test-binary");
+            if !copy.exists() {
+                fs::copy(&exe, &copy).expect("copying the test binary");
+                fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
+                // Whatever the umask: the child must reach SHMSEM_DIR and its work directory
+                // (and can write neither, unless a test says so).
+                for d in [&self.dir.root, &self.dir.shm, &self.dir.work] {
+                    fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+                }
+            }
+            exe = copy;
+        }
         let mut cmd = Command::new(exe);
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
         cmd.args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
             .env(ROLE_ENV, &self.role)
             .env(shmsem::DIR_ENV, &self.dir.shm)
