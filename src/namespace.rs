@@ -118,6 +118,8 @@ impl Namespace {
     /// The namespace at `loc`, mapped once per process, created if `creation` is given.
     pub fn open(loc: Location, creation: Option<Creation>) -> Result<Option<Arc<Namespace>>> {
         sys::install_fork_hook();
+        // A forked child starts with no fast-path entry: it holds nothing of its parent's.
+        sys::on_fork_child(crate::semaphore::forget_fast_path);
         let mut registry = lock(&REGISTRY);
         let map = registry.get_or_insert_with(HashMap::new);
         if let Some(ns) = map.get(&loc.segment) {
@@ -279,6 +281,8 @@ impl Namespace {
             })
             .map(|(&key, _)| key)
             .collect();
+        // This thread's fast-path entry may name one of them.
+        crate::semaphore::forget_fast_path();
         for key in &idle {
             if let Some(index) = inner.records.remove(key) {
                 holders::free_record(ctx, index);
@@ -297,6 +301,8 @@ impl Namespace {
             && r.holding.load(Relaxed) == 0
             && let Ok(ctx) = self.ctx()
         {
+            // This thread's fast-path entry may name it.
+            crate::semaphore::forget_fast_path();
             holders::free_record(ctx, index);
         }
     }
@@ -392,9 +398,9 @@ impl Namespace {
         f: impl FnOnce(Ctx<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         let ctx = self.ctx()?;
-        let offset = holders::lock_offset(slot);
+        // `lock_slot` also keeps this process's other threads (a reclaimer) off the slot.
         loop {
-            if sys::try_lock_byte(ctx.fd, offset).map_err(|e| Error::io("locking a holder", e))? {
+            if holders::lock_slot(ctx, slot)? {
                 break;
             }
             if deadline.is_some_and(|d| Monotonic::now() >= d) {
@@ -405,7 +411,7 @@ impl Namespace {
         lock(&self.acting).push(slot);
         let out = f(ctx);
         lock(&self.acting).retain(|&s| s != slot);
-        let _ = sys::unlock_byte(ctx.fd, offset);
+        holders::unlock_slot(ctx, slot);
         out.map(Some)
     }
 

@@ -1,7 +1,7 @@
 //! `ps`: what one process holds or waits for, in every scope this process can see.
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     holders,
     namespace::Namespace,
     scope::{Location, Scope},
@@ -46,7 +46,9 @@ pub struct Activity {
 /// can open, sorted by scope, namespace and name. What cannot be read as a namespace is
 /// skipped: files it may not open, files that are not segments of this version (for example
 /// the `.lock` files an older layout left beside its segments, or a directory another user made
-/// under a namespace's name), so that nobody can break everyone's `ps` by planting a file.
+/// under a namespace's name), and namespaces that cannot take this process in (a full process
+/// table, a lock held past its patience), so that nobody can break everyone's `ps` from a
+/// namespace of their own.
 ///
 /// # Examples
 ///
@@ -66,14 +68,9 @@ pub fn ps(pid: u32) -> Result<Vec<Activity>> {
         let (scope, namespace) = (loc.scope, loc.namespace.clone());
         let ns = match Namespace::open(loc, None) {
             Ok(Some(ns)) => ns,
-            Ok(None)
-            | Err(
-                Error::PermissionDenied { .. }
-                | Error::Corrupt { .. }
-                | Error::Incompatible { .. }
-                | Error::Io { .. },
-            ) => continue,
-            Err(e) => return Err(e),
+            // Whatever one namespace does (refused, not a segment, full, locked by its users),
+            // it says nothing about the others.
+            Ok(None) | Err(_) => continue,
         };
         for (found, (held, waiting)) in holders::activity_of(&ns.seg, pid) {
             let Some(name) = ns.seg.sem(found.index).and_then(table::name_of) else {

@@ -77,6 +77,57 @@ pub const fn lock_offset(slot: u32) -> u64 {
     1 + slot as u64
 }
 
+/// Slot lock bytes this process holds now, as (mapping, fork epoch, slot).
+///
+/// OFD locks exclude open file descriptions, not threads: two threads of one process locking a
+/// slot's byte through the same description both succeed, and either one's unlock drops the
+/// other's lock. So every lock of a slot byte in this process also claims the slot here, and a
+/// slot claimed by one thread (a reclaimer, or a thread acting for an external holder) is busy
+/// for the others, as another process's lock would be.
+static HELD_HERE: std::sync::Mutex<Vec<(usize, u32, u32)>> = std::sync::Mutex::new(Vec::new());
+
+fn held_key(ctx: Ctx<'_>, slot: u32) -> (usize, u32, u32) {
+    let mapping = std::ptr::from_ref(ctx.seg.header()) as usize;
+    (mapping, sys::FORK_EPOCH.load(Relaxed), slot)
+}
+
+fn held_here() -> std::sync::MutexGuard<'static, Vec<(usize, u32, u32)>> {
+    HELD_HERE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Take slot `slot`'s lock byte without waiting: `false` if another process, or another thread
+/// of this one, holds it.
+pub fn lock_slot(ctx: Ctx<'_>, slot: u32) -> Result<bool> {
+    let key = held_key(ctx, slot);
+    let mut held = held_here();
+    if held.contains(&key) {
+        return Ok(false);
+    }
+    if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
+        .map_err(|e| Error::io("locking a process slot", e))?
+    {
+        return Ok(false);
+    }
+    held.push(key);
+    Ok(true)
+}
+
+/// Drop slot `slot`'s lock byte, taken with [`lock_slot`].
+pub fn unlock_slot(ctx: Ctx<'_>, slot: u32) {
+    let key = held_key(ctx, slot);
+    let mut held = held_here();
+    let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+    held.retain(|&k| k != key);
+}
+
+/// Whether a thread of this process holds slot `slot`'s lock byte (which a lock test through
+/// this process's own description cannot see).
+pub fn locked_here(ctx: Ctx<'_>, slot: u32) -> bool {
+    held_here().contains(&held_key(ctx, slot))
+}
+
 #[inline]
 const fn kind(state: u32) -> u32 {
     state & 0xFF
@@ -157,9 +208,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         if kind(st) == EXTERNAL {
             continue; // external slots are found and freed by the reclaimer, not taken here
         }
-        if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
-            .map_err(|e| Error::io("locking a process slot", e))?
-        {
+        if !lock_slot(ctx, slot)? {
             continue; // a live process has it
         }
         failpoint::hit("register:locked");
@@ -167,7 +216,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         // since a process making an external slot (which also takes the byte to write it) may
         // have taken it between our first look and the lock.
         if kind(s.state.load(Acquire)) == EXTERNAL {
-            let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+            unlock_slot(ctx, slot);
             continue;
         }
         // A slot still marked ENGINE belonged to a process that died: give back what it held
@@ -176,7 +225,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
             reclaim_locked(Ctx { me: None, ..ctx }, &[slot], stuck_words(ctx, &[slot]))?;
             if kind(s.state.load(Acquire)) != FREE {
                 // Not all of it could be recounted yet: leave the slot to a later reclaim.
-                let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+                unlock_slot(ctx, slot);
                 continue;
             }
         }
@@ -232,9 +281,7 @@ pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         let Some(s) = ctx.seg.proc_slot(slot) else {
             continue;
         };
-        if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
-            .map_err(|e| Error::io("locking a process slot", e))?
-        {
+        if !lock_slot(ctx, slot)? {
             continue; // an engine process is registering there
         }
         let st = s.state.load(Acquire);
@@ -244,7 +291,7 @@ pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
             s.state.store(slot_state(generation, EXTERNAL), Release);
             (slot, generation)
         });
-        let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+        unlock_slot(ctx, slot);
         if let Some(found) = taken {
             return Ok(found);
         }
@@ -412,7 +459,16 @@ pub fn parties(seg: &Segment, found: Found) -> (Vec<Party>, Vec<Party>) {
         let pid = s.pid.load(Relaxed);
         let held = holding::held(r.holding.load(Relaxed));
         if held != 0 {
-            let since = r.since_ms.load(Relaxed);
+            // Acquirers read no clock: a holding not stamped yet is stamped by its first
+            // observer, with the time it was first seen.
+            let mut since = r.since_ms.load(Relaxed);
+            if since == 0 && held > 0 {
+                let now = sys::wall_ms().max(1);
+                since = match r.since_ms.compare_exchange(0, now, Relaxed, Relaxed) {
+                    Ok(_) => now,
+                    Err(stamped) => stamped,
+                };
+            }
             let p = holders.entry(pid).or_insert(Party {
                 pid,
                 weight: 0,

@@ -50,9 +50,7 @@ fn probe(ctx: Ctx<'_>, slot: u32) -> Result<Probe> {
         .seg
         .proc_slot(slot)
         .ok_or_else(|| Error::corrupt("slot out of bounds"))?;
-    if !sys::try_lock_byte(ctx.fd, lock_offset(slot))
-        .map_err(|e| Error::io("probing a process slot", e))?
-    {
+    if !super::lock_slot(ctx, slot)? {
         return Ok(Probe::Operated);
     }
     let st = s.state.load(Acquire);
@@ -95,10 +93,10 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
                 if !super::free_if_empty(ctx, slot) {
                     abandoned.extend(abandoned_records(ctx, slot));
                 }
-                let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+                super::unlock_slot(ctx, slot);
             }
             Probe::Free => {
-                let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+                super::unlock_slot(ctx, slot);
             }
         }
     }
@@ -109,7 +107,7 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
     }
     let out = reclaim_locked(ctx, &dead, stuck);
     for &slot in &dead {
-        let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+        super::unlock_slot(ctx, slot);
     }
     out
 }
@@ -189,7 +187,7 @@ pub(super) fn reclaim_locked(
     }
     for slot in extra_locks {
         if Some(slot) != ctx.me {
-            let _ = sys::unlock_byte(ctx.fd, lock_offset(slot));
+            super::unlock_slot(ctx, slot);
         }
     }
     result.map(|()| {
@@ -280,6 +278,7 @@ fn recount_one(
             let other = ((cur >> 32) as u32).wrapping_sub(1);
             let other_dead = dead.contains(&other)
                 || (other < MAX_PROCESSES
+                    && !super::locked_here(ctx, other)
                     && !sys::byte_locked(ctx.fd, lock_offset(other)).unwrap_or(true));
             if !other_dead {
                 return Ok(None); // a live reclaimer is on it: try again later

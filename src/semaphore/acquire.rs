@@ -6,7 +6,7 @@ use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 
 use super::{
     BOUNDED_SLEEP, FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight,
-    frozen_pause, note_since,
+    fast, frozen_pause, note_since,
     protocol::{Lane, Refused},
     weight_error, word,
 };
@@ -37,18 +37,45 @@ pub(super) enum Attempt {
 }
 
 impl Semaphore {
-    /// Take `weight` through this thread's lane; returns the record taken from, its incarnation,
-    /// and where the holding is recorded.
+    /// Take `weight` through this thread's lane; returns the life taken from (packed as in
+    /// [`super::pack`]) and the fork epoch it was taken in.
+    ///
+    /// The fast path: this thread's entry (see `fast`) names the two words to change, and one
+    /// compare-exchange bracketed by the record's marks takes the weight. Anything else, the
+    /// first use on this thread included, goes through [`Self::take_cold`].
     #[inline]
-    pub(super) fn take(&self, weight: u32, until: Until) -> Result<(Found, u64, Held)> {
-        match current_lane() {
+    pub(super) fn take(&self, weight: u32, until: Until) -> Result<(u64, u32)> {
+        let packed = self.inner.found.load(Relaxed);
+        if let Some((rec, h, epoch)) = fast::get(self.inner.serial, packed) {
+            let capacity = rec.capacity.load(Relaxed);
+            // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
+            if weight.wrapping_sub(1) < capacity {
+                let lane = Lane {
+                    word: &rec.word,
+                    holding: &h.holding,
+                };
+                let fair = fair_capacity(rec, capacity, 0);
+                if lane.try_take(packed as u16, weight, fair, false).is_ok() {
+                    note_since(h, weight);
+                    return Ok((packed, epoch));
+                }
+            }
+        }
+        self.take_cold(weight, until)
+    }
+
+    /// [`Self::take`] without the fast path: find this thread's lane and its record.
+    #[cold]
+    #[inline(never)]
+    fn take_cold(&self, weight: u32, until: Until) -> Result<(u64, u32)> {
+        let (found, life, _) = match current_lane() {
             Some(lane) => self.take_on(lane, weight, until),
             None => with_lane(|lane| self.take_on(lane, weight, until)),
-        }
+        }?;
+        Ok((super::pack(found, life), sys::FORK_EPOCH.load(Relaxed)))
     }
 
     /// One compare-exchange when the weight is free; everything else is [`Self::take_slow`].
-    #[inline]
     pub(super) fn take_on(
         &self,
         lane: u16,

@@ -235,6 +235,6 @@ impl Drop for FdPermit {
             }
         }
         holders::free_slot(self.ctx(), self.slot);
-        let _ = sys::unlock_byte(self.file.as_fd(), holders::lock_offset(self.slot));
+        holders::unlock_slot(self.ctx(), self.slot);
     }
 }

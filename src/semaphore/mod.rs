@@ -9,6 +9,7 @@
 
 mod acquire;
 mod external;
+mod fast;
 mod fd_permit;
 mod info;
 mod options;
@@ -18,6 +19,7 @@ mod release;
 pub mod word;
 
 use self::acquire::{Contended, fair_capacity, reservation_token};
+pub(crate) use self::fast::clear as forget_fast_path;
 pub use self::{
     fd_permit::FdPermit,
     info::{Info, Kind, Owner},
@@ -87,6 +89,8 @@ pub struct Semaphore {
 
 /// What every clone of a handle shares.
 struct Inner {
+    /// Names this handle in the threads' fast-path entries (see `fast`); never reused.
+    serial: u64,
     ns: Arc<Namespace>,
     name: Box<str>,
     /// The record and its incarnation, `index << 50 | incarnation` (see [`pack`]). It changes
@@ -202,6 +206,7 @@ impl Semaphore {
         });
         Semaphore {
             inner: Arc::new(Inner {
+                serial: fast::serial(),
                 ns,
                 name: name.into(),
                 found: AtomicU64::new(pack(found, life)),
@@ -282,8 +287,16 @@ impl Semaphore {
     fn holder_slow(&self, lane: u16, found: Found, life: u64) -> Result<(&HolderRecord, Held)> {
         let (record, epoch) = self.inner.ns.record(lane, found)?;
         // After the claim (SeqCst): see the generation rule in `table`.
-        if !table::is_life(self.rec(found), life, &self.inner.name) {
+        let rec = self.rec(found);
+        if !table::is_life(rec, life, &self.inner.name) {
             return Err(self.removed());
+        }
+        // The thread's own lane (not the lane threads share under a lock) goes on the fast path.
+        if Some(lane) == crate::namespace::current_lane()
+            && lane != crate::namespace::SHARED_LANE
+            && let Some(h) = self.inner.ns.seg.holder(record)
+        {
+            fast::fill(self.inner.serial, pack(found, life), epoch, rec, h);
         }
         let held = Held::new(epoch, lane, record);
         let key = self
@@ -350,8 +363,8 @@ impl Semaphore {
     /// Take `weight` without a guard, waiting as long as it takes; give it back with
     /// [`exit`](Self::exit). Weight entered and never exited comes back when the process dies.
     pub fn enter(&self, weight: u32) -> Result<()> {
-        let (found, _, _) = self.take(weight, Until::Forever)?;
-        self.add_unguarded(weight, found.generation);
+        let (found, _) = self.take(weight, Until::Forever)?;
+        self.add_unguarded(weight, found as u16);
         Ok(())
     }
 
@@ -515,13 +528,15 @@ fn check_capacity(capacity: u32) -> Result<()> {
     Ok(())
 }
 
-/// Record when a holding began, if this acquire began it: to the second, which costs a third of
-/// a millisecond clock on the fast path.
+/// Mark the start of a holding, if this acquire began it, as not yet stamped: the acquirer
+/// reads no clock. Whoever first looks at the holding (`info`, `show`, `ps`) stamps it with the
+/// time it saw it (see `holders::parties`), so `since` is when a holding was first seen, at most
+/// that late.
 #[inline]
 fn note_since(h: &HolderRecord, weight: u32) {
     let held = holding::held(h.holding.load(Relaxed));
     if held > 0 && held <= weight as i64 {
-        h.since_ms.store(sys::wall_secs_as_ms(), Relaxed);
+        h.since_ms.store(0, Relaxed);
     }
 }
 
@@ -620,17 +635,6 @@ impl Held {
     fn is_current(self, lane: u16) -> bool {
         self.0 != Held::EMPTY
             && self.0 >> 32 == Held::new(sys::FORK_EPOCH.load(Relaxed), lane, 0).0 >> 32
-    }
-
-    /// Made in this process, by any lane.
-    #[inline]
-    fn is_this_process(self) -> bool {
-        self.0 >> 48 == (sys::FORK_EPOCH.load(Relaxed) & 0xFFFF) as u64
-    }
-
-    #[inline]
-    fn lane(self) -> u16 {
-        (self.0 >> 32) as u16
     }
 
     #[inline]

@@ -10,6 +10,7 @@ use crate::{
     scope::{DEFAULT_NAMESPACE, Scope, validate_name},
     segment::Creation,
     table::{self, DEFAULT_IDLE_MS, NewRecord},
+    wait::Monotonic,
 };
 
 /// How to open a semaphore: scope, namespace, and what to create it with if it does not exist.
@@ -39,6 +40,7 @@ pub struct Options {
     idle_ms: u32,
     mode: Option<u32>,
     group: Option<u32>,
+    lock_wait: Option<Duration>,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             idle_ms: DEFAULT_IDLE_MS,
             mode: None,
             group: None,
+            lock_wait: None,
         }
     }
 }
@@ -91,6 +94,27 @@ impl Options {
     /// per-user scopes, write bits for group and others are dropped.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode & 0o777);
+        self
+    }
+
+    /// How long [`open`](Self::open) may wait for the namespace's table lock while it creates
+    /// the semaphore (default 5 s). Another process holds it only for an instant unless it is
+    /// stopped or hostile; past this, `open` fails with [`Error::Busy`]. A caller with a deadline
+    /// of its own (as `shmsem run --timeout`) passes it here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-lw-{}", std::process::id()));
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use std::time::Duration;
+    /// let sem = shmsem::Semaphore::options()
+    ///     .lock_timeout(Duration::from_millis(500))
+    ///     .open("quick")?;
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn lock_timeout(mut self, wait: Duration) -> Self {
+        self.lock_wait = Some(wait);
         self
     }
 
@@ -200,8 +224,10 @@ impl Options {
         let (found, life) = match table::lookup_life(&ns.seg, name) {
             Some(f) => f,
             None => {
-                let (found, life, _) =
-                    ns.with_table_lock(|ctx| table::insert_life(ctx.seg, name, new))?;
+                let deadline = self.lock_wait.map(|d| Monotonic::now().after(d));
+                let (found, life, _) = ns.with_table_lock_until(deadline, |ctx| {
+                    table::insert_life(ctx.seg, name, new)
+                })?;
                 (found, life)
             }
         };

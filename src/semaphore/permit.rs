@@ -1,48 +1,36 @@
 //! The guard that holds weight until dropped.
 
-use std::{fmt, sync::atomic::Ordering::Relaxed};
+use std::fmt;
 
-use super::{Held, Semaphore};
-use crate::{namespace::current_lane, table::Found};
+use super::{Semaphore, fast, unpack};
+use crate::sys;
 
 /// Weight held until dropped.
 ///
 /// Dropping it gives the weight back and wakes waiters. In a child created by `fork`, dropping
 /// the parent's permit does nothing: the weight belongs to the parent.
+///
+/// Three words: the handle, the life of the semaphore the weight was taken from (record index
+/// and incarnation, packed), and the weight with the fork epoch it was taken in. Dropping it on
+/// the thread that acquired it goes straight to that thread's holder record (see `fast`).
 #[must_use = "the weight is given back as soon as the permit is dropped"]
 pub struct Permit<'a> {
     sem: &'a Semaphore,
+    /// The life taken from, packed as in `super::pack`.
+    found: u64,
     weight: u32,
-    /// The record the weight was taken from, and its incarnation.
-    found: Found,
-    life: u64,
-    /// Where the holding is recorded...
-    held: Held,
-    /// ... and that record's key then. A record that gave its weight back through another
-    /// thread's permit may since have been freed and reused; the drop checks the key first.
-    key: u64,
+    /// The fork epoch it was taken in.
+    epoch: u32,
 }
 
 impl<'a> Permit<'a> {
     #[inline]
-    pub(super) fn new(
-        sem: &'a Semaphore,
-        weight: u32,
-        (found, life, held): (Found, u64, Held),
-    ) -> Permit<'a> {
-        let key = sem
-            .inner
-            .ns
-            .seg
-            .holder(held.record())
-            .map_or(0, |h| h.key.load(Relaxed));
+    pub(super) fn new(sem: &'a Semaphore, weight: u32, (found, epoch): (u64, u32)) -> Permit<'a> {
         Permit {
             sem,
-            weight,
             found,
-            life,
-            held,
-            key,
+            weight,
+            epoch,
         }
     }
 
@@ -54,8 +42,22 @@ impl<'a> Permit<'a> {
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
     /// [`Semaphore::exit`].
     pub fn forget(self) {
-        self.sem.add_unguarded(self.weight, self.found.generation);
+        self.sem
+            .add_unguarded(self.weight, unpack(self.found).0.generation);
         std::mem::forget(self);
+    }
+
+    /// Give back through another thread's lane, or do nothing in a forked child.
+    #[cold]
+    #[inline(never)]
+    fn drop_slow(&mut self) {
+        if self.epoch != sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
+            return; // a forked child: the parent holds this weight
+        }
+        let (found, life) = unpack(self.found);
+        // An error here means the segment was corrupted under us; a destructor cannot report it,
+        // and the weight comes back when this process exits.
+        let _ = self.sem.give(found, life, self.weight);
     }
 }
 
@@ -71,23 +73,14 @@ impl fmt::Debug for Permit<'_> {
 impl Drop for Permit<'_> {
     #[inline]
     fn drop(&mut self) {
-        if !self.held.is_this_process() {
-            return; // a forked child: the parent holds this weight
-        }
-        let sem = self.sem;
-        // An error here means the segment was corrupted under us; a destructor cannot report it,
-        // and the weight comes back when this process exits.
-        let _ = match (current_lane(), sem.inner.ns.seg.holder(self.held.record())) {
-            // The acquiring thread: its own record, no lookup. While the permit's weight is held,
-            // some record of this process names its generation, so the generation is this
-            // permit's incarnation (see `table`).
-            (Some(lane), Some(h))
-                if lane == self.held.lane() && h.key.load(Relaxed) == self.key =>
-            {
-                sem.give_on(self.found, h, self.weight)
+        // This thread's own record for the life the weight was taken from: no lookup. While the
+        // weight is held, some record of this process names its generation, so the generation
+        // is this permit's life (see `table`).
+        match fast::get(self.sem.inner.serial, self.found) {
+            Some((rec, h, _)) => {
+                let _ = self.sem.give_rec(rec, self.found as u16, h, self.weight);
             }
-            // Another thread: give back through that thread's lane.
-            _ => sem.give(self.found, self.life, self.weight),
-        };
+            None => self.drop_slow(),
+        }
     }
 }

@@ -11,7 +11,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     namespace::with_lane,
-    segment::layout::{HolderRecord, USED},
+    segment::layout::{HolderRecord, SemRecord, USED},
     table::Found,
     wait::{self, Monotonic},
 };
@@ -30,29 +30,61 @@ impl Semaphore {
     /// Give back `count` on `found` through holder record `h`, which this thread operates.
     #[inline]
     pub(super) fn give_on(&self, found: Found, h: &HolderRecord, count: u32) -> Result<()> {
-        let rec = self.rec(found);
-        let lane_view = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
+        self.give_rec(self.rec(found), found.generation, h, count)
+    }
+
+    /// Give back `count` on semaphore record `rec` of generation `generation` through holder
+    /// record `h`: one compare-exchange, and a wake only when someone waits.
+    #[inline]
+    pub(super) fn give_rec(
+        &self,
+        rec: &SemRecord,
+        generation: u16,
+        h: &HolderRecord,
+        count: u32,
+    ) -> Result<()> {
         // Mark the semaphore used, before the Release compare-exchange, so that a sweeper that
         // sees the value at zero also sees the mark and restarts the idle period (see
         // `table::sweep_idle`). A plain store, no clock; skipped when already marked.
         if rec.last_used_ms.load(Relaxed) != USED {
             rec.last_used_ms.store(USED, Relaxed);
         }
+        let lane = Lane {
+            word: &rec.word,
+            holding: &h.holding,
+        };
+        match lane.give(generation, count) {
+            Ok(before) => {
+                match word::wake_count(before, count) {
+                    Wake::None => {}
+                    Wake::Some(n) => wait::wake(&rec.word, n),
+                    Wake::All => wait::wake(&rec.word, u32::MAX),
+                }
+                Ok(())
+            }
+            Err(refused) => self.give_refused(rec, generation, h, count, refused),
+        }
+    }
+
+    /// The release was refused: wait out a recount, or settle a removal.
+    #[cold]
+    #[inline(never)]
+    fn give_refused(
+        &self,
+        rec: &SemRecord,
+        generation: u16,
+        h: &HolderRecord,
+        count: u32,
+        mut refused: Refused,
+    ) -> Result<()> {
+        let lane = Lane {
+            word: &rec.word,
+            holding: &h.holding,
+        };
         let mut frozen_since = None;
         loop {
-            match lane_view.give(found.generation, count) {
-                Ok(before) => {
-                    match word::wake_count(before, count) {
-                        Wake::None => {}
-                        Wake::Some(n) => wait::wake(&rec.word, n),
-                        Wake::All => wait::wake(&rec.word, u32::MAX),
-                    }
-                    return Ok(());
-                }
-                Err(Refused::Frozen(_)) => {
+            match refused {
+                Refused::Frozen(_) => {
                     // A recount is running. If its recounter died, this release is what notices:
                     // reclaiming takes the recount over (see `holders::reclaim`). Bounded: a
                     // recounter that stays stopped longer than this leaves the weight held, as
@@ -68,21 +100,32 @@ impl Semaphore {
                     frozen_pause();
                     self.inner.ns.reclaim_every(BOUNDED_SLEEP);
                 }
-                Err(Refused::Contended) => return Err(self.contended()),
-                Err(Refused::Removed) => {
+                Refused::Contended => return Err(self.contended()),
+                Refused::Removed => {
                     // The semaphore is gone; there is nothing to give back to.
                     let bits = h.holding.load(Relaxed);
                     let held = holding::held(bits).wrapping_sub(count as i64);
                     h.holding.store(holding::with_held(bits, held), Relaxed);
                     return Ok(());
                 }
-                Err(Refused::Underflow(w)) | Err(Refused::Full(w)) => {
+                Refused::Underflow(w) | Refused::Full(w) => {
                     return Err(Error::corrupt(format!(
                         "semaphore {:?} has value {} but {count} is being released",
                         self.inner.name,
                         word::value(w)
                     )));
                 }
+            }
+            match lane.give(generation, count) {
+                Ok(before) => {
+                    match word::wake_count(before, count) {
+                        Wake::None => {}
+                        Wake::Some(n) => wait::wake(&rec.word, n),
+                        Wake::All => wait::wake(&rec.word, u32::MAX),
+                    }
+                    return Ok(());
+                }
+                Err(r) => refused = r,
             }
         }
     }

@@ -254,15 +254,6 @@ pub fn wall_ms() -> u64 {
     (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
 }
 
-/// Wall-clock seconds since the Unix epoch, as milliseconds: `time(2)`, a third of the cost of
-/// even the coarse clock, for the acquire fast path.
-#[inline]
-pub fn wall_secs_as_ms() -> u64 {
-    // SAFETY: time(2) with a null pointer only returns the time.
-    let secs = unsafe { libc::time(std::ptr::null_mut()) };
-    (secs.max(0) as u64).saturating_mul(1000)
-}
-
 // ===== fork =====
 
 /// Bumped in the child after every `fork`. Code that caches per-process state (a registered
@@ -295,6 +286,23 @@ extern "C" fn after_fork_in_child() {
         }
     }
     FORK_EPOCH.fetch_add(1, Relaxed);
+    let hook = FORK_CHILD_HOOK.load(Relaxed);
+    if !hook.is_null() {
+        // SAFETY: only ever set from a `fn()` by `on_fork_child`; the hook is documented to be
+        // async-signal-safe.
+        let hook: fn() = unsafe { std::mem::transmute::<*mut (), fn()>(hook) };
+        hook();
+    }
+}
+
+/// What a forked child runs after closing its copies of the liveness descriptors.
+static FORK_CHILD_HOOK: std::sync::atomic::AtomicPtr<()> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Run `hook` in every child of a fork, in the forking thread, right after the fork. It must be
+/// async-signal-safe (no allocation, no locks).
+pub fn on_fork_child(hook: fn()) {
+    FORK_CHILD_HOOK.store(hook as *mut (), Relaxed);
 }
 
 /// Install the fork hook once per process.

@@ -40,3 +40,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
     .map(|()| 0)
 }
+
+/// `opts` waiting for the namespace's locks no longer than `--timeout MS`, when given.
+pub fn with_lock_timeout(opts: shmsem::Options, timeout_ms: Option<u64>) -> shmsem::Options {
+    match timeout_ms {
+        Some(ms) => opts.lock_timeout(std::time::Duration::from_millis(ms)),
+        None => opts,
+    }
+}

@@ -13,6 +13,7 @@ use std::{
 use anyhow::Context;
 use shmsem::{FdPermit, Options};
 
+use super::with_lock_timeout;
 use crate::{cli::RunArgs, signals};
 
 /// Exit status when the command exists but cannot be run (as `env` and `timeout` use).
@@ -30,7 +31,7 @@ const NOT_FOUND: u8 = 127;
 /// process that inherited the description from it, has exited (or closed it).
 pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
     let take = args.take;
-    let sem = opts.capacity(take.capacity).open(&take.name)?;
+    let sem = with_lock_timeout(opts.capacity(take.capacity), take.timeout).open(&take.name)?;
     let timeout = take.timeout.map(Duration::from_millis);
     let permit = sem.acquire_fd(take.weight, timeout)?;
     signals::install().context("installing the signal handlers")?;
