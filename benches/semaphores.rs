@@ -1,16 +1,22 @@
 //! Criterion benchmarks of SPEC §6: one group per scenario id, each with shmsem and its kernel
 //! peers (POSIX named semaphores, SysV semaphores with `SEM_UNDO`) side by side, so that
-//! criterion's report compares them. `shmsem bench` runs the same scenarios without criterion
-//! and prints them as one table with the targets.
+//! criterion's report compares them, and keeps their history. `shmsem bench` runs the same
+//! scenarios without criterion and prints them as one table with the targets, with what
+//! criterion cannot give: instruction counts, per-pair ratios with their intervals, the A/A
+//! control, and `idle100` (CPU time of idle waiters: no operation to time).
 //!
-//! Multi-process scenarios (`pingpong`, `contended4`, `reclaim`) use `iter_custom` with helper
-//! processes: this bench binary started again with `SHMSEM_BENCH_ROLE` set, which `main` checks
-//! before criterion starts. The kernel peers, the helper roles and the process handling are the
-//! CLI's own files, included with `#[path]`.
+//! As in `shmsem bench`, this process is pinned to one CPU (the highest allowed); ping-pong
+//! helpers run on the same CPU (`pingpong_same_cpu`) or another (`pingpong_cross_cpu`), and
+//! `contended4`'s workers are spread over the allowed CPUs.
+//!
+//! Multi-process scenarios (`pingpong_*`, `contended4`, `reclaim`) use `iter_custom` with
+//! helper processes: this bench binary started again with `SHMSEM_BENCH_ROLE` set, which `main`
+//! checks before criterion starts. The kernel peers, the helper roles, pinning and the process
+//! handling are the CLI's own files, included with `#[path]`.
 //!
 //! ```text
 //! cargo bench --bench semaphores                 # everything, a few minutes
-//! cargo bench --bench semaphores -- pingpong     # one group
+//! cargo bench --bench semaphores -- pingpong     # the ping-pong groups
 //! ```
 
 // Each included file is shared with the CLI, which uses parts that these benches do not.
@@ -20,6 +26,9 @@ mod drive;
 #[allow(dead_code)]
 #[path = "../src/bin/shmsem/bench/peers.rs"]
 mod peers;
+#[allow(dead_code)]
+#[path = "../src/bin/shmsem/bench/pin.rs"]
+mod pin;
 #[allow(dead_code)]
 #[path = "../src/bin/shmsem/bench/procs.rs"]
 mod procs;
@@ -38,6 +47,7 @@ use shmsem::{Error, Semaphore};
 use crate::{
     drive::{Rng, START, Sems, kill_holder, shmsem_sem},
     peers::{KernelSem, PosixSem, SysvSem, unique_posix_name},
+    pin::Cpus,
     procs::Helper,
     roles::{Impl, KernelLocks, Locks, Role, ShmsemLocks, pingpong_rounds, pingpong_start},
 };
@@ -55,6 +65,8 @@ fn main() {
     }
     // Before any thread: it sets SHMSEM_DIR, which helpers inherit.
     let _dir = procs::Workspace::create().expect("creating the benchmark's SHMSEM_DIR");
+    let cpus = Cpus::choose().expect("sched_getaffinity");
+    pin::pin(0, cpus.main).expect("pinning to one CPU");
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
@@ -63,8 +75,9 @@ fn main() {
     uncontended(&mut c);
     try_full(&mut c);
     open(&mut c);
-    pingpong(&mut c);
-    contended4(&mut c);
+    pingpong(&mut c, "pingpong_same_cpu", Some(cpus.main));
+    pingpong(&mut c, "pingpong_cross_cpu", cpus.other);
+    contended4(&mut c, &cpus);
     weighted4(&mut c);
     timed(&mut c);
     reclaim(&mut c);
@@ -151,25 +164,44 @@ fn open(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two processes handing a permit back and forth: one iteration is one round trip.
-fn pingpong(c: &mut Criterion) {
+/// Two processes handing a permit back and forth, the helper pinned to `cpu` (none: this
+/// machine has one CPU, and the group is left out): one iteration is one round trip.
+fn pingpong(c: &mut Criterion, group: &str, cpu: Option<usize>) {
+    let Some(cpu) = cpu else {
+        eprintln!("{group}: one CPU only, skipped");
+        return;
+    };
     let sems = Sems::create("pingpong", 3, 1).expect("creating semaphores");
-    let mut g = c.benchmark_group("pingpong");
-    pingpong_one(&mut g, &sems, Impl::Shmsem, ShmsemLocks::new(&sems.shmsem));
-    pingpong_one(&mut g, &sems, Impl::Posix, KernelLocks::new(&sems.posix));
-    pingpong_one(&mut g, &sems, Impl::Sysv, KernelLocks::new(&sems.sysv));
+    let mut g = c.benchmark_group(group);
+    pingpong_one(
+        &mut g,
+        &sems,
+        cpu,
+        Impl::Shmsem,
+        ShmsemLocks::new(&sems.shmsem),
+    );
+    pingpong_one(
+        &mut g,
+        &sems,
+        cpu,
+        Impl::Posix,
+        KernelLocks::new(&sems.posix),
+    );
+    pingpong_one(&mut g, &sems, cpu, Impl::Sysv, KernelLocks::new(&sems.sysv));
     g.finish();
 }
 
 fn pingpong_one<L: Locks>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     sems: &Sems,
+    cpu: usize,
     imp: Impl,
     mut locks: L,
 ) {
     pingpong_start(&mut locks).expect("taking L0 and L1");
     let mut peer =
         roles::spawn(Role::PingPong, imp, sems.specs(imp), HELPER_ARGS).expect("starting the peer");
+    pin::pin(peer.pid(), cpu).expect("pinning the peer");
     peer.expect("ready", START).expect("the peer getting ready");
     let unblock = || sems.unblock();
     let mut next = 0u64;
@@ -188,9 +220,10 @@ fn pingpong_one<L: Locks>(
     .expect("pingpong");
 }
 
-/// Four processes on one semaphore of capacity 1, a ~30 ns critical section: one iteration is
-/// one critical section, so criterion's throughput is the four processes' together.
-fn contended4(c: &mut Criterion) {
+/// Four processes on one semaphore of capacity 1, a ~30 ns critical section, spread over the
+/// allowed CPUs: one iteration is one critical section, so criterion's throughput is the four
+/// processes' together.
+fn contended4(c: &mut Criterion, cpus: &Cpus) {
     let sems = Sems::create("contended", 1, 1).expect("creating semaphores");
     let mut g = c.benchmark_group("contended4");
     g.throughput(Throughput::Elements(1))
@@ -198,7 +231,11 @@ fn contended4(c: &mut Criterion) {
         .sample_size(10);
     for imp in Impl::ALL {
         let mut workers: Vec<Helper> = (0..4)
-            .map(|_| roles::spawn(Role::Worker, imp, sems.specs(imp), HELPER_ARGS))
+            .map(|i| {
+                let w = roles::spawn(Role::Worker, imp, sems.specs(imp), HELPER_ARGS)?;
+                pin::pin(w.pid(), cpus.spread(i))?;
+                Ok(w)
+            })
             .collect::<anyhow::Result<_>>()
             .expect("starting workers");
         g.bench_function(imp.as_str(), |b| {

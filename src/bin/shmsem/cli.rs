@@ -253,6 +253,9 @@ pub struct BenchArgs {
     /// Also write the latency plot (shmsem beside POSIX and SysV) as SVG to this file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<std::path::PathBuf>,
+    /// Measure nothing: print the table of a run saved with --json (`-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "quick", "svg"])]
+    pub from_json: Option<std::path::PathBuf>,
 }
 
 /// A semaphore or namespace name, checked by the library's rule.

@@ -1,6 +1,7 @@
-//! The scenarios that need other processes: `pingpong`, `contended4` and `reclaim`. Helpers are
-//! this executable started again in a role (see `roles`); they are killed and reaped however
-//! the scenario ends.
+//! The scenarios that need other processes: `pingpong_same_cpu`, `pingpong_cross_cpu`,
+//! `contended4` and `reclaim` (`idle100` has a file of its own). Helpers are this executable
+//! started again in a role (see `roles`), pinned to CPUs (see `pin`); they are killed and
+//! reaped however the scenario ends.
 
 use std::time::{Duration, Instant};
 
@@ -8,26 +9,71 @@ use anyhow::{Context, bail};
 
 use super::{
     drive::{Rng, START, Sems, kill_holder, shmsem_sem},
-    measure::{Batch, Plan, interleaved_medians, ns_per_op, percentile},
+    measure::{Batch, Plan, Sampler, paired, paired_ns_per_op},
     peers::{KernelSem, SysvSem},
+    pin::{self, Cpus},
     procs::{self, Helper},
     report::{Outcome, Unit},
     roles::{self, Impl, KernelLocks, Role, ShmsemLocks, pingpong_rounds, pingpong_start},
+    stats::{Better, Summary, median, percentile},
 };
 
 /// What scenarios need besides the plan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     /// How long and how often.
     pub plan: Plan,
     /// The arguments that lead this executable back to `bench::run` in a helper.
     pub helper_args: &'static [&'static str],
+    /// Where processes go; this process's measuring thread is pinned to `cpus.main`.
+    pub cpus: Cpus,
 }
 
-/// `pingpong`: two processes hand a permit back and forth; nanoseconds per round trip, measured
-/// in the parent. Three semaphores of capacity 1 per implementation (see `roles` for why three
-/// and the rotation); every wait blocks, so every hand-off is a wake-up in the other process.
-pub fn pingpong(ctx: &Ctx) -> anyhow::Result<Outcome> {
+/// Start a helper and pin it to `cpu`.
+pub fn spawn_pinned(
+    ctx: &Ctx,
+    role: Role,
+    imp: Impl,
+    sems: &Sems,
+    cpu: usize,
+) -> anyhow::Result<Helper> {
+    let helper = roles::spawn(role, imp, sems.specs(imp), ctx.helper_args)?;
+    pin::pin(helper.pid(), cpu).with_context(|| {
+        format!(
+            "pinning the {} {} helper to CPU {cpu}",
+            imp.as_str(),
+            role.as_str()
+        )
+    })?;
+    Ok(helper)
+}
+
+/// Where the ping-pong helper runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the measuring thread's CPU: every hand-off is a context switch.
+    SameCpu,
+    /// On another CPU: every hand-off is a cross-CPU wake-up.
+    CrossCpu,
+}
+
+/// `pingpong_same_cpu` / `pingpong_cross_cpu`: two processes hand a permit back and forth;
+/// nanoseconds per round trip, measured in the parent in paired batches. Three semaphores of
+/// capacity 1 per implementation (see `roles` for why three and the rotation); every wait
+/// blocks, so every hand-off is a wake-up in the other process.
+pub fn pingpong(ctx: &Ctx, placement: Placement) -> anyhow::Result<Outcome> {
+    let (id, cpu) = match placement {
+        Placement::SameCpu => ("pingpong_same_cpu", ctx.cpus.main),
+        Placement::CrossCpu => match ctx.cpus.other {
+            Some(cpu) => ("pingpong_cross_cpu", cpu),
+            None => {
+                return Ok(Outcome::skipped(
+                    "pingpong_cross_cpu",
+                    "one CPU only: no cross-CPU ping-pong".to_owned(),
+                ));
+            }
+        },
+    };
     let plan = ctx.plan;
     let sems = Sems::create("pingpong", 3, 1)?;
     let mut shm = ShmsemLocks::new(&sems.shmsem);
@@ -38,15 +84,15 @@ pub fn pingpong(ctx: &Ctx) -> anyhow::Result<Outcome> {
     pingpong_start(&mut sv)?;
     let mut helpers = Impl::ALL
         .iter()
-        .map(|&imp| roles::spawn(Role::PingPong, imp, sems.specs(imp), ctx.helper_args))
+        .map(|&imp| spawn_pinned(ctx, Role::PingPong, imp, &sems, cpu))
         .collect::<anyhow::Result<Vec<Helper>>>()?;
     for h in &mut helpers {
         h.expect("ready", START)?;
     }
     let pids: Vec<libc::pid_t> = helpers.iter().map(Helper::pid).collect();
-    let limit = Duration::from_secs(if plan.quick { 60 } else { 150 });
+    let limit = Duration::from_secs(if plan.quick { 60 } else { 300 });
     let unblock = || sems.unblock();
-    let m = procs::watchdog(limit, &pids, &unblock, |stop| {
+    let per_op = procs::watchdog(limit, &pids, &unblock, |stop| {
         let (mut a, mut b, mut c) = (0u64, 0u64, 0u64);
         let mut runs: [Batch<'_>; 3] = [
             Box::new(|n| {
@@ -65,22 +111,21 @@ pub fn pingpong(ctx: &Ctx) -> anyhow::Result<Outcome> {
                 Ok(t.elapsed())
             }),
         ];
-        ns_per_op(plan.pingpong_reps, plan.pingpong_batch, &mut runs)
+        paired_ns_per_op(plan.pingpong_rounds, plan.pingpong_batch, &mut runs)
     })?;
     drop(helpers);
-    Ok(Outcome::new(
-        "pingpong",
-        Unit::Ns,
-        m[0],
-        Some(m[1]),
-        Some(m[2]),
-    ))
+    let rounds: Vec<(&'static str, Vec<f64>)> = ["shmsem", "posix", "sysv"]
+        .into_iter()
+        .zip(per_op)
+        .collect();
+    Ok(Outcome::from_rounds(id, Unit::Ns, &rounds))
 }
 
 /// `contended4`: 4 processes on one semaphore of capacity 1, each looping acquire, a ~30 ns
-/// critical section, release; the throughput of all four, in critical sections per second.
-/// Each measurement is a window of monotonic time given to the four workers of one
-/// implementation; the other implementations' workers sit idle meanwhile.
+/// critical section, release; the throughput of all four, in critical sections per second,
+/// and the CPU time they used per critical section. Each sample is a window of monotonic time
+/// given to the four workers of one implementation (the others sit idle), in paired rounds;
+/// worker `i` is pinned to the `i`-th allowed CPU, round robin.
 pub fn contended4(ctx: &Ctx) -> anyhow::Result<Outcome> {
     const WORKERS: usize = 4;
     let plan = ctx.plan;
@@ -88,56 +133,79 @@ pub fn contended4(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut groups: Vec<Vec<Helper>> = Vec::new();
     for imp in Impl::ALL {
         let group = (0..WORKERS)
-            .map(|_| roles::spawn(Role::Worker, imp, sems.specs(imp), ctx.helper_args))
+            .map(|i| spawn_pinned(ctx, Role::Worker, imp, &sems, ctx.cpus.spread(i)))
             .collect::<anyhow::Result<Vec<Helper>>>()?;
         groups.push(group);
     }
     let window = plan.window;
-    let mut samplers: Vec<Box<dyn FnMut() -> anyhow::Result<f64> + '_>> = groups
+    let mut samplers: Vec<Sampler<'_, (f64, f64)>> = groups
         .iter_mut()
         .map(|group| {
-            Box::new(move || throughput(group.as_mut_slice(), window))
-                as Box<dyn FnMut() -> anyhow::Result<f64>>
+            Box::new(move || throughput(group.as_mut_slice(), window)) as Sampler<'_, (f64, f64)>
         })
         .collect();
     // Warm-up: one window each, not counted (helpers register, fault pages in, …).
     for sample in samplers.iter_mut() {
         sample()?;
     }
-    let m = interleaved_medians(plan.windows, &mut samplers)?;
+    let samples = paired(plan.contended_rounds, &mut samplers)?;
     drop(samplers);
     drop(groups);
-    Ok(Outcome::new(
-        "contended4",
-        Unit::OpsPerSec,
-        m[0],
-        Some(m[1]),
-        Some(m[2]),
-    ))
+    let names = ["shmsem", "posix", "sysv"];
+    let ops: Vec<(&'static str, Vec<f64>)> = names
+        .iter()
+        .zip(&samples)
+        .map(|(&n, s)| (n, s.iter().map(|x| x.0).collect()))
+        .collect();
+    let cpu: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|s| s.iter().map(|x| x.1).collect())
+        .collect();
+    let mut outcome = Outcome::from_rounds("contended4", Unit::OpsPerSec, &ops);
+    if let Some(s) = Summary::of_pairs(&cpu[0], &cpu[1], Better::Lower) {
+        outcome.more_ratios.push(("cpu", s));
+    }
+    for (key, c) in ["cpu_ns_per_op", "cpu_ns_per_op_posix", "cpu_ns_per_op_sysv"]
+        .into_iter()
+        .zip(&cpu)
+    {
+        outcome.extra.push((key, median(&mut c.clone())));
+    }
+    Ok(outcome)
 }
 
-/// One window for one group of workers: critical sections per second, all workers together.
-fn throughput(group: &mut [Helper], window: Duration) -> anyhow::Result<f64> {
+/// One window for one group of workers: critical sections per second, all workers together,
+/// and nanoseconds of CPU time per critical section.
+fn throughput(group: &mut [Helper], window: Duration) -> anyhow::Result<(f64, f64)> {
     let start = procs::mono_ns() + 5_000_000;
     let end = start + window.as_nanos() as u64;
     for h in group.iter_mut() {
         h.send(&format!("window {start} {end}"))?;
     }
-    let mut total = 0u64;
+    let (mut total, mut cpu) = (0u64, 0u64);
     for h in group.iter_mut() {
         let line = h.recv(window + Duration::from_secs(20))?;
-        total += line
-            .parse::<u64>()
-            .with_context(|| format!("a worker answered {line:?}"))?;
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(n, c)| Some((n.parse::<u64>().ok()?, c.parse::<u64>().ok()?)));
+        let Some((n, c)) = parsed else {
+            bail!("a worker answered {line:?}, not `COUNT CPU_NS`");
+        };
+        total += n;
+        cpu += c;
     }
-    Ok(total as f64 * 1e9 / (end - start) as f64)
+    Ok((
+        total as f64 * 1e9 / (end - start) as f64,
+        cpu as f64 / total.max(1) as f64,
+    ))
 }
 
 /// `reclaim`: a helper acquires a semaphore of capacity 1 and is SIGKILLed while this process
 /// waits for it; milliseconds from the kill to this process's acquire returning: p99 as the
 /// figure, p50 in the `p50` field. The kill comes after a random 1–51 ms of waiting, so that it
-/// falls anywhere in a shmsem waiter's 50 ms sleep. POSIX semaphores never give a dead holder's
-/// permit back, so POSIX is not measured; SysV with `SEM_UNDO` gives it back as the holder exits.
+/// falls anywhere in a shmsem waiter's bounded sleep. POSIX semaphores never give a dead
+/// holder's permit back, so POSIX is not measured; SysV with `SEM_UNDO` gives it back as the
+/// holder exits.
 pub fn reclaim(ctx: &Ctx) -> anyhow::Result<Outcome> {
     const WAIT_LIMIT: Duration = Duration::from_secs(10);
     let plan = ctx.plan;
@@ -174,13 +242,11 @@ pub fn reclaim(ctx: &Ctx) -> anyhow::Result<Outcome> {
             }
         }
     }
-    let mut outcome = Outcome::new(
-        "reclaim",
-        Unit::Ms,
-        percentile(&mut shm_ms, 99.0),
-        None,
-        Some(percentile(&mut sv_ms, 99.0)),
-    );
+    let mut outcome = Outcome::new("reclaim", Unit::Ms);
+    outcome.median = vec![
+        ("shmsem", percentile(&mut shm_ms, 99.0)),
+        ("sysv", percentile(&mut sv_ms, 99.0)),
+    ];
     outcome.extra.push(("p50", percentile(&mut shm_ms, 50.0)));
     outcome
         .extra

@@ -23,7 +23,16 @@ pub fn svg(machine: &str, outcomes: &[Outcome]) -> String {
     let rows: Vec<(&str, [Option<f64>; 3])> = outcomes
         .iter()
         .filter(|o| o.unit == Unit::Ns && o.error.is_none())
-        .map(|o| (o.id, [o.shmsem, o.posix, o.sysv]))
+        .map(|o| {
+            (
+                o.id,
+                [
+                    o.median_of("shmsem"),
+                    o.median_of("posix"),
+                    o.median_of("sysv"),
+                ],
+            )
+        })
         .collect();
     let values = rows.iter().flat_map(|(_, v)| v.iter().flatten().copied());
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -116,10 +125,19 @@ mod tests {
 
     #[test]
     fn plots_every_nanosecond_scenario_with_its_peers() {
+        let outcome = |id, unit, figures: [f64; 3]| {
+            let mut o = Outcome::new(id, unit);
+            o.median = ["shmsem", "posix", "sysv"]
+                .into_iter()
+                .zip(figures)
+                .filter(|(_, x)| x.is_finite())
+                .collect();
+            o
+        };
         let outcomes = vec![
-            Outcome::new("uncontended", Unit::Ns, 30.0, Some(20.0), Some(500.0)),
-            Outcome::new("pingpong", Unit::Ns, 5000.0, Some(4000.0), Some(4500.0)),
-            Outcome::new("reclaim", Unit::Ms, 40.0, None, Some(0.3)),
+            outcome("uncontended", Unit::Ns, [30.0, 20.0, 500.0]),
+            outcome("pingpong", Unit::Ns, [5000.0, 4000.0, 4500.0]),
+            outcome("reclaim", Unit::Ms, [40.0, f64::NAN, 0.3]),
         ];
         let svg = svg("Linux <test>", &outcomes);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

@@ -38,6 +38,17 @@ pub fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// This process's CPU time (`CLOCK_PROCESS_CPUTIME_ID`, user and system) in nanoseconds.
+pub fn cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`; the clock exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Sleep until `mono_ns() >= at`.
 pub fn sleep_until_ns(at: u64) {
     loop {
@@ -56,6 +67,18 @@ pub fn sigkill(pid: libc::pid_t) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
+/// This executable, as a path that stays valid while this process runs: `/proc/PID/exe`, which
+/// opens the very file this process runs even after a rebuild replaced it on disk (helpers
+/// started from `current_exe()` would fail, or run a different build); `current_exe()` where
+/// there is no `/proc`.
+pub fn this_exe() -> std::io::Result<PathBuf> {
+    let proc_exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    if proc_exe.exists() {
+        return Ok(proc_exe);
+    }
+    std::env::current_exe()
+}
+
 /// A running helper process: its stdin to send commands, its stdout to read replies.
 #[derive(Debug)]
 pub struct Helper {
@@ -71,7 +94,7 @@ impl Helper {
     /// Start the current executable with `args` and `envs`, plus [`PARENT_ENV`]. `what` names it
     /// in error messages.
     pub fn spawn(args: &[&str], envs: &[(&str, String)], what: String) -> anyhow::Result<Helper> {
-        let exe = std::env::current_exe().context("finding the current executable")?;
+        let exe = this_exe().context("finding the current executable")?;
         let mut child = Command::new(&exe)
             .args(args)
             .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
@@ -285,6 +308,13 @@ impl Workspace {
         }
         Err(last_error.unwrap_or_else(|| std::io::Error::other("no attempt")))
             .with_context(|| format!("creating a temporary directory in {}", base.display()))
+    }
+}
+
+impl Workspace {
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.dir
     }
 }
 

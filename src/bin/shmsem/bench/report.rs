@@ -1,7 +1,18 @@
-//! The results: one [`Outcome`] per scenario, judged against the targets of SPEC §6, printed as
-//! a table or as JSON, with the machine they were measured on.
+//! The results: one [`Outcome`] per scenario, judged against the targets of SPEC §6, and the
+//! run's JSON document (SPEC §6.1), from which `table` prints the table.
+//!
+//! A target is judged on the median of its per-pair ratios (and, for `uncontended`, on the
+//! instruction counts as well). When the A/A control says the machine was too noisy, no timed
+//! target is judged: every `met` is `null`; `met_instructions` still is, counts being exact.
 
 use serde_json::{Map, Value, json};
+
+pub use super::targets::target;
+use super::{
+    count::{Counts, PerOp},
+    stats::{self, Better, CONTROL_BAND, Summary},
+    targets::and,
+};
 
 /// The unit of a scenario's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,187 +23,175 @@ pub enum Unit {
     OpsPerSec,
     /// Milliseconds (lower is better).
     Ms,
+    /// Milliseconds of CPU time, all processes together (lower is better).
+    CpuMs,
 }
 
 impl Unit {
-    fn as_str(self) -> &'static str {
+    /// As the JSON and the table spell it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Unit::Ns => "ns",
             Unit::OpsPerSec => "ops/s",
             Unit::Ms => "ms",
+            Unit::CpuMs => "ms CPU",
         }
-    }
-
-    /// Digits after the point.
-    fn decimals(self, x: f64) -> usize {
-        match self {
-            Unit::Ns if x < 100.0 => 1,
-            Unit::Ns | Unit::OpsPerSec => 0,
-            Unit::Ms => 2,
-        }
-    }
-
-    fn show(self, x: f64) -> String {
-        format!("{x:.*}", self.decimals(x))
     }
 }
 
-/// One scenario's figures. `None` means not measured: never possible (POSIX reclaim), no
-/// counterpart (scale10k), or an error.
+/// One scenario's figures. Lists are keyed by contender: `shmsem`, `posix`, `sysv`, or what
+/// the scenario compares with (`baseline`); a contender missing was not measured.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The scenario id.
     pub id: &'static str,
-    /// The unit of `shmsem`, `posix` and `sysv`.
+    /// The unit of `median` and `best`.
     pub unit: Unit,
-    /// shmsem's figure.
-    pub shmsem: Option<f64>,
-    /// POSIX's figure.
-    pub posix: Option<f64>,
-    /// SysV's figure.
-    pub sysv: Option<f64>,
+    /// Per contender: the median of its batches (or windows, or the scenario's own figure).
+    pub median: Vec<(&'static str, f64)>,
+    /// Per contender: its best batch (least time, most throughput).
+    pub best: Vec<(&'static str, f64)>,
+    /// Per contender: instructions (and system calls) per operation.
+    pub instructions: Vec<(&'static str, PerOp)>,
+    /// shmsem over the target's peer, pair by pair.
+    pub ratio: Option<Summary>,
+    /// Further ratios, pair by pair: `sysv` (shmsem over SysV), `cpu` (CPU time per operation).
+    pub more_ratios: Vec<(&'static str, Summary)>,
     /// Further figures, reported as extra JSON fields (e.g. `p50`).
     pub extra: Vec<(&'static str, f64)>,
+    /// Why a figure is missing, when that is no error (one CPU: no cross-CPU ping-pong).
+    pub note: Option<String>,
     /// Why the scenario could not be measured.
     pub error: Option<String>,
 }
 
 impl Outcome {
-    /// An outcome with the three figures and nothing else.
-    pub fn new(
-        id: &'static str,
-        unit: Unit,
-        shmsem: f64,
-        posix: Option<f64>,
-        sysv: Option<f64>,
-    ) -> Outcome {
+    /// An outcome with nothing measured yet.
+    pub fn new(id: &'static str, unit: Unit) -> Outcome {
         Outcome {
             id,
             unit,
-            shmsem: Some(shmsem),
-            posix,
-            sysv,
+            median: Vec::new(),
+            best: Vec::new(),
+            instructions: Vec::new(),
+            ratio: None,
+            more_ratios: Vec::new(),
             extra: Vec::new(),
+            note: None,
             error: None,
         }
     }
 
     /// A scenario that failed.
     pub fn failed(id: &'static str, error: &anyhow::Error) -> Outcome {
-        Outcome {
-            id,
-            unit: target(id).map_or(Unit::Ns, |t| t.unit),
-            shmsem: None,
-            posix: None,
-            sysv: None,
-            extra: Vec::new(),
-            error: Some(format!("{error:#}")),
+        let mut o = Outcome::new(id, target(id).map_or(Unit::Ns, |t| t.unit));
+        o.error = Some(format!("{error:#}"));
+        o
+    }
+
+    /// A scenario that this machine cannot measure, and why.
+    pub fn skipped(id: &'static str, why: String) -> Outcome {
+        let mut o = Outcome::new(id, target(id).map_or(Unit::Ns, |t| t.unit));
+        o.note = Some(why);
+        o
+    }
+
+    /// An outcome from paired rounds: each contender's samples, one per round (times per
+    /// operation, or throughputs for [`Unit::OpsPerSec`]). The ratio is shmsem's over the
+    /// target's peer, round by round; shmsem's over SysV's too where SysV ran and is not the
+    /// peer.
+    pub fn from_rounds(
+        id: &'static str,
+        unit: Unit,
+        rounds: &[(&'static str, Vec<f64>)],
+    ) -> Outcome {
+        let mut o = Outcome::new(id, unit);
+        for (name, samples) in rounds {
+            o.median.push((name, stats::median(&mut samples.clone())));
+            let best = if unit == Unit::OpsPerSec {
+                stats::maximum(samples)
+            } else {
+                stats::minimum(samples)
+            };
+            o.best.push((name, best));
+        }
+        let better = if unit == Unit::OpsPerSec {
+            Better::Higher
+        } else {
+            Better::Lower
+        };
+        let peer = target(id).map_or("posix", |t| t.peer);
+        let of = |name: &str| rounds.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+        if let (Some(s), Some(p)) = (of("shmsem"), of(peer)) {
+            o.ratio = Summary::of_pairs(s, p, better);
+        }
+        if peer != "sysv" {
+            let sysv = of("shmsem").zip(of("sysv"));
+            if let Some(sv) = sysv.and_then(|(s, v)| Summary::of_pairs(s, v, better)) {
+                o.more_ratios.push(("sysv", sv));
+            }
+        }
+        o
+    }
+
+    /// The median figure of `contender`.
+    pub fn median_of(&self, contender: &str) -> Option<f64> {
+        find(&self.median, contender)
+    }
+
+    /// An extra figure.
+    pub fn extra(&self, key: &str) -> Option<f64> {
+        find(&self.extra, key)
+    }
+
+    /// A further ratio.
+    pub fn more_ratio(&self, key: &str) -> Option<&Summary> {
+        self.more_ratios
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| s)
+    }
+
+    /// Instructions per operation, shmsem's over the peer's.
+    pub fn instructions_ratio(&self) -> Option<f64> {
+        let peer = target(self.id).map_or("posix", |t| t.peer);
+        let of = |c: &str| {
+            self.instructions
+                .iter()
+                .find(|(k, _)| *k == c)
+                .map(|(_, p)| p.instructions)
+        };
+        match (of("shmsem"), of(peer)) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
         }
     }
 
-    fn extra(&self, key: &str) -> Option<f64> {
-        self.extra.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
-    }
-
-    /// shmsem / POSIX.
-    pub fn ratio_posix(&self) -> Option<f64> {
-        ratio(self.shmsem, self.posix)
-    }
-
-    /// shmsem / SysV.
-    fn ratio_sysv(&self) -> Option<f64> {
-        ratio(self.shmsem, self.sysv)
-    }
-
-    /// Whether the §6 target is met; `None` where there is no target or no figure.
-    pub fn met(&self) -> Option<bool> {
-        if self.error.is_some() {
+    /// Whether the §6 target is met: `None` without a target, without the figures it needs, or
+    /// when the machine was too noisy to judge.
+    pub fn met(&self, noisy: bool) -> Option<bool> {
+        let t = target(self.id)?;
+        if noisy || self.error.is_some() {
             return None;
         }
-        target(self.id).and_then(|t| (t.met)(self))
+        let timed = (t.timed)(self);
+        match t.instructions {
+            Some(instructions) => and(timed, instructions(self)),
+            None => timed,
+        }
+    }
+
+    /// Whether the instruction part of the target is met, for targets that have one.
+    pub fn met_instructions(&self) -> Option<bool> {
+        (target(self.id)?.instructions?)(self)
     }
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => Some(a / b),
-        _ => None,
-    }
-}
-
-/// A scenario's target from SPEC §6.
-#[derive(Debug)]
-pub struct Target {
-    /// The scenario id.
-    pub id: &'static str,
-    /// Its unit.
-    pub unit: Unit,
-    /// The target, as the table and the JSON show it.
-    pub text: &'static str,
-    met: fn(&Outcome) -> Option<bool>,
-}
-
-/// The scenarios, in the order they run and print, with their targets.
-pub const TARGETS: [Target; 9] = [
-    Target {
-        id: "uncontended",
-        unit: Unit::Ns,
-        text: "≤ 1.5× POSIX and ≤ 0.1× SysV",
-        met: |o| Some(o.ratio_posix()? <= 1.5 && o.ratio_sysv()? <= 0.1),
-    },
-    Target {
-        id: "try_full",
-        unit: Unit::Ns,
-        text: "≤ 1.0× sem_trywait",
-        met: |o| Some(o.ratio_posix()? <= 1.0),
-    },
-    Target {
-        id: "open",
-        unit: Unit::Ns,
-        text: "≤ 0.1× sem_open+sem_close",
-        met: |o| Some(o.ratio_posix()? <= 0.1),
-    },
-    Target {
-        id: "pingpong",
-        unit: Unit::Ns,
-        text: "≤ 1.0× POSIX",
-        met: |o| Some(o.ratio_posix()? <= 1.0),
-    },
-    Target {
-        id: "contended4",
-        unit: Unit::OpsPerSec,
-        text: "≥ 1.0× POSIX",
-        met: |o| Some(o.ratio_posix()? >= 1.0),
-    },
-    Target {
-        id: "weighted4",
-        unit: Unit::Ns,
-        text: "≤ 0.5× 4 POSIX waits",
-        met: |o| Some(o.ratio_posix()? <= 0.5),
-    },
-    Target {
-        id: "timed",
-        unit: Unit::Ns,
-        text: "none in §6",
-        met: |_| None,
-    },
-    Target {
-        id: "reclaim",
-        unit: Unit::Ms,
-        text: "p99 ≤ 60 ms",
-        met: |o| Some(o.shmsem? <= 60.0),
-    },
-    Target {
-        id: "scale10k",
-        unit: Unit::Ns,
-        text: "≤ 1.2× with 1 semaphore",
-        met: |o| Some(o.extra("ratio_baseline")? <= 1.2),
-    },
-];
-
-/// The target of scenario `id`.
-pub fn target(id: &str) -> Option<&'static Target> {
-    TARGETS.iter().find(|t| t.id == id)
+fn find(list: &[(&'static str, f64)], key: &str) -> Option<f64> {
+    list.iter()
+        .find(|(k, _)| *k == key)
+        .map(|&(_, v)| v)
+        .filter(|v| v.is_finite())
 }
 
 /// The machine the figures come from.
@@ -206,6 +205,10 @@ pub struct Machine {
     pub cpus: usize,
     /// `quick` or `default`.
     pub mode: &'static str,
+    /// The CPU the measuring thread is pinned to.
+    pub pinned_cpu: Option<usize>,
+    /// The CPU of cross-CPU helpers.
+    pub second_cpu: Option<usize>,
 }
 
 impl Machine {
@@ -229,58 +232,172 @@ impl Machine {
             cpu,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: if quick { "quick" } else { "default" },
+            pinned_cpu: None,
+            second_cpu: None,
         }
-    }
-
-    /// The header line of the table.
-    pub fn header(&self) -> String {
-        format!(
-            "shmsem bench ({}): Linux {}, {}, {} CPU{}",
-            self.mode,
-            self.kernel,
-            self.cpu,
-            self.cpus,
-            if self.cpus == 1 { "" } else { "s" }
-        )
     }
 }
 
-/// Round to `decimals` digits after the point, as a JSON number.
-fn num(x: f64, decimals: usize) -> Value {
+/// Everything a run found.
+#[derive(Debug)]
+pub struct Report {
+    /// Where.
+    pub machine: Machine,
+    /// The instruction counts, and how they were made.
+    pub counts: Counts,
+    /// The A/A control's ratios.
+    pub control: Option<Summary>,
+    /// The scenarios.
+    pub outcomes: Vec<Outcome>,
+    /// How long the run took.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// Whether the control says the machine was too noisy to judge timed targets.
+    pub fn noisy(&self) -> bool {
+        stats::too_noisy(self.control.as_ref())
+    }
+}
+
+/// Round to `decimals` digits after the point, as a JSON number; `null` if not finite.
+pub fn num(x: f64, decimals: usize) -> Value {
+    if !x.is_finite() {
+        return Value::Null;
+    }
     let scale = 10f64.powi(decimals as i32);
     json!((x * scale).round() / scale)
 }
 
-fn opt(x: Option<f64>, decimals: usize) -> Value {
-    x.filter(|x| x.is_finite())
-        .map_or(Value::Null, |x| num(x, decimals))
+/// Digits worth printing for a figure in `unit`.
+fn decimals(unit: Unit, x: f64) -> usize {
+    match unit {
+        Unit::Ns if x < 100.0 => 1,
+        Unit::Ns | Unit::OpsPerSec => 0,
+        Unit::Ms | Unit::CpuMs => 2,
+    }
 }
 
-/// The JSON document: `{"machine": {...}, "results": [...]}`.
-pub fn json(machine: &Machine, outcomes: &[Outcome]) -> Value {
-    let results: Vec<Value> = outcomes
-        .iter()
-        .map(|o| {
-            let d = |x: Option<f64>| opt(x, o.unit.decimals(x.unwrap_or(0.0)).max(1));
-            let mut m = Map::new();
-            m.insert("scenario".into(), json!(o.id));
-            m.insert("unit".into(), json!(o.unit.as_str()));
-            m.insert("shmsem".into(), d(o.shmsem));
-            m.insert("posix".into(), d(o.posix));
-            m.insert("sysv".into(), d(o.sysv));
-            m.insert("ratio_posix".into(), opt(o.ratio_posix(), 3));
-            m.insert("target".into(), json!(target(o.id).map_or("", |t| t.text)));
-            m.insert("met".into(), o.met().map_or(Value::Null, Value::Bool));
-            for &(key, value) in &o.extra {
-                let decimals = if key.starts_with("ratio") { 3 } else { 2 };
-                m.insert(key.into(), opt(Some(value), decimals));
-            }
-            if let Some(e) = &o.error {
-                m.insert("error".into(), json!(e));
-            }
-            Value::Object(m)
+/// `{"median", "ci95", "min", "samples"}` of a ratio summary.
+fn summary(s: &Summary) -> Value {
+    json!({
+        "median": num(s.median, 3),
+        "ci95": [num(s.ci95.0, 3), num(s.ci95.1, 3)],
+        "min": num(s.min, 3),
+        "samples": s.samples,
+    })
+}
+
+/// One scenario as JSON.
+fn outcome(o: &Outcome, noisy: bool) -> Value {
+    let by_contender = |list: &[(&'static str, f64)]| -> Value {
+        if list.is_empty() {
+            return Value::Null;
+        }
+        let map: Map<String, Value> = list
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), num(v, decimals(o.unit, v).max(1))))
+            .collect();
+        Value::Object(map)
+    };
+    let counts = |pick: fn(&PerOp) -> Option<f64>| -> Value {
+        if o.instructions.is_empty() {
+            return Value::Null;
+        }
+        let map: Map<String, Value> = o
+            .instructions
+            .iter()
+            .map(|(k, p)| ((*k).to_owned(), pick(p).map_or(Value::Null, |x| num(x, 1))))
+            .collect();
+        Value::Object(map)
+    };
+    let mut m = Map::new();
+    m.insert("scenario".into(), json!(o.id));
+    m.insert("unit".into(), json!(o.unit.as_str()));
+    m.insert("instructions".into(), counts(|p| Some(p.instructions)));
+    m.insert("syscalls".into(), counts(|p| p.syscalls));
+    m.insert(
+        "instructions_ratio".into(),
+        o.instructions_ratio().map_or(Value::Null, |r| num(r, 3)),
+    );
+    for &c in &["shmsem", "posix", "sysv", "baseline"] {
+        if c != "baseline" || o.median_of(c).is_some() {
+            m.insert(
+                c.into(),
+                o.median_of(c)
+                    .map_or(Value::Null, |x| num(x, decimals(o.unit, x).max(1))),
+            );
+        }
+    }
+    m.insert("best".into(), by_contender(&o.best));
+    let r = o.ratio.as_ref();
+    m.insert(
+        "ratio_median".into(),
+        r.map_or(Value::Null, |s| num(s.median, 3)),
+    );
+    m.insert(
+        "ratio_ci95".into(),
+        r.map_or(Value::Null, |s| json!([num(s.ci95.0, 3), num(s.ci95.1, 3)])),
+    );
+    m.insert("ratio_min".into(), r.map_or(Value::Null, |s| num(s.min, 3)));
+    m.insert(
+        "samples".into(),
+        r.map_or(Value::Null, |s| json!(s.samples)),
+    );
+    for (key, s) in &o.more_ratios {
+        m.insert(format!("ratio_{key}"), summary(s));
+    }
+    m.insert("target".into(), json!(target(o.id).map_or("", |t| t.text)));
+    m.insert("met".into(), o.met(noisy).map_or(Value::Null, Value::Bool));
+    if target(o.id).is_some_and(|t| t.instructions.is_some()) {
+        m.insert(
+            "met_instructions".into(),
+            o.met_instructions().map_or(Value::Null, Value::Bool),
+        );
+    }
+    for &(key, value) in &o.extra {
+        m.insert(
+            key.into(),
+            num(value, if key.starts_with("ratio") { 3 } else { 2 }),
+        );
+    }
+    if let Some(note) = &o.note {
+        m.insert("note".into(), json!(note));
+    }
+    if let Some(e) = &o.error {
+        m.insert("error".into(), json!(e));
+    }
+    Value::Object(m)
+}
+
+/// The JSON document: `{"machine": {...}, "results": [...]}` (SPEC §6.1).
+pub fn json(report: &Report) -> Value {
+    let noisy = report.noisy();
+    let machine = &report.machine;
+    let counts = &report.counts;
+    let control = report.control.as_ref().map_or(Value::Null, |c| {
+        json!({
+            "what": "POSIX sem_wait + sem_post against itself (A/A), paired like every scenario",
+            "ratio_median": num(c.median, 3),
+            "ratio_ci95": [num(c.ci95.0, 3), num(c.ci95.1, 3)],
+            "ratio_min": num(c.min, 3),
+            "samples": c.samples,
+            "band": [CONTROL_BAND.0, CONTROL_BAND.1],
         })
-        .collect();
+    });
+    let verdict = match &report.control {
+        Some(c) if noisy => format!(
+            "too noisy: the A/A control's median was {:.3}, outside {}–{}; no timed target judged",
+            c.median, CONTROL_BAND.0, CONTROL_BAND.1
+        ),
+        None => {
+            "too noisy: the A/A control could not be measured; no timed target judged".to_owned()
+        }
+        Some(c) => format!(
+            "quiet enough: the A/A control's median was {:.3}, within {}–{}",
+            c.median, CONTROL_BAND.0, CONTROL_BAND.1
+        ),
+    };
     json!({
         "machine": {
             "kernel": machine.kernel,
@@ -288,155 +405,143 @@ pub fn json(machine: &Machine, outcomes: &[Outcome]) -> Value {
             "cpus": machine.cpus,
             "mode": machine.mode,
             "shmsem_version": env!("CARGO_PKG_VERSION"),
+            "pinned_cpu": machine.pinned_cpu,
+            "second_cpu": machine.second_cpu,
+            "instructions": {
+                "method": counts.method,
+                "detail": counts.detail,
+                "batch_ops": [counts.ops, 2 * counts.ops],
+                "errors": counts.errors,
+            },
+            "control": control,
+            "noisy": noisy,
+            "verdict": verdict,
+            "seconds": num(report.seconds, 1),
         },
-        "results": results,
+        "results": report.outcomes.iter().map(|o| outcome(o, noisy)).collect::<Vec<_>>(),
     })
-}
-
-/// What the note column says: the figures the target is judged on that the other columns do
-/// not show, or the error.
-fn note(o: &Outcome) -> String {
-    if let Some(e) = &o.error {
-        return format!("error: {e}");
-    }
-    match o.id {
-        "uncontended" => o
-            .ratio_sysv()
-            .map_or_else(String::new, |r| format!("{r:.3}× SysV")),
-        "reclaim" => {
-            let mut parts = Vec::new();
-            if let Some(p50) = o.extra("p50") {
-                parts.push(format!("p50 {p50:.2} ms"));
-            }
-            if let Some(p50) = o.extra("p50_sysv") {
-                parts.push(format!("SysV p50 {p50:.2} ms"));
-            }
-            if let Some(n) = o.extra("kills") {
-                parts.push(format!("{n} kills each"));
-            }
-            parts.push("POSIX: never".to_owned());
-            parts.join(", ")
-        }
-        "scale10k" => match (o.extra("baseline"), o.extra("ratio_baseline")) {
-            (Some(b), Some(r)) => format!("1 semaphore: {b:.1} ns; 10k/1 = {r:.3}×"),
-            _ => String::new(),
-        },
-        "contended4" => "capacity 1, 4 processes; higher is better".to_owned(),
-        "weighted4" => "acquire 4 + release 4".to_owned(),
-        "pingpong" => "round trip".to_owned(),
-        _ => String::new(),
-    }
-}
-
-/// The table, header line first.
-pub fn table(machine: &Machine, outcomes: &[Outcome]) -> String {
-    let mut rows: Vec<[String; 9]> = vec![[
-        "scenario".into(),
-        "unit".into(),
-        "shmsem".into(),
-        "POSIX".into(),
-        "SysV".into(),
-        "shmsem/POSIX".into(),
-        "target".into(),
-        "met".into(),
-        "note".into(),
-    ]];
-    for o in outcomes {
-        let show = |x: Option<f64>| x.map_or_else(|| "—".to_owned(), |x| o.unit.show(x));
-        let posix = match (o.id, o.posix) {
-            ("reclaim", None) if o.error.is_none() => "never".to_owned(),
-            (_, x) => show(x),
-        };
-        rows.push([
-            o.id.to_owned(),
-            o.unit.as_str().to_owned(),
-            show(o.shmsem),
-            posix,
-            show(o.sysv),
-            o.ratio_posix()
-                .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×")),
-            target(o.id).map_or("", |t| t.text).to_owned(),
-            match o.met() {
-                Some(true) => "✓",
-                Some(false) => "✗",
-                None => "—",
-            }
-            .to_owned(),
-            note(o),
-        ]);
-    }
-    let mut widths = [0usize; 9];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    // Numbers right-aligned, text left-aligned; the last column unpadded.
-    let right = [false, false, true, true, true, true, false, false, false];
-    let mut out = machine.header();
-    out.push('\n');
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            let pad = widths[i] - cell.chars().count();
-            if i > 0 {
-                line.push_str("  ");
-            }
-            if right[i] {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else if i + 1 < row.len() {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            } else {
-                line.push_str(cell);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ratio(median: f64) -> Summary {
+        Summary {
+            median,
+            ci95: (median * 0.95, median * 1.05),
+            min: median * 0.9,
+            samples: 600,
+        }
+    }
+
+    fn uncontended(time: f64, sysv: f64, instructions: [f64; 2]) -> Outcome {
+        let mut o = Outcome::new("uncontended", Unit::Ns);
+        o.median = vec![("shmsem", 20.0), ("posix", 16.0), ("sysv", 400.0)];
+        o.ratio = Some(ratio(time));
+        o.more_ratios.push(("sysv", ratio(sysv)));
+        o.instructions = vec![
+            (
+                "shmsem",
+                PerOp {
+                    instructions: instructions[0],
+                    syscalls: Some(0.0),
+                },
+            ),
+            (
+                "posix",
+                PerOp {
+                    instructions: instructions[1],
+                    syscalls: Some(0.0),
+                },
+            ),
+        ];
+        o
+    }
+
+    fn report(control: f64, outcomes: Vec<Outcome>) -> Report {
+        Report {
+            machine: Machine::detect(true),
+            counts: Counts::default(),
+            control: Some(ratio(control)),
+            outcomes,
+            seconds: 12.0,
+        }
+    }
+
     #[test]
     fn targets_are_judged() {
-        let o = Outcome::new("uncontended", Unit::Ns, 20.0, Some(16.0), Some(400.0));
-        assert_eq!(o.met(), Some(true));
-        let o = Outcome::new("uncontended", Unit::Ns, 44.0, Some(16.0), Some(400.0));
-        assert_eq!(o.met(), Some(false));
-        let o = Outcome::new("contended4", Unit::OpsPerSec, 2e6, Some(1e6), None);
-        assert_eq!(o.met(), Some(true));
-        let o = Outcome::new("timed", Unit::Ns, 1.0, Some(1.0), None);
-        assert_eq!(o.met(), None);
-        let mut o = Outcome::new("scale10k", Unit::Ns, 46.0, None, None);
-        o.extra.push(("ratio_baseline", 1.05));
-        assert_eq!(o.met(), Some(true));
-        let o = Outcome::failed("open", &anyhow::anyhow!("boom"));
-        assert_eq!(o.met(), None);
+        assert_eq!(uncontended(1.05, 0.05, [60.0, 35.0]).met(false), Some(true));
+        assert_eq!(uncontended(1.2, 0.05, [60.0, 35.0]).met(false), Some(false));
+        let o = uncontended(1.05, 0.05, [80.0, 35.0]);
+        assert_eq!(
+            (o.met(false), o.met_instructions()),
+            (Some(false), Some(false))
+        );
+        let mut o = Outcome::new("contended4", Unit::OpsPerSec);
+        o.ratio = Some(ratio(1.2));
+        o.more_ratios.push(("cpu", ratio(0.9)));
+        assert_eq!(o.met(false), Some(true));
+        let mut o = Outcome::new("timed", Unit::Ns);
+        o.ratio = Some(ratio(0.5));
+        assert_eq!(o.met(false), None);
+        let mut o = Outcome::new("idle100", Unit::CpuMs);
+        o.extra.push(("core_percent", 2.5));
+        assert_eq!(o.met(false), Some(false));
+        assert_eq!(
+            Outcome::failed("open", &anyhow::anyhow!("boom")).met(false),
+            None
+        );
+    }
+
+    #[test]
+    fn a_noisy_control_sets_every_met_to_null() {
+        let outcomes = || {
+            let mut scale = Outcome::new("scale10k", Unit::Ns);
+            scale.ratio = Some(ratio(1.0));
+            vec![uncontended(1.05, 0.05, [60.0, 35.0]), scale]
+        };
+        let quiet = json(&report(1.02, outcomes()));
+        assert_eq!(quiet["machine"]["noisy"], false);
+        assert_eq!(quiet["results"][0]["met"], true);
+        assert_eq!(quiet["results"][1]["met"], true);
+        for control in [1.3, 0.8] {
+            let noisy = json(&report(control, outcomes()));
+            assert_eq!(noisy["machine"]["noisy"], true);
+            assert!(
+                noisy["machine"]["verdict"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("too noisy")),
+                "{noisy}"
+            );
+            for r in noisy["results"].as_array().expect("results") {
+                assert_eq!(r["met"], Value::Null, "{r}");
+            }
+            // Counts are exact: their verdict stands.
+            assert_eq!(noisy["results"][0]["met_instructions"], true);
+        }
     }
 
     #[test]
     fn json_has_the_documented_shape() {
-        let m = Machine {
-            kernel: "6".into(),
-            cpu: "x".into(),
-            cpus: 2,
-            mode: "quick",
-        };
-        let mut o = Outcome::new("reclaim", Unit::Ms, 49.5, None, Some(0.2));
-        o.extra.push(("p50", 25.0));
-        let v = json(&m, &[o]);
+        let v = json(&report(1.0, vec![uncontended(1.05, 0.05, [70.0, 35.0])]));
         let r = &v["results"][0];
-        assert_eq!(r["scenario"], "reclaim");
-        assert_eq!(r["unit"], "ms");
-        assert_eq!(r["posix"], Value::Null);
-        assert_eq!(r["ratio_posix"], Value::Null);
-        assert_eq!(r["met"], true);
-        assert_eq!(r["p50"], 25.0);
-        assert_eq!(v["machine"]["cpus"], 2);
+        assert_eq!(r["scenario"], "uncontended");
+        assert_eq!(r["instructions"]["shmsem"], 70.0);
+        assert_eq!(r["instructions"]["posix"], 35.0);
+        assert_eq!(r["instructions_ratio"], 2.0);
+        assert_eq!(r["ratio_median"], 1.05);
+        let ci = r["ratio_ci95"].as_array().expect("[lo, hi]");
+        assert_eq!(ci.len(), 2);
+        assert!(
+            ci[0].as_f64() < Some(1.05) && ci[1].as_f64() > Some(1.05),
+            "{ci:?}"
+        );
+        assert_eq!(r["ratio_min"], 0.945);
+        assert_eq!(r["samples"], 600);
+        assert_eq!(r["ratio_sysv"]["median"], 0.05);
+        assert_eq!(v["machine"]["control"]["ratio_median"], 1.0);
+        assert_eq!(v["machine"]["control"]["samples"], 600);
+        assert_eq!(v["machine"]["seconds"], 12.0);
     }
 }

@@ -10,8 +10,9 @@
 //! | role | protocol |
 //! |---|---|
 //! | `pingpong` | takes semaphore 2, says `ready`, then plays [`pingpong_rounds`]' other side until killed |
-//! | `worker` | reads `window START END` (monotonic ns) and answers the number of critical sections it completed in that window, or `count N` and answers `done` after N; exits at end of input |
+//! | `worker` | reads `window START END` (monotonic ns) and answers `COUNT CPU_NS`: the critical sections it completed in that window and the CPU time it used meanwhile; or reads `count N` and answers `done` after N; exits at end of input |
 //! | `holder` | takes semaphore 0, says `held`, and keeps it until killed (or end of input) |
+//! | `waiter` | says `waiting`, then waits for semaphore 0 (which the parent keeps full) until killed |
 //!
 //! Shared by `shmsem bench` and the criterion benches (included with `#[path]`, next to
 //! `peers.rs` and `procs.rs`).
@@ -75,10 +76,12 @@ pub enum Role {
     Worker,
     /// A holder that the parent kills.
     Holder,
+    /// A process blocked on a full semaphore, watched while idle.
+    Waiter,
 }
 
 impl Role {
-    const ALL: [Role; 3] = [Role::PingPong, Role::Worker, Role::Holder];
+    const ALL: [Role; 4] = [Role::PingPong, Role::Worker, Role::Holder, Role::Waiter];
 
     /// The value of [`procs::ROLE_ENV`].
     pub fn as_str(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Role {
             Role::PingPong => "pingpong",
             Role::Worker => "worker",
             Role::Holder => "holder",
+            Role::Waiter => "waiter",
         }
     }
 }
@@ -180,6 +184,7 @@ fn act<L: Locks>(role: Role, locks: &mut L) -> anyhow::Result<()> {
         Role::PingPong => pingpong_peer(locks),
         Role::Worker => worker(locks),
         Role::Holder => holder(locks),
+        Role::Waiter => waiter(locks),
     }
 }
 
@@ -342,6 +347,7 @@ fn worker<L: Locks>(locks: &mut L) -> anyhow::Result<()> {
             ["window", start, end] => {
                 let (start, end): (u64, u64) = (start.parse()?, end.parse()?);
                 procs::sleep_until_ns(start);
+                let cpu_start = procs::cpu_ns();
                 let mut done = 0u64;
                 'window: loop {
                     for _ in 0..16 {
@@ -354,7 +360,10 @@ fn worker<L: Locks>(locks: &mut L) -> anyhow::Result<()> {
                         break 'window;
                     }
                 }
-                say(&done.to_string())?;
+                say(&format!(
+                    "{done} {}",
+                    procs::cpu_ns().saturating_sub(cpu_start)
+                ))?;
             }
             ["count", n] => {
                 let n: u64 = n.parse()?;
@@ -382,4 +391,27 @@ fn holder<L: Locks>(locks: &mut L) -> anyhow::Result<()> {
         sink.clear();
     }
     locks.release(0)
+}
+
+// ===== idle =====
+
+fn waiter<L: Locks>(locks: &mut L) -> anyhow::Result<()> {
+    say("waiting")?;
+    // The parent keeps the semaphore full: this waits until the process is killed.
+    locks.acquire(0)?;
+    say("acquired")?;
+    wait_for_end_of_input();
+    locks.release(0)
+}
+
+/// Block until end of input (the parent is gone, or closed our stdin).
+fn wait_for_end_of_input() {
+    let mut sink = String::new();
+    while std::io::stdin()
+        .lock()
+        .read_line(&mut sink)
+        .is_ok_and(|n| n > 0)
+    {
+        sink.clear();
+    }
 }
