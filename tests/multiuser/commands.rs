@@ -1,0 +1,402 @@
+//! Running commands as someone: `shmsem`, a shell script, a sleeper or a holder as one of a
+//! test's users ([`World::command`] and the methods beside it), what a command did ([`Out`]),
+//! commands started together and each timed alone ([`Pending`]), and what `show` and `ps` said.
+
+use std::{
+    fmt, fs,
+    io::{self, Read},
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    HANG_LIMIT,
+    users::{User, World, lock},
+};
+
+impl World {
+    /// `program ARGS` as `who`, with a clean environment (no `SHMSEM_DIR`, no `SHMSEM_SELF`).
+    pub fn command(&self, who: &User, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
+        c.args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/")
+            .env("LC_ALL", "C")
+            .current_dir("/")
+            .stdin(Stdio::null());
+        if who.uid != 0 {
+            let (uid, gid, groups) = (who.uid, who.gid, who.groups.clone());
+            // SAFETY: between fork and exec the closure makes only the setgroups, setresgid and
+            // setresuid system calls, on memory allocated before the fork.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setresgid(gid, gid, gid) != 0
+                        || libc::setresuid(uid, uid, uid) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
+        c
+    }
+
+    /// `shmsem ARGS` as `who`.
+    pub fn shmsem(&self, who: &User, args: &[&str]) -> Command {
+        self.command(who, &self.shmsem.clone(), args)
+    }
+
+    /// `shmsem --scope global --namespace NS ARGS` as `who`.
+    pub fn global(&self, who: &User, ns: &str, args: &[&str]) -> Command {
+        let all = [&["--scope", "global", "--namespace", ns][..], args].concat();
+        self.shmsem(who, &all)
+    }
+
+    /// `sh -c SCRIPT` as `who`.
+    pub fn sh(&self, who: &User, script: &str) -> Out {
+        run(
+            who,
+            self.command(who, Path::new("/bin/sh"), &["-c", script]),
+        )
+    }
+
+    /// Keep `child` to be killed when the test ends.
+    pub fn keep(&self, child: Child) {
+        lock(&self.children).push(child);
+    }
+
+    /// `sleep 120` as `who`, in the background: a live process of that user. Returns its pid.
+    pub fn sleeper(&self, who: &User) -> u32 {
+        let child = self
+            .command(who, Path::new("sleep"), &["120"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting sleep");
+        let pid = child.id();
+        self.keep(child);
+        pid
+    }
+
+    /// `shmsem run NAME -- sleep 120` as `who` in global namespace `ns`, in the background;
+    /// returns the holder's pid (the `sleep`, which `show` lists) once it holds.
+    pub fn hold(&self, who: &User, ns: &str, name: &str) -> u32 {
+        let child = self
+            .global(who, ns, &["run", name, "--", "sleep", "120"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting shmsem run");
+        let run_pid = child.id();
+        self.keep(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown = run(who, self.global(who, ns, &["show", name, "--json"]));
+            if shown.code == Some(0)
+                && let Some(&p) = pids(&shown.json()["holders"])
+                    .iter()
+                    .find(|&&p| parent_of(p) == Some(run_pid))
+            {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never came to hold {ns}/{name}: {shown}",
+                who.role
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The parent of process `pid`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `PID-START` of process `pid`, as `SHMSEM_SELF` names a tree.
+pub fn tree_id(pid: u32) -> String {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading a stat file");
+    let start = stat[stat.rfind(')').expect("a stat line") + 1..]
+        .split_whitespace()
+        .nth(19)
+        .expect("field 22 of a stat line");
+    format!("{pid}-{start}")
+}
+
+pub fn kill(pid: u32) {
+    // SAFETY: sending a signal to a pid.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+// ===== running commands =====
+
+/// What one command did.
+#[derive(Debug)]
+pub struct Out {
+    who: &'static str,
+    args: Vec<String>,
+    /// `None`: killed by a signal (or by us, when it hung).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+    pub hung: bool,
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{} ran {:?}: exit {:?} after {:?}{}; stdout {:?}; stderr {:?}]",
+            self.who,
+            self.args,
+            self.code,
+            self.took,
+            if self.hung { " (HUNG, killed)" } else { "" },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+impl Out {
+    /// Exited with `code`; a failing `shmsem` (not a `sh -c` script) said why on stderr, in a
+    /// line starting `shmsem: `.
+    pub fn status(&self, code: i32) -> &Out {
+        assert!(
+            !self.hung && self.code == Some(code),
+            "expected exit {code}: {self}"
+        );
+        if code != 0 && self.args.first().is_some_and(|a| a != "-c") {
+            assert!(
+                self.stderr.starts_with("shmsem: "),
+                "expected a `shmsem: ` message: {self}"
+            );
+        }
+        self
+    }
+
+    pub fn ok(&self) -> &Out {
+        self.status(0)
+    }
+
+    /// Took no longer than `bound`.
+    pub fn within(&self, bound: Duration) -> &Out {
+        assert!(
+            !self.hung && self.took <= bound,
+            "took longer than {bound:?}: {self}"
+        );
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
+    }
+}
+
+/// Expectations on several commands started together, all checked before the test fails, so
+/// that one failure does not hide the others.
+#[derive(Debug, Default)]
+pub struct Checks(Vec<String>);
+
+impl Checks {
+    /// `out` exited with `code` within `bound`, saying each of `says` on stderr.
+    pub fn expect(&mut self, out: &Out, code: i32, bound: Duration, says: &[&str]) {
+        let mut why = Vec::new();
+        if out.hung || out.code != Some(code) {
+            why.push(format!("exit {code} expected"));
+        }
+        if out.took > bound {
+            why.push(format!("took longer than {bound:?}"));
+        }
+        for text in says {
+            if !out.stderr.contains(text) {
+                why.push(format!("{text:?} expected on stderr"));
+            }
+        }
+        if !why.is_empty() {
+            self.0.push(format!("{}: {out}", why.join(", ")));
+        }
+    }
+
+    /// `ps` output `out` lists `ns/name` held with weight 1.
+    pub fn lists_held(&mut self, out: &Out, ns: &str, name: &str) {
+        let held = (ns.to_owned(), name.to_owned(), "held".to_owned(), 1);
+        if out.code != Some(0) || !ps_entries(out).contains(&held) {
+            self.0
+                .push(format!("{ns}/{name} held with weight 1 expected: {out}"));
+        }
+    }
+
+    pub fn done(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} failed expectations:\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+    }
+}
+
+/// A started command, watched by a thread of its own that notes when it exits (so that commands
+/// started together are each timed alone) and kills it at [`HANG_LIMIT`].
+pub struct Pending {
+    who: &'static str,
+    args: Vec<String>,
+    watcher: thread::JoinHandle<(Option<i32>, Duration, bool)>,
+    readers: Vec<thread::JoinHandle<String>>,
+}
+
+pub fn start(who: &User, mut c: Command) -> Pending {
+    let args = c
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = c.spawn().expect("starting a command");
+    let mut readers = Vec::new();
+    let out: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped"));
+    let err: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("piped"));
+    for mut pipe in [out, err] {
+        readers.push(thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        }));
+    }
+    let watcher = thread::spawn(move || {
+        let mut nap = Duration::from_micros(200);
+        loop {
+            if let Some(s) = child.try_wait().expect("waiting for a command") {
+                return (s.code(), started.elapsed(), false);
+            }
+            if started.elapsed() > HANG_LIMIT {
+                let _ = child.kill();
+                let s = child.wait().expect("waiting for a killed command");
+                return (s.code(), started.elapsed(), true);
+            }
+            thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(5));
+        }
+    });
+    Pending {
+        who: who.role,
+        args,
+        watcher,
+        readers,
+    }
+}
+
+impl Pending {
+    /// Wait for it to exit (or be killed as hung) and for its output.
+    pub fn finish(self) -> Out {
+        let (code, took, hung) = self.watcher.join().expect("the watcher thread");
+        let mut texts = self
+            .readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_default());
+        Out {
+            who: self.who,
+            args: self.args,
+            code,
+            stdout: texts.next().unwrap_or_default(),
+            stderr: texts.next().unwrap_or_default(),
+            took,
+            hung,
+        }
+    }
+}
+
+pub fn run(who: &User, c: Command) -> Out {
+    start(who, c).finish()
+}
+
+/// Pids of a `show --json` party list.
+pub fn pids(parties: &Value) -> Vec<u32> {
+    parties
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `(namespace, name, state, weight)` of every entry of a `ps --json` document.
+pub fn ps_entries(out: &Out) -> Vec<(String, String, String, u64)> {
+    let v = out.json();
+    let all = v
+        .as_array()
+        .unwrap_or_else(|| panic!("ps --json is not an array: {out}"));
+    all.iter()
+        .map(|e| {
+            (
+                e["namespace"].as_str().unwrap_or_default().to_owned(),
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                e["state"].as_str().unwrap_or_default().to_owned(),
+                e["weight"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// `ps` lists `ns/name` held with weight 1.
+pub fn lists_held(out: &Out, ns: &str, name: &str) {
+    let held = (ns.to_owned(), name.to_owned(), "held".to_owned(), 1);
+    assert!(
+        ps_entries(out).contains(&held),
+        "expected {ns}/{name} held with weight 1: {out}"
+    );
+}
+
+/// `show NAME --json` of global namespace `ns` as `who`: value and holder pids.
+pub fn shown(w: &World, who: &User, ns: &str, name: &str) -> (u64, Vec<u32>, Vec<u32>) {
+    let out = run(who, w.global(who, ns, &["show", name, "--json"]));
+    out.ok();
+    let v = out.json();
+    (
+        v["value"].as_u64().expect("value"),
+        pids(&v["holders"]),
+        pids(&v["waiters"]),
+    )
+}
+
+/// alice creates capacity-1 persistent `name` in `ns`, group ops, mode 0660.
+pub fn create_ops(w: &World, ns: &str, name: &str) {
+    let ops = w.ops.arg();
+    run(
+        &w.alice,
+        w.global(
+            &w.alice,
+            ns,
+            &[
+                "create",
+                name,
+                "--capacity",
+                "1",
+                "--persistent",
+                "--group",
+                &ops,
+                "--mode",
+                "0660",
+            ],
+        ),
+    )
+    .ok();
+}
