@@ -109,7 +109,9 @@ fn release<A: Atomic64>(lane: &Lane<'_, A>, count: u32) {
 /// end the value equals what live holders hold.
 #[test]
 fn kill_at_every_write_then_recount() {
-    for k in 0..=WRITES {
+    // The victim acquires through the slow path's `try_take`, then through the fast path's
+    // `take_once`: the same bracket, so the same recount must hold for both.
+    for (k, once) in (0..=WRITES).flat_map(|k| [(k, false), (k, true)]) {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
         builder.check(move || {
@@ -137,7 +139,12 @@ fn kill_at_every_write_then_recount() {
                         word: &w,
                         holding: &h,
                     };
-                    if lane.try_take(0, 1, 1, false).is_ok() {
+                    let took = if once {
+                        lane.take_once(0, 1, 1)
+                    } else {
+                        lane.try_take(0, 1, 1, false).is_ok()
+                    };
+                    if took {
                         let _ = lane.give(0, 1);
                     }
                 })

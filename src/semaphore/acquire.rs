@@ -43,7 +43,7 @@ impl Semaphore {
     /// The fast path: this thread's entry (see `fast`) names the two words to change, and one
     /// compare-exchange bracketed by the record's marks takes the weight. Anything else, the
     /// first use on this thread included, goes through [`Self::take_cold`].
-    #[inline]
+    #[inline(always)]
     pub(super) fn take(&self, weight: u32, until: Until) -> Result<(u64, u32)> {
         let packed = self.inner.found.load(Relaxed);
         if let Some((rec, h, epoch)) = fast::get(self.inner.serial, packed) {
@@ -55,7 +55,7 @@ impl Semaphore {
                     holding: &h.holding,
                 };
                 let fair = fair_capacity(rec, capacity, 0);
-                if lane.try_take(packed as u16, weight, fair, false).is_ok() {
+                if lane.take_once(packed as u16, weight, fair) {
                     note_since(h, weight);
                     return Ok((packed, epoch));
                 }

@@ -317,13 +317,13 @@ impl Semaphore {
     }
 
     /// Wait as long as it takes for weight 1.
-    #[inline]
+    #[inline(always)]
     pub fn acquire(&self) -> Result<Permit<'_>> {
         self.acquire_weight(1)
     }
 
     /// Wait as long as it takes for `weight`.
-    #[inline]
+    #[inline(always)]
     pub fn acquire_weight(&self, weight: u32) -> Result<Permit<'_>> {
         self.take(weight, Until::Forever)
             .map(|taken| Permit::new(self, weight, taken))

@@ -71,7 +71,7 @@ impl fmt::Debug for Permit<'_> {
 }
 
 impl Drop for Permit<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // This thread's own record for the life the weight was taken from: no lookup. While the
         // weight is held, some record of this process names its generation, so the generation

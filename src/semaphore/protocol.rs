@@ -192,6 +192,40 @@ pub enum Refused {
 }
 
 impl<A: Atomic64> Lane<'_, A> {
+    /// The uncontended acquire: one look at the word and one compare-exchange, bracketed like
+    /// every other (`BUSY` mark, compare-exchange, closing store), for a lane that is not
+    /// counted as a waiter. `false` when anything stood in the way (too full, frozen, another
+    /// generation, or the word changed under it); the record is then as it was, and the caller
+    /// takes the slow path, which looks again.
+    #[inline(always)]
+    pub fn take_once(&self, generation: u16, weight: u32, capacity: u32) -> bool {
+        let current = self.word.load(Relaxed);
+        if word::generation(current) != generation {
+            return false;
+        }
+        let Some(new) = word::take(current, weight, capacity, false) else {
+            return false;
+        };
+        // Relaxed: only this lane writes its record.
+        let mine = self.holding.load(Relaxed);
+        self.holding.store(mine | holding::BUSY, Relaxed);
+        failpoint::hit("acquire:marked");
+        // AcqRel: see "Notes about memory ordering".
+        if self
+            .word
+            .compare_exchange(current, new, AcqRel, Relaxed)
+            .is_err()
+        {
+            // Release: a reclaimer that sees the flag clear knows the word was not changed.
+            self.holding.store(mine, Release);
+            return false;
+        }
+        failpoint::hit("acquire:swapped");
+        let held = holding::held(mine).wrapping_add(weight as i64);
+        self.holding.store(holding::with_held(mine, held), Release);
+        true
+    }
+
     /// Try once to take `weight` under `capacity`. A `counted` waiter uncounts itself in the same
     /// step. Returns the word before the change.
     #[inline]

@@ -35,7 +35,7 @@ impl Semaphore {
 
     /// Give back `count` on semaphore record `rec` of generation `generation` through holder
     /// record `h`: one compare-exchange, and a wake only when someone waits.
-    #[inline]
+    #[inline(always)]
     pub(super) fn give_rec(
         &self,
         rec: &SemRecord,
