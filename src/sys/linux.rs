@@ -147,6 +147,7 @@ pub fn keep_across_exec(fd: i32) -> io::Result<()> {
 }
 
 /// Stop this process with SIGSTOP, until someone sends SIGCONT (a test's pause point).
+#[cfg(feature = "failpoints")]
 pub fn stop_self() {
     // SAFETY: raise has no memory effects.
     unsafe { libc::raise(libc::SIGSTOP) };
