@@ -140,7 +140,7 @@ fn kill_at_every_write_then_recount() {
                         holding: &h,
                     };
                     let took = if once {
-                        lane.take_once(0, 1, 1)
+                        lane.take_once(0, 1, 1).is_some()
                     } else {
                         lane.try_take(0, 1, 1, false).is_ok()
                     };

@@ -55,8 +55,11 @@ impl Semaphore {
                     holding: &h.holding,
                 };
                 let fair = fair_capacity(rec, capacity, 0);
-                if lane.take_once(packed as u16, weight, fair) {
-                    note_since(h, weight);
+                if let Some(before) = lane.take_once(packed as u16, weight, fair) {
+                    // A holding that begins now is not stamped yet (see `note_since`).
+                    if before <= 0 {
+                        h.since_ms.store(0, Relaxed);
+                    }
                     return Ok((packed, epoch));
                 }
             }

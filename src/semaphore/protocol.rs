@@ -196,16 +196,14 @@ impl<A: Atomic64> Lane<'_, A> {
     /// every other (`BUSY` mark, compare-exchange, closing store), for a lane that is not
     /// counted as a waiter. `false` when anything stood in the way (too full, frozen, another
     /// generation, or the word changed under it); the record is then as it was, and the caller
-    /// takes the slow path, which looks again.
+    /// takes the slow path, which looks again. Returns the weight the record held before.
     #[inline(always)]
-    pub fn take_once(&self, generation: u16, weight: u32, capacity: u32) -> bool {
+    pub fn take_once(&self, generation: u16, weight: u32, capacity: u32) -> Option<i64> {
         let current = self.word.load(Relaxed);
         if word::generation(current) != generation {
-            return false;
+            return None;
         }
-        let Some(new) = word::take(current, weight, capacity, false) else {
-            return false;
-        };
+        let new = word::take(current, weight, capacity, false)?;
         // Relaxed: only this lane writes its record.
         let mine = self.holding.load(Relaxed);
         self.holding.store(mine | holding::BUSY, Relaxed);
@@ -218,12 +216,13 @@ impl<A: Atomic64> Lane<'_, A> {
         {
             // Release: a reclaimer that sees the flag clear knows the word was not changed.
             self.holding.store(mine, Release);
-            return false;
+            return None;
         }
         failpoint::hit("acquire:swapped");
-        let held = holding::held(mine).wrapping_add(weight as i64);
+        let before = holding::held(mine);
+        let held = before.wrapping_add(weight as i64);
         self.holding.store(holding::with_held(mine, held), Release);
-        true
+        Some(before)
     }
 
     /// Try once to take `weight` under `capacity`. A `counted` waiter uncounts itself in the same
