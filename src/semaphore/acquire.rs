@@ -325,6 +325,46 @@ impl Semaphore {
         result
     }
 
+    /// Take `weight` on `at` into a record this thread does not own as a lane (an external
+    /// holder's, an `FdPermit`'s) with `attempt(capacity)`, waiting as long as `until` allows,
+    /// counted and shown in this thread's own record. One round: the caller re-creates a removed
+    /// semaphore ([`Contended::Removed`]) or looks the record up again ([`Contended::Moved`]).
+    pub(super) fn take_into(
+        &self,
+        (found, life): (Found, u64),
+        weight: u32,
+        until: Until,
+        attempt: impl Fn(u32) -> Attempt,
+    ) -> Result<(), Contended> {
+        let me = self
+            .inner
+            .ns
+            .registration()
+            .map_err(Contended::Failed)?
+            .slot;
+        with_lane(|lane| {
+            let (h, _) = match self.holder(lane, found, life) {
+                Ok(x) => x,
+                Err(Error::Removed { .. }) => return Err(Contended::Removed),
+                Err(e) => return Err(Contended::Failed(e)),
+            };
+            let rec = self.rec(found);
+            let capacity = rec.capacity.load(Relaxed);
+            check_weight(weight, capacity).map_err(Contended::Failed)?;
+            let first = match attempt(fair_capacity(rec, capacity, 0)) {
+                Attempt::Taken { .. } => return Ok(()),
+                Attempt::Failed(e) => return Err(Contended::Failed(e)),
+                Attempt::Moved => return Err(Contended::Moved),
+                Attempt::Refused(r) => r,
+                Attempt::Busy => Refused::Full(rec.word.load(Relaxed)),
+            };
+            let token = reservation_token(me, lane, weight);
+            self.take_contended(found, weight, until, h, token, first, |fair, _| {
+                attempt(fair)
+            })
+        })
+    }
+
     /// Stop counting a waiter that leaves without having been uncounted. A recount in progress
     /// is waited for, up to [`FROZEN_PATIENCE`]; past that the lane stays counted (its record says
     /// so, and the count is right again when it next takes weight through that record, or when

@@ -10,23 +10,19 @@
 //! the next recount forgets its count. When the weight is there, it takes it into the holder's
 //! record under the slot lock, then uncounts itself.
 
-use std::{
-    sync::atomic::Ordering::{Acquire, Relaxed},
-    time::Duration,
-};
+use std::{sync::atomic::Ordering::Acquire, time::Duration};
 
 use super::{
     Contended, Semaphore, Until,
     acquire::Attempt,
-    check_weight, fair_capacity, note_since,
+    note_since,
     protocol::{Lane, Refused, holding},
-    reservation_token,
 };
 use crate::{
     error::{Error, Result},
     holders,
     namespace::with_lane,
-    sys, table,
+    sys,
     table::Found,
     wait::Monotonic,
 };
@@ -61,32 +57,12 @@ impl Semaphore {
         }
         .start();
         may_act_for(pid)?;
-        let me = self.inner.ns.registration()?.slot;
         let mut at = self.current();
         // Bounded: each round re-creates a removed semaphore or finds a freed slot again.
         for _ in 0..2 * super::RECREATE_TRIES {
             let (slot, slot_gen) = self.external_slot(pid, until.lock_deadline())?;
-            let outcome = with_lane(|lane| {
-                let (found, life) = at;
-                let (h, _) = match self.holder(lane, found, life) {
-                    Ok(x) => x,
-                    Err(Error::Removed { .. }) => return Err(Contended::Removed),
-                    Err(e) => return Err(Contended::Failed(e)),
-                };
-                let capacity = self.rec(found).capacity.load(Relaxed);
-                check_weight(weight, capacity).map_err(Contended::Failed)?;
-                let attempt = |fair: u32, _counted: bool| {
-                    self.take_external(slot, slot_gen, (found, life), weight, fair)
-                };
-                let first = match attempt(fair_capacity(self.rec(found), capacity, 0), false) {
-                    Attempt::Taken { .. } => return Ok(()),
-                    Attempt::Failed(e) => return Err(Contended::Failed(e)),
-                    Attempt::Moved => return Err(Contended::Moved),
-                    Attempt::Refused(r) => r,
-                    Attempt::Busy => Refused::Full(self.rec(found).word.load(Relaxed)),
-                };
-                let token = reservation_token(me, lane, weight);
-                self.take_contended(found, weight, until, h, token, first, attempt)
+            let outcome = self.take_into(at, weight, until, |fair| {
+                self.take_external(slot, slot_gen, at, weight, fair)
             });
             match outcome {
                 Ok(()) => return Ok(()),
@@ -127,7 +103,7 @@ impl Semaphore {
                 holders::External::HolderDead => return Err(holder_gone()),
                 holders::External::Moved => return Ok(Attempt::Moved),
             }
-            let Some(index) = self.external_record(ctx, slot, slot_gen, (found, life))? else {
+            let Some(index) = self.slot_record(ctx, slot, slot_gen, (found, life))? else {
                 return Ok(Attempt::Refused(Refused::Removed));
             };
             let h = ctx
@@ -172,7 +148,7 @@ impl Semaphore {
                     holders::External::HolderDead => return Err(holder_gone()),
                     holders::External::Moved => return Ok(None),
                 }
-                let held = match self.external_record(ctx, slot, slot_gen, (found, life))? {
+                let held = match self.slot_record(ctx, slot, slot_gen, (found, life))? {
                     Some(index) => ctx
                         .seg
                         .holder(index)
@@ -234,29 +210,4 @@ fn may_act_for(pid: u32) -> Result<()> {
              release weight for it"
         ),
     })
-}
-
-impl Semaphore {
-    /// The record of external slot `slot` on `found` in incarnation `life`: lane 0, found or
-    /// claimed; `None` once that incarnation is over. The caller holds the slot's lock byte.
-    fn external_record(
-        &self,
-        ctx: holders::Ctx<'_>,
-        slot: u32,
-        slot_gen: u32,
-        (found, life): (Found, u64),
-    ) -> Result<Option<u32>> {
-        let key = holders::record_key(slot, 0, found);
-        let existing = (0..crate::segment::layout::MAX_HOLDERS).find(|&index| {
-            ctx.seg
-                .holder(index)
-                .is_some_and(|h| h.key.load(Acquire) == key)
-        });
-        let index = match existing {
-            Some(index) => index,
-            None => holders::claim_record(ctx, slot, slot_gen, 0, found)?,
-        };
-        // After the claim: see the generation rule in `table`.
-        Ok(table::is_life(self.rec(found), life, &self.inner.name).then_some(index))
-    }
 }

@@ -15,15 +15,12 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    Contended, Semaphore, Until, acquire::Attempt, check_weight, fair_capacity, note_since,
-    protocol::Lane, reservation_token,
-};
+use super::{Contended, Semaphore, Until, acquire::Attempt, note_since, protocol::Lane};
 use crate::{
     error::{Error, Result},
     holders::{self, Ctx},
     namespace::with_lane,
-    sys, table,
+    sys,
     table::Found,
 };
 
@@ -75,9 +72,7 @@ impl Semaphore {
             Some(d) => Until::Timeout(d),
         }
         .start();
-        let ns = &self.inner.ns;
-        let me = ns.registration()?.slot;
-        let (file, slot, slot_gen) = ns.register_description()?;
+        let (file, slot, slot_gen) = self.inner.ns.register_description()?;
         let mut permit = FdPermit {
             sem: self.clone(),
             file,
@@ -90,27 +85,7 @@ impl Semaphore {
         };
         let mut at = self.current();
         for _ in 0..super::RECREATE_TRIES {
-            let outcome = with_lane(|lane| {
-                let (found, life) = at;
-                let (h, _) = match self.holder(lane, found, life) {
-                    Ok(x) => x,
-                    Err(Error::Removed { .. }) => return Err(Contended::Removed),
-                    Err(e) => return Err(Contended::Failed(e)),
-                };
-                let capacity = self.rec(found).capacity.load(Relaxed);
-                check_weight(weight, capacity).map_err(Contended::Failed)?;
-                let attempt = |fair: u32, _counted: bool| permit.take(weight, (found, life), fair);
-                let first = match attempt(fair_capacity(self.rec(found), capacity, 0), false) {
-                    Attempt::Taken { .. } => return Ok(()),
-                    Attempt::Failed(e) => return Err(Contended::Failed(e)),
-                    Attempt::Refused(r) => r,
-                    Attempt::Busy | Attempt::Moved => {
-                        unreachable!("only this process operates the slot")
-                    }
-                };
-                let token = reservation_token(me, lane, weight);
-                self.take_contended(found, weight, until, h, token, first, attempt)
-            });
+            let outcome = self.take_into(at, weight, until, |fair| permit.take(weight, at, fair));
             match outcome {
                 Ok(()) => {
                     (permit.found, permit.life, permit.weight) = (at.0, at.1, weight);
@@ -166,21 +141,9 @@ impl FdPermit {
 
     /// The slot's record on `found` in incarnation `life`, found or claimed; `None` once that
     /// incarnation is over.
-    fn record(&self, (found, life): (Found, u64)) -> Result<Option<u32>> {
-        let ctx = self.ctx();
-        let key = holders::record_key(self.slot, 0, found);
-        let existing = (0..crate::segment::layout::MAX_HOLDERS).find(|&index| {
-            ctx.seg
-                .holder(index)
-                .is_some_and(|h| h.key.load(Relaxed) == key)
-        });
-        let index = match existing {
-            Some(index) => index,
-            None => holders::claim_record(ctx, self.slot, self.slot_gen, 0, found)?,
-        };
-        // After the claim: see the generation rule in `table`.
-        let rec = self.sem.rec(found);
-        Ok(table::is_life(rec, life, &self.sem.inner.name).then_some(index))
+    fn record(&self, at: (Found, u64)) -> Result<Option<u32>> {
+        self.sem
+            .slot_record(self.ctx(), self.slot, self.slot_gen, at)
     }
 
     /// One attempt to take `weight` into the slot's record.

@@ -18,7 +18,7 @@ pub mod protocol;
 mod release;
 pub mod word;
 
-use self::acquire::{Contended, fair_capacity, reservation_token};
+use self::acquire::{Contended, fair_capacity};
 pub(crate) use self::fast::clear as forget_fast_path;
 pub use self::{
     fd_permit::FdPermit,
@@ -314,6 +314,30 @@ impl Semaphore {
             .holder(record)
             .ok_or_else(|| Error::corrupt("record out of bounds"))?;
         Ok((h, held))
+    }
+
+    /// The lane-0 record of process slot `slot` (an external holder's, an `FdPermit`'s) on
+    /// `found` in incarnation `life`, found or claimed; `None` once that incarnation is over.
+    /// The caller operates the slot (holds its lock byte).
+    fn slot_record(
+        &self,
+        ctx: holders::Ctx<'_>,
+        slot: u32,
+        slot_gen: u32,
+        (found, life): (Found, u64),
+    ) -> Result<Option<u32>> {
+        let key = holders::record_key(slot, 0, found);
+        let existing = (0..crate::segment::layout::MAX_HOLDERS).find(|&index| {
+            ctx.seg
+                .holder(index)
+                .is_some_and(|h| h.key.load(Acquire) == key)
+        });
+        let index = match existing {
+            Some(index) => index,
+            None => holders::claim_record(ctx, slot, slot_gen, 0, found)?,
+        };
+        // After the claim: see the generation rule in `table`.
+        Ok(table::is_life(self.rec(found), life, &self.inner.name).then_some(index))
     }
 
     /// Wait as long as it takes for weight 1.

@@ -55,11 +55,7 @@ impl Semaphore {
         };
         match lane.give(generation, count) {
             Ok(before) => {
-                match word::wake_count(before, count) {
-                    Wake::None => {}
-                    Wake::Some(n) => wait::wake(&rec.word, n),
-                    Wake::All => wait::wake(&rec.word, u32::MAX),
-                }
+                wake_after_release(rec, before, count);
                 Ok(())
             }
             Err(refused) => self.give_refused(rec, generation, h, count, refused),
@@ -118,15 +114,22 @@ impl Semaphore {
             }
             match lane.give(generation, count) {
                 Ok(before) => {
-                    match word::wake_count(before, count) {
-                        Wake::None => {}
-                        Wake::Some(n) => wait::wake(&rec.word, n),
-                        Wake::All => wait::wake(&rec.word, u32::MAX),
-                    }
+                    wake_after_release(rec, before, count);
                     return Ok(());
                 }
                 Err(r) => refused = r,
             }
         }
+    }
+}
+
+/// Wake whom a release of `count` that found the word `before` must wake: nobody when nobody is
+/// counted (no system call).
+#[inline(always)]
+fn wake_after_release(rec: &SemRecord, before: u64, count: u32) {
+    match word::wake_count(before, count) {
+        Wake::None => {}
+        Wake::Some(n) => wait::wake(&rec.word, n),
+        Wake::All => wait::wake(&rec.word, u32::MAX),
     }
 }
