@@ -358,9 +358,11 @@ fn overlay_offset(live: &Live, t: &Target) -> (usize, Option<u32>) {
         }
         Target::Anywhere { offset } => {
             let off = offset as usize % SEGMENT_SIZE;
+            // The padding after the name table (up to a whole page) belongs to no record.
             let sem = off
                 .checked_sub(SEMS_OFFSET)
-                .map(|o| (o / size_of::<SemRecord>()) as u32);
+                .map(|o| (o / size_of::<SemRecord>()) as u32)
+                .filter(|&i| i < MAX_SEMAPHORES);
             (off, sem)
         }
     }
