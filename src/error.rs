@@ -12,6 +12,7 @@ use std::{fmt, io};
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-err-{}", std::process::id()));
+/// # // SAFETY: set before this example starts any thread.
 /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
 /// use shmsem::{Error, Scope, Semaphore};
 ///

@@ -54,6 +54,7 @@ pub struct Activity {
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-ps-{}", std::process::id()));
+/// # // SAFETY: set before this example starts any thread.
 /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
 /// let sem = shmsem::Semaphore::options().capacity(3).open("jobs")?;
 /// let _two = sem.acquire_weight(2)?;

@@ -40,6 +40,7 @@ impl Semaphore {
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-for-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
     /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
     /// use std::time::Duration;
     /// let sem = shmsem::Semaphore::options().capacity(2).open("for-parent")?;

@@ -36,6 +36,7 @@ use crate::{
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-fd-{}", std::process::id()));
+/// # // SAFETY: set before this example starts any thread.
 /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
 /// use std::{os::fd::AsRawFd, os::unix::process::CommandExt, process::Command};
 /// let sem = shmsem::Semaphore::open("build", shmsem::Scope::Local)?;

@@ -66,6 +66,7 @@ const SPINS: u32 = 3;
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-sem-{}", std::process::id()));
+/// # // SAFETY: set before this example starts any thread.
 /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
 /// use std::time::Duration;
 /// use shmsem::{Error, Scope, Semaphore};

@@ -19,6 +19,7 @@ use crate::{
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-opt-{}", std::process::id()));
+/// # // SAFETY: set before this example starts any thread.
 /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
 /// use shmsem::{Scope, Semaphore};
 ///
@@ -106,6 +107,7 @@ impl Options {
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-lw-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
     /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
     /// use std::time::Duration;
     /// let sem = shmsem::Semaphore::options()
