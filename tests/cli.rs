@@ -1,4 +1,4 @@
-//! End-to-end tests of the `shmsem` binary (SPEC §4).
+//! End-to-end tests of the `shmsem` binary (README, *In a shell*).
 //!
 //! Every test gets its own fresh directory as `SHMSEM_DIR`, so tests running in parallel never
 //! meet. Holders are helper processes (`sleep`) that the tests spawn and kill, named with

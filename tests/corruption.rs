@@ -1,5 +1,5 @@
-//! Exhaustive single-field corruption (SPEC §5.4, research `reliability.md` §5 "Robustness to
-//! corruption"): every header field and every field of the records in use — the semaphore's
+//! Exhaustive single-field corruption (DESIGN §1: every value read
+//! is validated): every header field and every field of the records in use — the semaphore's
 //! `SemRecord`, the `ProcSlot` and `HolderRecord` of a live holder and of a dead one — is set to
 //! 0, 1, max, max−1 and a random value (and, for the state word and the holding word, the
 //! original with its `FROZEN` or `BUSY` flag set), and a fresh process then uses the namespace:

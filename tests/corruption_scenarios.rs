@@ -30,8 +30,8 @@ fn child_role() {
 /// between marking its record busy and its compare-exchange — here made by setting the busy flag
 /// of the stopped holder's record — together with a dead holder on the same semaphore. The
 /// reclaim at open then cannot finish (it waits for the live record, by design), but that must
-/// not make the namespace impossible to open for everyone while the holder is stopped (SPEC
-/// §5.3: a stopped process is alive; §5.4: a hostile writer can set that flag too). Expected: a
+/// not make the namespace impossible to open for everyone while the holder is stopped (DESIGN
+/// §5: a stopped process is alive; DESIGN §1: a hostile writer can set that flag too). Expected: a
 /// new process opens, acquires the free weight and lists; once the holder goes on, a reap gives
 /// the dead holder's weight back.
 #[test]

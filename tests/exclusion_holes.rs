@@ -1,5 +1,6 @@
-//! Regression tests for issue 9, "Exclusion holes": bugs 1, 3, 4, 5, 6, 7 and 8, each as the
-//! issue found it, asserting the fixed behaviour (SPEC §5.3).
+//! Regression tests for the exclusion holes of DESIGN §3 (*Exclusion holes that cannot
+//! happen*): bugs 1, 3, 4, 5, 6, 7 and 8, each replayed as it was found, asserting the fixed
+//! behaviour.
 //!
 //! | bug | tests |
 //! |---|---|

@@ -1,5 +1,5 @@
-//! The file rules of SPEC §5.1 and §5.4 (research `reliability.md` §3.4, §5 "Hostile filesystem
-//! tests"; issue 19): what the library must refuse to use as a namespace's file, what it must
+//! The file rules of README, *Scopes and files*, and of DESIGN §1 and §9 (the threat model):
+//! what the library must refuse to use as a namespace's file, what it must
 //! leave alone, and that refusing touches nothing.
 //!
 //! A namespace is one file, its segment (`local.NS`, `global.NS`, ... in `SHMSEM_DIR`); the OFD
@@ -18,16 +18,14 @@
 //!   refusal) and the link's target keeps its bytes, length and mtime; a dangling link's target
 //!   is not created.
 //! * **Owner.** In `local` and `self` scope the segment must belong to the calling user: one of
-//!   another uid is refused (SPEC §5.4: `fstat` checks the owner; research §3.4 rule 3:
-//!   "`st_uid` == expected owner (self for user/session scope ...)"). In `global` scope the
-//!   namespace's owner is whoever created it and access is what the OS grants (SPEC §2 "owner",
-//!   §4 `--group`/`--mode`), so another user's segment is accepted there: a positive control, so
+//!   another uid is refused (DESIGN §1: `fstat` checks the owner). In `global` scope the
+//!   namespace's owner is whoever created it and access is what the OS grants (README, *Scopes
+//!   and files*, and `--group`/`--mode`), so another user's segment is accepted there: a positive control, so
 //!   that the owner check is not applied to every scope.
-//! * **Mode.** In `local` scope neither group nor others may write the segment (research §3.4
-//!   rule 3: "mode without group/other write unless the scope says so"; the local scope lives in
-//!   a 0700 per-user directory and its files are created 0600). So 0666, 0660 and 0602 are
+//! * **Mode.** In `local` scope neither group nor others may write the segment (the local
+//!   scope lives in a 0700 per-user directory and its files are created 0600). So 0666, 0660 and 0602 are
 //!   refused; 0600 is accepted. (Read bits for group/other are not asserted either way.)
-//! * **Hard links** are accepted (`segment::check_file`, issue 19 item 7): a link grants nothing
+//! * **Hard links** are accepted (`segment::check_file`, DESIGN §9, attack 7): a link grants nothing
 //!   the segment's owner and mode do not already grant, so a link planted elsewhere must not
 //!   break the namespace: its users keep sharing it, exclusion included, and the link is left
 //!   alone.
@@ -38,14 +36,14 @@
 //!   a dangling one, a directory, a FIFO, an empty file of another user such as an older version
 //!   left) is no part of namespace `NS`: it works as if nothing were there, and the planted
 //!   thing is not touched. And `x.lock` is an ordinary namespace name: it works beside `x`,
-//!   independently of it, and `ls` and `ps` list it (issue 19 item 8). `ps`, which opens every
+//!   independently of it, and `ls` and `ps` list it (DESIGN §9, attack 8). `ps`, which opens every
 //!   namespace it finds, must not fail because one path is not a segment (ignored: it does, an
 //!   open engine bug).
 //! * **Unlinked while mapped** (logind `RemoveIPC`, an administrator's `rm`): process A holds
 //!   the only permit of a capacity-1 semaphore; the segment is unlinked; a process B that opens
 //!   the same namespace and name must *not* get that permit: any error is acceptable
 //!   (`WouldBlock` because B found and shares A's segment, or an error saying the namespace was
-//!   removed), `Ok` is the silent doubling SPEC §5.4 forbids. Then, when a *different* segment
+//!   removed), `Ok` is the silent doubling DESIGN §1 forbids. Then, when a *different* segment
 //!   has taken the name (B could not find A's), A must notice: A's next `open` and `list` in that
 //!   namespace fail instead of going on with the nameless segment (a namespace split is
 //!   detected, not silent). The same holds when the segment has a second name, planted

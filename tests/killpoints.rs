@@ -1,7 +1,7 @@
 //! Deterministic crash injection: a process is SIGKILLed at every kill point of
 //! [`shmsem::failpoint::STEPS`] (acquire, release, registration, record claim and every stage
 //! of reclaim, the reclaimer itself included), then a fresh process reaps, and the semaphore must
-//! have lost no permit and duplicated none (SPEC §5.3, research `reliability.md` §2.8).
+//! have lost no permit and duplicated none (DESIGN §3).
 //!
 //! Needs the `failpoints` feature (`cargo test --release --all-features`); without it this file
 //! compiles to nothing.
@@ -442,7 +442,7 @@ fn every_kill_point_loses_and_duplicates_nothing() {
 
 /// A reclaimer killed in the middle of a recount leaves the word frozen. A live holder that then
 /// gives its weight back must not be stranded until some other process happens to reap: every
-/// loop is bounded (SPEC §5.4), and the release path must repair or outwait the dead recounter
+/// loop is bounded (DESIGN §1), and the release path must repair or outwait the dead recounter
 /// by itself. For every `reclaim:*` step: a dead holder, a reaper killed at the step, then the
 /// live holder releases and must be done within a generous bound. A release that is not done
 /// by then is recorded, an outside `shmsem reap` is run to show what it was waiting for, and the

@@ -1,4 +1,4 @@
-//! Lifecycle tests (issue 5), run-time capacity and fairness: raising the capacity with
+//! Lifecycle tests, run-time capacity and fairness: raising the capacity with
 //! `shmsem set` wakes a waiter in another process, lowering it revokes nothing and blocks new
 //! acquires, and a large waiter is not starved by a stream of small acquires.
 //!

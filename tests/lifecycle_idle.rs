@@ -1,4 +1,4 @@
-//! Lifecycle tests (issue 5), idle deletion: auto semaphores deleted after their idle period
+//! Lifecycle tests, idle deletion: auto semaphores deleted after their idle period
 //! and not before, `shmsem set` switching the kind both ways, and the race of an idle
 //! semaphore's deletion with acquires through open handles.
 //!

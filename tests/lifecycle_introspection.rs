@@ -1,4 +1,4 @@
-//! Lifecycle tests (issue 5), introspection: `ps` and `show` while a process waits and another
+//! Lifecycle tests, introspection: `ps` and `show` while a process waits and another
 //! holds, and `shmsem watch` in a real terminal (tmux): live changes, and a clean terminal
 //! after `q` or SIGTERM.
 //!

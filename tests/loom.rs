@@ -401,7 +401,7 @@ fn heavy_waiters_are_all_woken() {
     waiters_behind_a_holder(2, &[2, 1]);
 }
 
-/// An unforced removal racing a lane's acquire + release, twice (issue 9, bug 1): a removal
+/// An unforced removal racing a lane's acquire + release, twice (DESIGN §3, bug 1): a removal
 /// succeeds only while the lane does not hold. The remover retries while the semaphore is in use,
 /// as a loop of `remove(false)` does, so it always ends removed: each of the lane's acquires
 /// either comes before the removal and is released before the removal's compare-exchange, or
@@ -472,7 +472,7 @@ fn unforced_remove_never_removes_a_held_semaphore() {
 /// A reclaimer recounts generation 0 (its victim died holding 1) while another process removes
 /// the semaphore by force, re-creates it (a compare-exchange from the tombstone word, generation
 /// 1, to an empty word of generation `new_generation`), acquires 1 on the new semaphore and
-/// recounts the new generation itself (issue 9, bug 2). The old recount never changes the new
+/// recounts the new generation itself (DESIGN §3, bug 2). The old recount never changes the new
 /// generation's word: the newcomer's acquire is never refused, the new recount finds its word
 /// as it froze it, and at the end the value is exactly what the newcomer holds. An unfreeze that
 /// ignored the generation would write the old sum (0) over it.
@@ -586,7 +586,7 @@ fn unfrozen<T>(mut op: impl FnMut() -> Result<T, Refused>) -> T {
 
 /// A waiter for 2 counts itself (`HEAVY`) and is SIGKILLed after each of its writes, while a live
 /// waiter for 1 counts itself and gives up (uncounts) and a reclaimer recounts, with a live
-/// holder holding the whole capacity (issue 9, bug 8). The live waiter's count is never lost: as
+/// holder holding the whole capacity (DESIGN §3, bug 8). The live waiter's count is never lost: as
 /// long as it is counted, the word shows a waiter. After the recount, the word counts only live
 /// counted waiters: once the live one has uncounted, no waiter and no `HEAVY` is left, whatever
 /// the dead one did.

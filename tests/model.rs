@@ -1,4 +1,4 @@
-//! The library against a reference model (research `reliability.md` §2.6), with proptest over a
+//! The library against a reference model, with proptest over a
 //! generated list of operations: single process, several handles on several names, in a fresh
 //! namespace per case.
 //!

@@ -402,7 +402,7 @@ fn sigkilled_holders_permit_comes_back_to_a_later_process() {
         format!("{}:2", w.pid()),
         "the dead holder is gone"
     );
-    // Reclaim runs on open (SPEC §5.3): the dead holder's weight is back before any wait.
+    // Reclaim runs on open (DESIGN §3): the dead holder's weight is back before any wait.
     assert_eq!(
         r.req("open_value"),
         "0",

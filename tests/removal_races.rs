@@ -1,5 +1,5 @@
-//! Regression tests for issue 9, bugs 2 and 11: what a removal or a killed `shmsem run` must not
-//! do to the semaphore that comes after it (SPEC §4 and §5.3).
+//! Regression tests for two of the exclusion holes of DESIGN §3 (bugs 2 and 11): what a removal or a killed `shmsem run` must not
+//! do to the semaphore that comes after it (README, *In a shell*; DESIGN §3).
 //!
 //! | bug | test |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! A stopped process is alive (SPEC §5.3, research `reliability.md` §2.8 item 5): a holder that
+//! A stopped process is alive (DESIGN §3): a holder that
 //! is SIGSTOPped keeps its permit however long it stays stopped and however often anyone
 //! reaps; once it is continued and gives the permit back, the waiter gets it.
 //!

@@ -1,4 +1,4 @@
-//! The SIGKILL storm (SPEC §5.3, research `reliability.md` §2.8): [`WORKERS`] processes hammer
+//! The SIGKILL storm (DESIGN §3): [`WORKERS`] processes hammer
 //! one semaphore of capacity [`CAPACITY`] with weighted blocking, timed and try acquires while
 //! the test SIGKILLs random workers at random times and respawns them, at least
 //! [`MIN_KILLS`] times (`SHMSEM_STORM_KILLS` raises it). Safety is checked by a witness that does
@@ -17,7 +17,7 @@
 //! A killed worker's weight stays in the word until the test takes it out, and that must happen
 //! before the engine can hand the weight to anyone else, or a correct engine would raise false
 //! alarms. The engine decides death by the OFD lock a process holds on its slot's byte
-//! (`1 + slot`) of the namespace's one file, the segment (SPEC §5.3). A worker has the segment
+//! (`1 + slot`) of the namespace's one file, the segment (DESIGN §3). A worker has the segment
 //! open twice: the descriptor its mapping was made from, and its own open file description that
 //! carries its locks (made by reopening the first through `/proc/self/fd`). Each worker reports
 //! the number of the second, the one whose `/proc/self/fdinfo` lists an OFD lock; before killing

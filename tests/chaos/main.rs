@@ -1,4 +1,4 @@
-//! The lifecycle chaos test (issue 9, SPEC §5.3): several processes do every operation of the
+//! The lifecycle chaos test (DESIGN §3): several processes do every operation of the
 //! library at random on a few semaphores of one namespace, while the test SIGKILLs them at random
 //! times and starts them again, for at least [`MIN_RUN`] and [`MIN_KILLS`] kills
 //! (`SHMSEM_CHAOS_KILLS` raises it for a soak). A witness that does not depend on shmsem checks
@@ -83,8 +83,8 @@
 //!
 //! A killed process leaves its entries behind, and they must go before the engine can give its
 //! weight to anyone else, or a correct engine would raise false alarms. The engine decides the
-//! death of one of its processes by an OFD lock the process holds on its slot's byte (SPEC
-//! §5.3), and an OFD lock belongs to the open file description. So, as in `storm.rs`, the test
+//! death of one of its processes by an OFD lock the process holds on its slot's byte (DESIGN
+//! §5), and an OFD lock belongs to the open file description. So, as in `storm.rs`, the test
 //! copies the process's descriptors into itself (`pidfd_getfd`) before the SIGKILL: all of those
 //! that refer to a file in `SHMSEM_DIR`, whichever of them carries the lock. To the engine the
 //! process stays alive until the test drops the copies. In order, to kill a process the test:

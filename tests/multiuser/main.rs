@@ -1,5 +1,5 @@
 //! Issue 19, "Other users": a global namespace must be safe from those outside its group, and a
-//! root service safe from everyone (SPEC §5.1, §5.3, §5.4).
+//! root service safe from everyone (README, *Scopes and files*; DESIGN §9).
 //!
 //! Every test runs as root (CI runs as root; run elsewhere, each test fails saying so, it never
 //! skips) and makes three unprivileged users and a group of its own: alice and carol in group

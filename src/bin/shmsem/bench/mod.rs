@@ -1,6 +1,7 @@
 //! `shmsem bench [--json] [--quick] [--svg FILE] [--from-json FILE]`: shmsem against the
 //! kernel's semaphores (POSIX named semaphores, SysV with `SEM_UNDO`), scenario by scenario,
-//! side by side in one run, judged against the targets of SPEC §6 in the way of SPEC §6.1:
+//! side by side in one run, judged against the targets listed in the README's *Benchmarks*
+//! section, and made trustworthy as that section describes:
 //!
 //! 1. instruction counts for every in-process scenario, exact (`count`, `callgrind`);
 //! 2. the measuring thread pinned to one CPU; each scenario timed in hundreds of short paired
@@ -23,7 +24,7 @@
 //! | `callgrind.rs` | instruction counts under valgrind |
 //! | `multiproc.rs` | ping-pong, contention, reclaim |
 //! | `idle.rs` | 100 idle waiters |
-//! | `targets.rs` | the targets of SPEC §6 |
+//! | `targets.rs` | the targets in the README's *Benchmarks* section |
 //! | `report.rs` | outcomes, judged; the JSON |
 //! | `table.rs` | the table, from the JSON |
 //! | `plot.rs` | the SVG plot |
@@ -100,7 +101,7 @@ const SCENARIOS: [(&str, Scenario); 11] = [
     ("scale10k", Scenario::InProcess(inproc::scale10k)),
 ];
 
-/// Run the comparison of SPEC §6 and print it: a table, or with `json` one JSON document;
+/// Run the comparison of the README's *Benchmarks* section and print it: a table, or with `json` one JSON document;
 /// with `from_json`, print the table of a saved JSON document instead. `quick` finishes in
 /// under 30 s.
 ///

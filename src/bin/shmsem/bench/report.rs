@@ -1,5 +1,5 @@
-//! The results: one [`Outcome`] per scenario, judged against the targets of SPEC §6, and the
-//! run's JSON document (SPEC §6.1), from which `table` prints the table.
+//! The results: one [`Outcome`] per scenario, judged against the targets in the README's *Benchmarks* section, and the
+//! run's JSON document (README, *Benchmarks*), from which `table` prints the table.
 //!
 //! A target is judged on the median of its per-pair ratios (and, for `uncontended`, on the
 //! instruction counts as well). When the A/A control says the machine was too noisy, no timed
@@ -370,7 +370,7 @@ fn outcome(o: &Outcome, noisy: bool) -> Value {
     Value::Object(m)
 }
 
-/// The JSON document: `{"machine": {...}, "results": [...]}` (SPEC §6.1).
+/// The JSON document: `{"machine": {...}, "results": [...]}` (README, *Benchmarks*).
 pub fn json(report: &Report) -> Value {
     let noisy = report.noisy();
     let machine = &report.machine;

@@ -1,4 +1,4 @@
-//! The targets of SPEC §6, scenario by scenario, and how an outcome is judged against them.
+//! The targets of README, *Benchmarks*, scenario by scenario, and how an outcome is judged against them.
 //!
 //! A timed target is judged on the median of the per-pair ratios, never on a single batch;
 //! `uncontended` also has an instruction target, judged on the exact counts.
@@ -14,7 +14,7 @@ pub fn and(a: Option<bool>, b: Option<bool>) -> Option<bool> {
     }
 }
 
-/// A scenario's target from SPEC §6.
+/// A scenario's target, as the README's *Benchmarks* section lists it.
 #[derive(Debug)]
 pub struct Target {
     /// The scenario id.
