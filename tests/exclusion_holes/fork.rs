@@ -1,0 +1,217 @@
+//! Bug 3: after fork, the child could release its parent's entered weight.
+
+use std::{
+    os::unix::process::ExitStatusExt,
+    thread,
+    time::{Duration, Instant},
+};
+
+use shmsem::Semaphore;
+
+use super::{
+    common::{
+        self, Spawn, TestDir, arg,
+        cli::{parties, run},
+        mp::{CHILD_TIMEOUT, SIGNAL_TIMEOUT},
+        report,
+        roles::kind,
+    },
+    report_raw, shown, signalled, within,
+};
+
+/// Bug 3: enter weight 1 of the persistent capacity-1 semaphore `name`, then `fork`. The child
+/// only calls the library: the operations of `child_ops` (`exit`: `exit(1)`; `try`:
+/// `try_acquire(1)`, forgotten if granted), each reported; then it reports `child_done` and
+/// waits for the signal `child_go` before `_exit(0)`. The parent reports `child_pid`, waits for
+/// `parent_go`, reaps its child and ends (its entered weight comes back when it dies).
+pub fn role_forker() {
+    let name = arg("name");
+    let sem = Semaphore::options()
+        .capacity(1)
+        .persistent()
+        .open(&name)
+        .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+    sem.enter(1).expect("entering weight 1");
+    report("entered", sem.info().expect("info").value);
+    let ops = arg("child_ops");
+    // SAFETY: the child only calls the library, formats, writes to stdout, sleeps and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        for op in ops.split(',') {
+            match op {
+                "exit" => report_raw("child_exit", kind(&sem.exit(1))),
+                "try" => {
+                    let r = sem.try_acquire(1);
+                    report_raw("child_try", kind(&r));
+                    if let Ok(p) = r {
+                        p.forget();
+                    }
+                }
+                other => report_raw("child_error", format!("unknown op {other}")),
+            }
+        }
+        report_raw("child_value", sem.info().map_or(u32::MAX, |i| i.value));
+        report_raw("child_done", std::process::id());
+        let deadline = Instant::now() + SIGNAL_TIMEOUT;
+        while !signalled("child_go") && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: ends the forked child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    report("child_pid", pid);
+    let deadline = Instant::now() + SIGNAL_TIMEOUT;
+    while !signalled("parent_go") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    report("child_reaped", status);
+}
+
+/// SIGKILL a process by pid if it still exists (a grandchild the test cannot reap itself).
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: sending a signal to a pid.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+// =====================================================================================
+// Bug 3: after fork, the child could release its parent's entered weight
+// =====================================================================================
+
+/// The parent enters weight 1 of a capacity-1 semaphore and forks. The child's `exit(1)` must be
+/// `NotHeld` and its `try_acquire(1)` `WouldBlock`; after the child has exited, the parent still
+/// holds: value 1, held by the parent, and a third process's try is `WouldBlock`.
+#[test]
+fn a_forked_child_can_neither_release_nor_retake_its_parents_entered_weight() {
+    let dir = TestDir::new("xh-fork");
+    let mut parent = Spawn::new(&dir, "forker")
+        .arg("name", "f")
+        .arg("child_ops", "exit,try")
+        .spawn();
+    let child_pid: i32 = parent
+        .expect("child_pid", CHILD_TIMEOUT)
+        .parse()
+        .expect("pid");
+    let _reap_child = KillOnDrop(child_pid);
+    let child_exit = parent.expect("child_exit", CHILD_TIMEOUT);
+    let child_try = parent.expect("child_try", CHILD_TIMEOUT);
+    let child_value = parent.expect("child_value", CHILD_TIMEOUT);
+    parent.expect("child_done", CHILD_TIMEOUT);
+    dir.signal("child_go");
+    assert!(
+        within(Duration::from_secs(10), || !alive(child_pid) || {
+            // A zombie until the parent reaps it: look at its state.
+            std::fs::read_to_string(format!("/proc/{child_pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "))
+        }),
+        "the forked child did not exit"
+    );
+    let (value, holders, _) = shown(&dir, "f");
+    let third = common::mp::attempts(&dir, "f", 1, 1, "try")
+        .spawn()
+        .success(CHILD_TIMEOUT);
+    let summary = format!(
+        "child exit(1): {child_exit}, child try_acquire(1): {child_try} (value then \
+         {child_value}); after the child exited: value {value}, holders {holders:?} (parent \
+         {}), a third process's try: {}",
+        parent.pid(),
+        third.req("result0")
+    );
+    eprintln!("fork: {summary}");
+    assert_eq!(
+        child_exit, "NotHeld",
+        "the child released its parent's entered weight: {summary}"
+    );
+    assert_eq!(
+        child_try, "WouldBlock",
+        "the child was granted while its parent holds: {summary}"
+    );
+    assert_eq!(
+        (value, holders.as_slice()),
+        (1, &[(u64::from(parent.pid()), 1)][..]),
+        "the parent no longer holds alone: {summary}"
+    );
+    assert_eq!(
+        third.req("result0"),
+        "WouldBlock",
+        "a third process was granted while the parent holds: {summary}"
+    );
+    dir.signal("parent_go");
+    parent.success(CHILD_TIMEOUT);
+}
+
+/// The parent enters weight 1 of a capacity-1 semaphore and forks; the child tries `exit(1)`
+/// and lives on. The parent is SIGKILLed while the child lives: a reap from another process must
+/// work (no `Corrupt`), the value must come back to 0, and the semaphore must be usable by a
+/// third process.
+#[test]
+fn a_forked_child_outliving_its_killed_parent_leaves_the_namespace_usable() {
+    let dir = TestDir::new("xh-fork-kill");
+    let mut parent = Spawn::new(&dir, "forker")
+        .arg("name", "f")
+        .arg("child_ops", "exit")
+        .spawn();
+    let child_pid: i32 = parent
+        .expect("child_pid", CHILD_TIMEOUT)
+        .parse()
+        .expect("pid");
+    let _kill_child = KillOnDrop(child_pid);
+    let child_exit = parent.expect("child_exit", CHILD_TIMEOUT);
+    parent.expect("child_done", CHILD_TIMEOUT);
+    let status = parent.sigkill();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(alive(child_pid), "the forked child must outlive its parent");
+    let reap = run(&dir, &["reap", "--json"]);
+    let ls = run(&dir, &["ls", "--json"]);
+    let show_f = run(&dir, &["show", "f", "--json"]);
+    let third = common::mp::attempts(&dir, "f", 1, 1, "try")
+        .spawn()
+        .finish(CHILD_TIMEOUT)
+        .1;
+    let summary = format!(
+        "child exit(1): {child_exit}; parent killed, child alive; reap: {} {}{}; ls: {} {}; \
+         show: {} {}{}; a third process's try: {:?}",
+        reap.code,
+        reap.stdout.trim(),
+        reap.stderr.trim(),
+        ls.code,
+        ls.stderr.trim(),
+        show_f.code,
+        show_f.stdout.trim(),
+        show_f.stderr.trim(),
+        third.get("detail0"),
+    );
+    eprintln!("fork, parent killed: {summary}");
+    assert_eq!(reap.code, 0, "reap failed while the child lives: {summary}");
+    assert_eq!(ls.code, 0, "ls failed while the child lives: {summary}");
+    assert_eq!(
+        show_f.code, 0,
+        "show failed while the child lives: {summary}"
+    );
+    let v = show_f.json();
+    assert_eq!(
+        (v["value"].as_u64(), parties(&v, "holders")),
+        (Some(0), vec![]),
+        "the dead parent's weight did not come back: {summary}"
+    );
+    assert_eq!(
+        third.get("result0"),
+        Some("ok"),
+        "a third process could not take the free weight: {summary}"
+    );
+    dir.signal("child_go");
+}

@@ -1,0 +1,206 @@
+//! Regression tests for the exclusion holes of DESIGN §3 (*Exclusion holes that cannot
+//! happen*): bugs 1, 3, 4, 5, 6, 7 and 8, each replayed as it was found, asserting the fixed
+//! behaviour.
+//!
+//! | bug | tests |
+//! |---|---|
+//! | 1 | [`removal::a_non_forced_remove_never_removes_a_semaphore_while_a_permit_is_held`] |
+//! | 3 | [`fork::a_forked_child_can_neither_release_nor_retake_its_parents_entered_weight`], |
+//! |   | [`fork::a_forked_child_outliving_its_killed_parent_leaves_the_namespace_usable`] |
+//! | 4 | [`acting::acquiring_for_a_holder_never_hangs_while_other_processes_register`] |
+//! | 5 | [`acting::releasing_for_a_holder_is_not_blocked_by_a_waiting_acquire_for_the_same_holder`], |
+//! |   | [`acting::a_dead_holders_weight_comes_back_while_an_acquire_waits_on_its_behalf`] |
+//! | 6 | [`lives::an_old_permit_cannot_touch_a_semaphore_removed_and_recreated_32768_times`] |
+//! | 7 | [`acting::a_cli_killed_between_its_swap_and_its_record_store_is_repaired_by_reap`] |
+//! | 8 | [`waiters::a_killed_waiter_does_not_keep_an_auto_semaphore_alive`] |
+//!
+//! As in the other multi-process tests, library users are child processes that re-execute this
+//! test binary in a role (see `common`), the CLI is the built `shmsem` binary, every test has its
+//! own `SHMSEM_DIR`, and kills are real SIGKILLs. The harness process never calls the library.
+//! Races are looped a bounded number of times (or for a bounded time) so that every test ends
+//! within about ten seconds whatever the engine does.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod acting;
+mod fork;
+mod lives;
+mod removal;
+mod waiters;
+
+use std::{
+    io::Read,
+    process::{Child, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{
+    TestDir,
+    cli::{command, parties, show},
+    mp::SIGNAL_TIMEOUT,
+    role,
+    roles::role_hold,
+    work_dir,
+};
+
+// =====================================================================================
+// The child side
+// =====================================================================================
+
+/// The entry point of every child process. In the harness itself (no role) it does nothing.
+#[test]
+fn child_role() {
+    let Some(role) = role() else { return };
+    match role.as_str() {
+        "cycler" => removal::role_cycler(),
+        "remover" => removal::role_remover(),
+        "forker" => fork::role_forker(),
+        "old_holder" => lives::role_old_holder(),
+        "recreator" => lives::role_recreator(),
+        "waiter" => waiters::role_waiter(),
+        "actor" => acting::role_actor(),
+        "registrar" => acting::role_registrar(),
+        "hold" => role_hold(SIGNAL_TIMEOUT),
+        "attempts" => common::mp::role_attempts(),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Whether the file `work/name` exists; `true` also once the work directory is gone (the test
+/// ended), so that no child outlives its test for long.
+fn signalled(name: &str) -> bool {
+    let dir = work_dir();
+    !dir.exists() || dir.join(name).exists()
+}
+
+/// Write `key value` to stdout from a forked child, with one `write(2)` and no lock.
+fn report_raw(key: &str, value: impl std::fmt::Display) {
+    let line = format!("\n{}{key} {value}\n", common::MARK);
+    // SAFETY: writing an initialised buffer of its own length to descriptor 1.
+    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+}
+
+// =====================================================================================
+// Parent-side helpers
+// =====================================================================================
+
+/// A CLI process started in the background, with a deadline.
+struct Bg {
+    child: Child,
+    started: Instant,
+    status: Option<ExitStatus>,
+    elapsed: Duration,
+}
+
+impl Bg {
+    fn spawn(dir: &TestDir, args: &[&str]) -> Bg {
+        Bg::spawn_env(dir, args, None)
+    }
+
+    fn spawn_env(dir: &TestDir, args: &[&str], failpoint: Option<&str>) -> Bg {
+        let mut c = command(dir, args);
+        c.env_remove(shmsem::failpoint::ENV)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(fp) = failpoint {
+            c.env(shmsem::failpoint::ENV, fp);
+        }
+        let child = c.spawn().expect("spawning shmsem");
+        Bg {
+            child,
+            started: Instant::now(),
+            status: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Whether it has exited (recording when).
+    fn poll(&mut self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        match self.child.try_wait().expect("try_wait") {
+            Some(s) => {
+                self.status = Some(s);
+                self.elapsed = self.started.elapsed();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wait until it exits or `deadline`; `false` if it was still running then (it is then
+    /// SIGKILLed and reaped).
+    fn wait_until(&mut self, deadline: Instant) -> bool {
+        loop {
+            if self.poll() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return false;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if self.status.is_some()
+            && let Some(mut e) = self.child.stderr.take()
+        {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `show NAME --json` through the CLI: value, holders and waiters as `(pid, weight)` lists.
+type Shown = (u64, Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+fn shown(dir: &TestDir, name: &str) -> Shown {
+    let v = show(dir, name);
+    (
+        v["value"].as_u64().expect("value is a number"),
+        parties(&v, "holders"),
+        parties(&v, "waiters"),
+    )
+}
+
+/// Poll `cond` every 10 ms for at most `limit`; whether it came true.
+fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait until `show` lists a waiter of `name`; whether it did within 10 s.
+fn until_waiting(dir: &TestDir, name: &str) -> bool {
+    within(Duration::from_secs(10), || !shown(dir, name).2.is_empty())
+}
