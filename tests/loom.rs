@@ -109,8 +109,9 @@ fn release<A: Atomic64>(lane: &Lane<'_, A>, count: u32) {
 /// end the value equals what live holders hold.
 #[test]
 fn kill_at_every_write_then_recount() {
-    // The victim acquires through the slow path's `try_take`, then through the fast path's
-    // `take_once`: the same bracket, so the same recount must hold for both.
+    // The victim acquires and releases through the slow paths' `try_take` and `give`, then
+    // through the fast paths' `take_quiet` and `give_once`: the same brackets, so the same
+    // recount must hold for both.
     for (k, once) in (0..=WRITES).flat_map(|k| [(k, false), (k, true)]) {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
@@ -140,11 +141,11 @@ fn kill_at_every_write_then_recount() {
                         holding: &h,
                     };
                     let took = if once {
-                        lane.take_once(0, 1, 1).is_some()
+                        lane.take_quiet(word::empty(0), 1, 1).is_some()
                     } else {
                         lane.try_take(0, 1, 1, false).is_ok()
                     };
-                    if took {
+                    if took && !(once && lane.give_once(word::empty(0), 1).is_some()) {
                         let _ = lane.give(0, 1);
                     }
                 })

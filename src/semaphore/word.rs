@@ -47,6 +47,7 @@ pub const HEAVY: u64 = 1 << 46;
 pub const FROZEN: u64 = 1 << 47;
 /// Shift of the generation.
 pub const GENERATION_SHIFT: u32 = 48;
+const _: () = assert!(FROZEN == 1 << (GENERATION_SHIFT - 1) && HEAVY >> WAITERS_SHIFT < 1 << 16);
 /// The largest capacity, chosen so that `value + weight` never overflows 32 bits.
 pub const MAX_CAPACITY: u32 = 1 << 30;
 
@@ -78,6 +79,20 @@ pub const fn is_frozen(word: u64) -> bool {
 #[inline]
 pub const fn is_heavy(word: u64) -> bool {
     word & HEAVY != 0
+}
+
+/// The word belongs to the life whose fresh word is `empty` (see [`empty`]) and is not frozen: a
+/// release may change it. (One exclusive-or and one shift.)
+#[inline]
+pub const fn is_open(word: u64, empty: u64) -> bool {
+    (word ^ empty) >> (GENERATION_SHIFT - 1) == 0
+}
+
+/// The word belongs to the life whose fresh word is `empty`, is not frozen and counts no waiter:
+/// an acquire need look at nothing but the value. (One exclusive-or and one shift.)
+#[inline]
+pub const fn is_quiet(word: u64, empty: u64) -> bool {
+    (word ^ empty) >> WAITERS_SHIFT == 0
 }
 
 /// The word of a fresh record of generation `generation`: nothing held, nobody waiting.
@@ -185,6 +200,26 @@ mod tests {
         assert_eq!(take(w, 1, 5, false), None);
         assert_eq!(generation(w), 7);
         assert_eq!(available(w, 5), 0);
+    }
+
+    #[test]
+    fn quiet_and_open_words() {
+        let (mine, other) = (empty(9), empty(8));
+        let w = with_value(mine, 3);
+        assert!(is_quiet(w, mine) && is_open(w, mine));
+        assert!(!is_quiet(w, other) && !is_open(w, other) && !is_open(w, empty(10)));
+        let counted = count(w, 1).unwrap();
+        assert!(!is_quiet(counted, mine) && is_open(counted, mine));
+        assert!(
+            !is_quiet(count(w, 2).unwrap() & !WAITERS_MASK, mine),
+            "HEAVY alone"
+        );
+        let frozen = w | FROZEN;
+        assert!(!is_quiet(frozen, mine) && !is_open(frozen, mine));
+        // The highest generation: no bit of the comparison falls off.
+        let top = empty(u16::MAX);
+        assert!(is_quiet(top, top) && is_open(top, top));
+        assert!(!is_open(top | FROZEN, top) && !is_open(top, empty(u16::MAX - 1)));
     }
 
     #[test]

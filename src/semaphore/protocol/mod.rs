@@ -111,27 +111,39 @@ impl Atomic64 for std::sync::atomic::AtomicU64 {
     }
 }
 
-/// A holder record's word: `BUSY << 63 | COUNTED << 62 | WANTS_MORE << 61 | held`, `held` a
-/// 61-bit two's-complement weight.
+/// A holder record's word: `held << 3 | WANTS_MORE << 2 | COUNTED << 1 | BUSY`, `held` a
+/// 61-bit two's-complement weight in the high bits.
 ///
 /// | `BUSY` | `COUNTED` | meaning |
 /// |---|---|---|
 /// | 0 | 0 | at rest: `held` is what the lane holds, and it is not counted as a waiter |
 /// | 0 | 1 | at rest, and counted once in the word's waiter count (`WANTS_MORE`: for more than 1) |
 /// | 1 | any | a compare-exchange of the word is in flight; the other bits are as before it |
+///
+/// The weight sits above the flags so that a change of weight is one addition to the whole word
+/// ([`add`]): it wraps at the top like any two's-complement number and never carries into a
+/// flag, and `held` is one arithmetic shift.
 pub mod holding {
     /// Set while an operation that changes the semaphore's word is in flight.
-    pub const BUSY: u64 = 1 << 63;
+    pub const BUSY: u64 = 1 << 0;
     /// Set while the lane is counted in the word's waiter count.
-    pub const COUNTED: u64 = 1 << 62;
+    pub const COUNTED: u64 = 1 << 1;
     /// With [`COUNTED`]: the lane waits for more than 1 (the word's `HEAVY` flag).
-    pub const WANTS_MORE: u64 = 1 << 61;
+    pub const WANTS_MORE: u64 = 1 << 2;
+    /// Shift of the weight held.
+    const HELD_SHIFT: u32 = 3;
     const FLAGS: u64 = BUSY | COUNTED | WANTS_MORE;
 
     /// The weight held.
     #[inline]
     pub const fn held(bits: u64) -> i64 {
-        ((bits << 3) as i64) >> 3
+        bits as i64 >> HELD_SHIFT
+    }
+
+    /// The lane holds nothing, or less than nothing (it gave back what another lane took).
+    #[inline]
+    pub const fn holds_nothing(bits: u64) -> bool {
+        (bits as i64) < (1 << HELD_SHIFT)
     }
 
     /// An operation is in flight.
@@ -149,7 +161,13 @@ pub mod holding {
     /// The word for weight `held`, not busy, not counted.
     #[inline]
     pub const fn of(held: i64) -> u64 {
-        held as u64 & !FLAGS
+        (held as u64) << HELD_SHIFT
+    }
+
+    /// `bits` with `delta` more weight held, its flags as they were.
+    #[inline]
+    pub const fn add(bits: u64, delta: i64) -> u64 {
+        bits.wrapping_add(of(delta))
     }
 
     /// `bits` with weight `held`, keeping its waiter flags, not busy.
@@ -163,6 +181,8 @@ pub mod holding {
     pub const fn uncounted(bits: u64) -> u64 {
         bits & !(COUNTED | WANTS_MORE)
     }
+
+    const _: () = assert!(FLAGS < 1 << HELD_SHIFT);
 }
 
 /// Most compare-exchange retries of one operation. Each failure means another process changed
@@ -197,25 +217,31 @@ pub enum Refused {
 
 impl<A: Atomic64> Lane<'_, A> {
     /// The uncontended acquire: one look at the word and one compare-exchange, bracketed like
-    /// every other (`BUSY` mark, compare-exchange, closing store), for a lane that is not
-    /// counted as a waiter. `false` when anything stood in the way (too full, frozen, another
-    /// generation, or the word changed under it); the record is then as it was, and the caller
-    /// takes the slow path, which looks again. Returns the weight the record held before.
+    /// every other (`BUSY` mark, compare-exchange, closing store), for a word that is quiet (see
+    /// [`word::is_quiet`]: nobody waits, so no fairness reservation can stand in the way) and a
+    /// lane that is not counted as a waiter. `None` when anything stood in the way (too full,
+    /// frozen, waiters, another generation, or the word changed under it); the record is then
+    /// as it was, and the caller takes the slow path, which looks again. Returns the record's
+    /// word before the acquire. `empty` is the fresh word of the life to take from
+    /// ([`word::empty`] of its generation); `weight` must be at least 1.
     #[inline(always)]
-    pub fn take_once(&self, generation: u16, weight: u32, capacity: u32) -> Option<i64> {
+    pub fn take_quiet(&self, empty: u64, weight: u32, capacity: u32) -> Option<u64> {
         let current = self.word.load(Relaxed);
-        if word::generation(current) != generation {
+        // `value` may exceed `capacity` after the capacity was lowered; nothing fits then.
+        if !word::is_quiet(current, empty)
+            || word::value(current) as u64 + weight as u64 > capacity as u64
+        {
             return None;
         }
-        let new = word::take(current, weight, capacity, false)?;
         // Relaxed: only this lane writes its record.
         let mine = self.holding.load(Relaxed);
         self.holding.store(mine | holding::BUSY, Relaxed);
         failpoint::hit("acquire:marked");
-        // AcqRel: see "Notes about memory ordering".
+        // AcqRel: see "Notes about memory ordering". The value is below the capacity, so adding
+        // the weight changes nothing but the value.
         if self
             .word
-            .compare_exchange(current, new, AcqRel, Relaxed)
+            .compare_exchange(current, current + weight as u64, AcqRel, Relaxed)
             .is_err()
         {
             // Release: a reclaimer that sees the flag clear knows the word was not changed.
@@ -223,10 +249,40 @@ impl<A: Atomic64> Lane<'_, A> {
             return None;
         }
         failpoint::hit("acquire:swapped");
-        let before = holding::held(mine);
-        let held = before.wrapping_add(weight as i64);
-        self.holding.store(holding::with_held(mine, held), Release);
-        Some(before)
+        self.holding
+            .store(holding::add(mine, weight as i64), Release);
+        Some(mine)
+    }
+
+    /// The uncontended release: [`Self::give`]'s first attempt alone, for a word of the life
+    /// whose fresh word is `empty` that is not frozen. `None` when it did not change the word
+    /// (the record is then as it was; the caller falls back to [`Self::give`]). Returns the word
+    /// before the release, for [`word::wake_count`].
+    #[inline(always)]
+    pub fn give_once(&self, empty: u64, count: u32) -> Option<u64> {
+        let current = self.word.load(Relaxed);
+        if !word::is_open(current, empty) || word::value(current) < count {
+            return None;
+        }
+        // Relaxed: only this lane writes its record.
+        let mine = self.holding.load(Relaxed);
+        // The mark carries the weight after the release, as in `give`.
+        let after = holding::add(mine, -(count as i64));
+        self.holding.store(after | holding::BUSY, Relaxed);
+        failpoint::hit("release:marked");
+        // Release: see "Notes about memory ordering".
+        if self
+            .word
+            .compare_exchange(current, current - count as u64, Release, Relaxed)
+            .is_err()
+        {
+            // Release: a reclaimer that sees the flag clear knows the word was not changed.
+            self.holding.store(mine, Release);
+            return None;
+        }
+        failpoint::hit("release:swapped");
+        self.holding.store(after, Release);
+        Some(current)
     }
 
     /// Try once to take `weight` under `capacity`. A `counted` waiter uncounts itself in the same
@@ -310,9 +366,8 @@ impl<A: Atomic64> Lane<'_, A> {
                 // release as done. A release is a holder giving up, so assuming it happened can
                 // never admit two holders, while assuming it did not would leave the holder's
                 // record with weight another process may already have taken.
-                let after = holding::held(mine).wrapping_sub(count as i64);
                 self.holding
-                    .store(holding::with_held(mine, after) | holding::BUSY, Relaxed);
+                    .store(holding::add(mine, -(count as i64)) | holding::BUSY, Relaxed);
                 announced = true;
                 failpoint::hit("release:marked");
             }
@@ -320,8 +375,8 @@ impl<A: Atomic64> Lane<'_, A> {
             match self.word.compare_exchange(current, new, Release, Relaxed) {
                 Ok(before) => {
                     failpoint::hit("release:swapped");
-                    let held = holding::held(mine).wrapping_sub(count as i64);
-                    self.holding.store(holding::with_held(mine, held), Release);
+                    self.holding
+                        .store(holding::add(mine, -(count as i64)), Release);
                     break Ok(before);
                 }
                 Err(actual) => current = actual,
