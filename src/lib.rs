@@ -23,12 +23,12 @@ pub use crate::{
     semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
 };
 
-/// The protocol and layout, exposed for the loom model, fuzz targets and benchmarks. Not a
-/// stable interface.
+/// The protocol and layout, exposed for the loom model, fuzz targets, benchmarks and the tests
+/// of the fast path. Not a stable interface.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::{
         segment::layout,
-        semaphore::{protocol, word},
+        semaphore::{on_fast_path, protocol, word},
     };
 }

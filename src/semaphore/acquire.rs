@@ -7,7 +7,7 @@ use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 use super::{
     BOUNDED_SLEEP, FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight,
     fast, frozen_pause, note_since,
-    protocol::{Lane, Refused},
+    protocol::{Lane, Refused, holding},
     weight_error, word,
 };
 use crate::{
@@ -40,37 +40,40 @@ impl Semaphore {
     /// Take `weight` through this thread's lane; returns the life taken from (packed as in
     /// [`super::pack`]) and the fork epoch it was taken in.
     ///
-    /// The fast path: this thread's entry (see `fast`) names the two words to change, and one
+    /// The fast path: this thread's entry (see `fast`) names the two words to change, and when
+    /// nobody waits (so no fairness reservation can apply, see `fair_capacity`) one
     /// compare-exchange bracketed by the record's marks takes the weight. Anything else, the
-    /// first use on this thread included, goes through [`Self::take_cold`].
+    /// first use on this thread and every acquire while others wait included, goes through
+    /// [`Self::take_cold`].
     #[inline(always)]
     pub(super) fn take(&self, weight: u32, until: Until) -> Result<(u64, u32)> {
         let packed = self.inner.found.load(Relaxed);
-        if let Some((rec, h, epoch)) = fast::get(self.inner.serial, packed) {
+        if let Some(hit) = fast::get(self.inner.serial, packed)
+            && weight != 0
+        {
+            let (rec, h) = (hit.rec(), hit.holder());
+            let lane = Lane {
+                word: &rec.word,
+                holding: &h.holding,
+            };
             let capacity = rec.capacity.load(Relaxed);
-            // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
-            if weight.wrapping_sub(1) < capacity {
-                let lane = Lane {
-                    word: &rec.word,
-                    holding: &h.holding,
-                };
-                let fair = fair_capacity(rec, capacity, 0);
-                if let Some(before) = lane.take_once(packed as u16, weight, fair) {
-                    // A holding that begins now is not stamped yet (see `note_since`).
-                    if before <= 0 {
-                        h.since_ms.store(0, Relaxed);
-                    }
-                    return Ok((packed, epoch));
+            if let Some(before) = lane.take_quiet(hit.empty, weight, capacity) {
+                // A holding that begins now is not stamped yet (see `note_since`).
+                if holding::holds_nothing(before) {
+                    h.since_ms.store(0, Relaxed);
                 }
+                return Ok((packed, hit.epoch));
             }
         }
-        self.take_cold(weight, until)
+        self.take_cold(weight, &until)
     }
 
-    /// [`Self::take`] without the fast path: find this thread's lane and its record.
+    /// [`Self::take`] without the fast path: find this thread's lane and its record. (`until`
+    /// by reference: the caller's copy is never written, so a loop of acquires stores it once.)
     #[cold]
     #[inline(never)]
-    fn take_cold(&self, weight: u32, until: Until) -> Result<(u64, u32)> {
+    fn take_cold(&self, weight: u32, until: &Until) -> Result<(u64, u32)> {
+        let until = *until;
         let (found, life, _) = match current_lane() {
             Some(lane) => self.take_on(lane, weight, until),
             None => with_lane(|lane| self.take_on(lane, weight, until)),
@@ -254,7 +257,10 @@ impl Semaphore {
             }
             // Fairness: a waiter for more than 1 reserves its weight, so that a stream of small
             // acquires cannot starve it. One reservation at a time; the others queue behind it.
-            if weight > 1 && !reserved {
+            // Only a counted waiter reserves: the fast path reads no reservation while the word
+            // counts nobody (see `take`), so a reservation must never stand without a count.
+            // (A waiter that cannot count itself, past `word::MAX_WAITERS`, gets no fairness.)
+            if weight > 1 && !reserved && counted {
                 reserved = rec
                     .reservation
                     .compare_exchange(0, token, Relaxed, Relaxed)

@@ -1,22 +1,30 @@
-//! The fast path's per-thread memory: where this thread's last-used semaphore and its holder
-//! record are, so that an uncontended acquire or release goes straight to the two words it
-//! changes, with no lookup and no re-check of keys.
+//! The fast path's per-thread memory: where this thread's recently used semaphores and its
+//! holder records for them are, so that an uncontended acquire or release goes straight to the
+//! two words it changes, with no lookup and no re-check of keys.
+//!
+//! A thread remembers [`WAYS`] semaphores, one per way, the way chosen by the handle's serial.
+//! The slow path fills a handle's way whenever it has found or claimed the thread's record for
+//! it, so a thread that alternates between a few handles keeps them all on the fast path, and
+//! one that comes back to a handle after using many others is back on it after one slow acquire.
 //!
 //! # Why an entry can be trusted without re-checking
 //!
-//! An entry is filled by the slow path right after it found (or claimed) this thread's holder
-//! record for the handle's semaphore and checked the semaphore's incarnation (see `table`). It
+//! An entry (a way's fields) is filled by the slow path right after it found (or claimed) this
+//! thread's holder record for the handle's semaphore and checked the semaphore's incarnation
+//! (see `table`). It
 //! names the handle by a serial number no other handle ever gets, and the handle's record and
 //! incarnation by the handle's packed `found` word at that moment. From then on:
 //!
 //! * the holder record stays this lane's record for that semaphore until this very thread frees
-//!   it (only a lane's own thread frees its records, and it clears its entry when it does), or
+//!   it (only a lane's own thread frees its records, and it clears its entries when it does), or
 //!   the process dies;
 //! * while the record is keyed to the semaphore's generation, no other life of the record can
 //!   have that generation (the rule in `table`), so a word of that generation is this life's;
 //! * a handle that moved to another life (re-created) has another `found` word: no match;
 //! * a forked child starts with no entry (the fork hook clears the forking thread's, the only
-//!   thread a child has), so it never gives back through its parent's records.
+//!   thread a child has), so it never gives back through its parent's records;
+//! * the fast acquire reads no fairness reservation: it only takes from a word that counts no
+//!   waiter, and only a counted waiter holds a reservation (see `acquire`).
 //!
 //! The pointers point into a mapping that stays mapped for the life of the process.
 
@@ -26,35 +34,48 @@ use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
 
+use super::word;
 use crate::segment::layout::{HolderRecord, SemRecord};
 
-/// One thread's remembered semaphore.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Entry {
-    /// The handle's serial (0: no entry).
-    pub serial: u64,
-    /// The handle's packed `found` word when the entry was filled.
-    pub found: u64,
-    /// The semaphore's record.
-    pub rec: *const SemRecord,
-    /// This lane's holder record for it.
-    pub holder: *const HolderRecord,
-    /// The fork epoch it was filled in (it is cleared in a child, so always the current one).
-    pub epoch: u32,
-}
+/// How many semaphores a thread remembers (a power of two).
+pub(super) const WAYS: usize = 4;
 
-impl Entry {
-    const EMPTY: Entry = Entry {
-        serial: 0,
-        found: 0,
-        rec: ptr::null(),
-        holder: ptr::null(),
-        epoch: 0,
-    };
+/// A thread's remembered semaphores, one per way, stored by field (a field of every way side by
+/// side), so that a way's field is one load at `way * 8` from the field's start.
+struct Ways {
+    /// The handle's serial (0: nothing remembered).
+    serial: [Cell<u64>; WAYS],
+    /// The handle's packed `found` word when the way was filled.
+    found: [Cell<u64>; WAYS],
+    /// The semaphore's record.
+    rec: [Cell<*const SemRecord>; WAYS],
+    /// This lane's holder record for it.
+    holder: [Cell<*const HolderRecord>; WAYS],
+    /// The fresh word of the life (`word::empty` of its generation), against which the fast
+    /// paths compare the state word's upper bits.
+    empty: [Cell<u64>; WAYS],
+    /// The fork epoch it was filled in (the ways are cleared in a child, so always the current
+    /// one).
+    epoch: [Cell<u32>; WAYS],
 }
 
 thread_local! {
-    static ENTRY: Cell<Entry> = const { Cell::new(Entry::EMPTY) };
+    static REMEMBERED: Ways = const {
+        Ways {
+            serial: [const { Cell::new(0) }; WAYS],
+            found: [const { Cell::new(0) }; WAYS],
+            rec: [const { Cell::new(ptr::null()) }; WAYS],
+            holder: [const { Cell::new(ptr::null()) }; WAYS],
+            empty: [const { Cell::new(0) }; WAYS],
+            epoch: [const { Cell::new(0) }; WAYS],
+        }
+    };
+}
+
+/// The way of the handle with `serial`.
+#[inline(always)]
+fn way(serial: u64) -> usize {
+    serial as usize % WAYS
 }
 
 /// Serials of handles; 0 is never given out.
@@ -65,39 +86,80 @@ pub(super) fn serial() -> u64 {
     SERIALS.fetch_add(1, Relaxed)
 }
 
-/// The semaphore record, this lane's holder record and the fork epoch, if this thread's entry is
-/// for the handle with `serial` in the life packed in `found`.
-#[inline(always)]
-pub(super) fn get(
-    serial: u64,
-    found: u64,
-) -> Option<(&'static SemRecord, &'static HolderRecord, u32)> {
-    let e = ENTRY.get();
-    if e.serial == serial && e.found == found {
-        // SAFETY: the entry was filled from references into a segment mapping, which stays
-        // mapped for the life of the process; and it is still this lane's record for this life
-        // (see the module docs).
-        Some(unsafe { (&*e.rec, &*e.holder, e.epoch) })
-    } else {
-        None
+/// What [`get`] found: the semaphore record, this lane's holder record and the fork epoch.
+///
+/// Raw pointers, not references, so that `Option<Hit>` has a tag of its own: the caller's branch
+/// is then the key comparison itself, with no test of a pointer for the niche.
+#[derive(Clone, Copy)]
+pub(super) struct Hit {
+    rec: *const SemRecord,
+    holder: *const HolderRecord,
+    /// The fresh word of the life (`word::empty` of its generation).
+    pub empty: u64,
+    /// The fork epoch the entry was filled in (it is cleared in a child, so always the current
+    /// one).
+    pub epoch: u32,
+}
+
+impl Hit {
+    /// The semaphore record.
+    #[inline(always)]
+    pub fn rec(&self) -> &'static SemRecord {
+        // SAFETY: filled from a reference into a segment mapping, which stays mapped for the life
+        // of the process (see the module docs).
+        unsafe { &*self.rec }
     }
+
+    /// This lane's holder record for it.
+    #[inline(always)]
+    pub fn holder(&self) -> &'static HolderRecord {
+        // SAFETY: as in `rec`; and it is still this lane's record for this life (see the module
+        // docs).
+        unsafe { &*self.holder }
+    }
+}
+
+/// This thread's entry, if it is for the handle with `serial` in the life packed in `found`.
+#[inline(always)]
+pub(super) fn get(serial: u64, found: u64) -> Option<Hit> {
+    REMEMBERED.with(|w| {
+        let i = way(serial);
+        if w.serial[i].get() == serial && w.found[i].get() == found {
+            Some(Hit {
+                rec: w.rec[i].get(),
+                holder: w.holder[i].get(),
+                empty: w.empty[i].get(),
+                epoch: w.epoch[i].get(),
+            })
+        } else {
+            None
+        }
+    })
 }
 
 /// Remember `rec` and `holder` for the handle with `serial`, in the life packed in `found`.
 pub(super) fn fill(serial: u64, found: u64, epoch: u32, rec: &SemRecord, holder: &HolderRecord) {
-    ENTRY.set(Entry {
-        serial,
-        found,
-        rec,
-        holder,
-        epoch,
+    REMEMBERED.with(|w| {
+        let i = way(serial);
+        w.serial[i].set(serial);
+        w.found[i].set(found);
+        w.rec[i].set(rec);
+        w.holder[i].set(holder);
+        w.empty[i].set(word::empty(found as u16));
+        w.epoch[i].set(epoch);
     });
 }
 
-/// Forget this thread's entry: called by a thread before it frees one of its lane's records,
-/// and in the child of a fork.
+/// Whether the calling thread remembers `sem` in the life the handle names now: its next
+/// uncontended acquire (and the release of what that takes) then goes straight to the words.
+pub fn on_fast_path(sem: &super::Semaphore) -> bool {
+    get(sem.inner.serial, sem.inner.found.load(Relaxed)).is_some()
+}
+
+/// Forget what this thread remembers: called by a thread before it frees one of its lane's
+/// records, and in the child of a fork.
 pub(crate) fn clear() {
     // `try_with`: also called while the thread's locals are being destroyed, and in a forked
-    // child, where nothing may allocate.
-    let _ = ENTRY.try_with(|e| e.set(Entry::EMPTY));
+    // child, where nothing may allocate. Clearing the serial is enough: no way matches then.
+    let _ = REMEMBERED.try_with(|w| w.serial.iter().for_each(|s| s.set(0)));
 }

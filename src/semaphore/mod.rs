@@ -20,6 +20,8 @@ pub mod word;
 
 use self::acquire::{Contended, fair_capacity};
 pub(crate) use self::fast::clear as forget_fast_path;
+#[doc(hidden)]
+pub use self::fast::on_fast_path;
 pub use self::{
     fd_permit::FdPermit,
     info::{Info, Kind, Owner},
@@ -279,9 +281,27 @@ impl Semaphore {
             && h.key.load(Relaxed) == key
             && self.rec(found).incarnation.load(Relaxed) == life
         {
+            self.remember(lane, (found, life), sys::FORK_EPOCH.load(Relaxed), h);
             return Ok((h, held));
         }
         self.holder_slow(lane, found, life)
+    }
+
+    /// Put this handle's record `h` on the fast path of the calling thread (see `fast`), if
+    /// `lane` is the thread's own lane (not the lane threads share under a lock). Called
+    /// whenever the slow path has found or claimed `h` for incarnation `life`, so a thread that
+    /// came back to this handle after using others is on the fast path again at once.
+    #[inline]
+    fn remember(&self, lane: u16, (found, life): (Found, u64), epoch: u32, h: &HolderRecord) {
+        if Some(lane) == crate::namespace::current_lane() && lane != crate::namespace::SHARED_LANE {
+            fast::fill(
+                self.inner.serial,
+                pack(found, life),
+                epoch,
+                self.rec(found),
+                h,
+            );
+        }
     }
 
     #[cold]
@@ -292,12 +312,8 @@ impl Semaphore {
         if !table::is_life(rec, life, &self.inner.name) {
             return Err(self.removed());
         }
-        // The thread's own lane (not the lane threads share under a lock) goes on the fast path.
-        if Some(lane) == crate::namespace::current_lane()
-            && lane != crate::namespace::SHARED_LANE
-            && let Some(h) = self.inner.ns.seg.holder(record)
-        {
-            fast::fill(self.inner.serial, pack(found, life), epoch, rec, h);
+        if let Some(h) = self.inner.ns.seg.holder(record) {
+            self.remember(lane, (found, life), epoch, h);
         }
         let held = Held::new(epoch, lane, record);
         let key = self

@@ -46,19 +46,6 @@ impl<'a> Permit<'a> {
             .add_unguarded(self.weight, unpack(self.found).0.generation);
         std::mem::forget(self);
     }
-
-    /// Give back through another thread's lane, or do nothing in a forked child.
-    #[cold]
-    #[inline(never)]
-    fn drop_slow(&mut self) {
-        if self.epoch != sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
-            return; // a forked child: the parent holds this weight
-        }
-        let (found, life) = unpack(self.found);
-        // An error here means the segment was corrupted under us; a destructor cannot report it,
-        // and the weight comes back when this process exits.
-        let _ = self.sem.give(found, life, self.weight);
-    }
 }
 
 impl fmt::Debug for Permit<'_> {
@@ -76,11 +63,29 @@ impl Drop for Permit<'_> {
         // This thread's own record for the life the weight was taken from: no lookup. While the
         // weight is held, some record of this process names its generation, so the generation
         // is this permit's life (see `table`).
-        match fast::get(self.sem.inner.serial, self.found) {
-            Some((rec, h, _)) => {
-                let _ = self.sem.give_rec(rec, self.found as u16, h, self.weight);
-            }
-            None => self.drop_slow(),
+        if let Some(hit) = fast::get(self.sem.inner.serial, self.found)
+            && Semaphore::give_fast(&hit, self.weight)
+        {
+            return;
         }
+        drop_slow(self.sem, self.found, self.weight, self.epoch);
     }
+}
+
+/// Give back `weight` taken from the life packed in `found` in fork epoch `epoch`: through
+/// another thread's lane, or after the single attempt failed, or not at all in a forked child.
+/// (The permit's fields by value: the fast path never has to put the permit in memory.)
+#[cold]
+#[inline(never)]
+fn drop_slow(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
+    if epoch != sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
+        return; // a forked child: the parent holds this weight
+    }
+    let (at, life) = unpack(found);
+    // An error here means the segment was corrupted under us; a destructor cannot report it,
+    // and the weight comes back when this process exits.
+    let _ = match fast::get(sem.inner.serial, found) {
+        Some(hit) => sem.give_slow(hit.rec(), at.generation, hit.holder(), weight),
+        None => sem.give(at, life, weight),
+    };
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{
-    BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, frozen_pause,
+    BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, fast, frozen_pause,
     protocol::{Lane, Refused, holding},
     word::{self, Wake},
 };
@@ -28,27 +28,43 @@ impl Semaphore {
     }
 
     /// Give back `count` on `found` through holder record `h`, which this thread operates.
-    #[inline]
     pub(super) fn give_on(&self, found: Found, h: &HolderRecord, count: u32) -> Result<()> {
-        self.give_rec(self.rec(found), found.generation, h, count)
+        let rec = self.rec(found);
+        mark_used(rec);
+        self.give_slow(rec, found.generation, h, count)
+    }
+
+    /// Give back `count` through this thread's entry `hit` (see `fast`): one compare-exchange,
+    /// and a wake only when someone waits. `false` when it did not change the word (the record
+    /// is then as it was, and the caller goes to [`Self::give_slow`]).
+    #[inline(always)]
+    pub(super) fn give_fast(hit: &fast::Hit, count: u32) -> bool {
+        let rec = hit.rec();
+        mark_used(rec);
+        let lane = Lane {
+            word: &rec.word,
+            holding: &hit.holder().holding,
+        };
+        match lane.give_once(hit.empty, count) {
+            Some(before) => {
+                wake_after_release(rec, before, count);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Give back `count` on semaphore record `rec` of generation `generation` through holder
-    /// record `h`: one compare-exchange, and a wake only when someone waits.
-    #[inline(always)]
-    pub(super) fn give_rec(
+    /// record `h`, with retries, waiting out a recount. The record is marked used already.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn give_slow(
         &self,
         rec: &SemRecord,
         generation: u16,
         h: &HolderRecord,
         count: u32,
     ) -> Result<()> {
-        // Mark the semaphore used, before the Release compare-exchange, so that a sweeper that
-        // sees the value at zero also sees the mark and restarts the idle period (see
-        // `table::sweep_idle`). A plain store, no clock; skipped when already marked.
-        if rec.last_used_ms.load(Relaxed) != USED {
-            rec.last_used_ms.store(USED, Relaxed);
-        }
         let lane = Lane {
             word: &rec.word,
             holding: &h.holding,
@@ -121,6 +137,15 @@ impl Semaphore {
             }
         }
     }
+}
+
+/// Mark `rec` used, before the release's compare-exchange (Release), so that a sweeper that sees
+/// the value at zero also sees the mark and restarts the idle period (see `table::sweep_idle`).
+/// A plain store and no clock, unconditional: the field shares the state word's cache line,
+/// which the compare-exchange makes this core's own anyway.
+#[inline(always)]
+fn mark_used(rec: &SemRecord) {
+    rec.last_used_ms.store(USED, Relaxed);
 }
 
 /// Wake whom a release of `count` that found the word `before` must wake: nobody when nobody is
