@@ -38,7 +38,8 @@ impl<F: FnMut() -> anyhow::Result<()>> Op for F {
 }
 
 /// The loop that is timed, and whose instructions are counted (see `count`): `op` `n` times,
-/// inlined into the loop. Never inlined itself, one copy per operation, and named so that
+/// inlined into the loop (every contender's closure is `#[inline(always)]`, so that no
+/// contender pays for a call the others do not). Never inlined itself, one copy per operation, and named so that
 /// callgrind can find every copy (`*shmsem_bench_batch*`).
 #[inline(never)]
 pub fn shmsem_bench_batch<F: FnMut() -> anyhow::Result<()>>(
@@ -111,7 +112,7 @@ pub fn time(plan: &Plan, fixture: Fixture) -> anyhow::Result<Vec<(&'static str, 
 
 /// Drop what a shmsem operation returned (a permit, a handle): the measured operation includes
 /// its release.
-#[inline]
+#[inline(always)]
 fn done<T>(r: shmsem::Result<T>) -> anyhow::Result<()> {
     r.map(drop).map_err(Into::into)
 }
@@ -123,9 +124,21 @@ pub fn uncontended(use_: Use<'_>) -> anyhow::Result<()> {
     let px = PosixSem::create(&unique_posix_name("uncontended"), 1)?;
     let sv = SysvSem::create(1)?;
     use_(&mut [
-        contender("shmsem", || done(sem.acquire())),
-        contender("posix", || kernel_pair(&px)),
-        contender("sysv", || kernel_pair(&sv)),
+        contender(
+            "shmsem",
+            #[inline(always)]
+            || done(sem.acquire()),
+        ),
+        contender(
+            "posix",
+            #[inline(always)]
+            || kernel_pair(&px),
+        ),
+        contender(
+            "sysv",
+            #[inline(always)]
+            || kernel_pair(&sv),
+        ),
     ])
 }
 
@@ -144,13 +157,25 @@ pub fn try_full(use_: Use<'_>) -> anyhow::Result<()> {
     let px = PosixSem::create(&unique_posix_name("try_full"), 0)?;
     let sv = SysvSem::create(0)?;
     use_(&mut [
-        contender("shmsem", || match sem.try_acquire(1) {
-            Err(Error::WouldBlock { .. }) => Ok(()),
-            Ok(_) => bail!("try_acquire succeeded on a full semaphore"),
-            Err(e) => Err(e.into()),
-        }),
-        contender("posix", || kernel_try_fails(&px)),
-        contender("sysv", || kernel_try_fails(&sv)),
+        contender(
+            "shmsem",
+            #[inline(always)]
+            || match sem.try_acquire(1) {
+                Err(Error::WouldBlock { .. }) => Ok(()),
+                Ok(_) => bail!("try_acquire succeeded on a full semaphore"),
+                Err(e) => Err(e.into()),
+            },
+        ),
+        contender(
+            "posix",
+            #[inline(always)]
+            || kernel_try_fails(&px),
+        ),
+        contender(
+            "sysv",
+            #[inline(always)]
+            || kernel_try_fails(&sv),
+        ),
     ])
 }
 
@@ -172,12 +197,24 @@ pub fn open(use_: Use<'_>) -> anyhow::Result<()> {
     let sv = SysvSem::create(1)?;
     let key = sv.key();
     use_(&mut [
-        contender("shmsem", || done(options.open("existing"))),
-        contender("posix", || Ok(PosixSem::open_close(px.as_c_str())?)),
-        contender("sysv", || {
-            std::hint::black_box(SysvSem::lookup(key)?);
-            Ok(())
-        }),
+        contender(
+            "shmsem",
+            #[inline(always)]
+            || done(options.open("existing")),
+        ),
+        contender(
+            "posix",
+            #[inline(always)]
+            || Ok(PosixSem::open_close(px.as_c_str())?),
+        ),
+        contender(
+            "sysv",
+            #[inline(always)]
+            || {
+                std::hint::black_box(SysvSem::lookup(key)?);
+                Ok(())
+            },
+        ),
     ])
 }
 
@@ -188,9 +225,21 @@ pub fn weighted4(use_: Use<'_>) -> anyhow::Result<()> {
     let px = PosixSem::create(&unique_posix_name("weighted4"), 4)?;
     let sv = SysvSem::create(4)?;
     use_(&mut [
-        contender("shmsem", || done(sem.acquire_weight(4))),
-        contender("posix", || kernel_weighted(&px)),
-        contender("sysv", || kernel_weighted(&sv)),
+        contender(
+            "shmsem",
+            #[inline(always)]
+            || done(sem.acquire_weight(4)),
+        ),
+        contender(
+            "posix",
+            #[inline(always)]
+            || kernel_weighted(&px),
+        ),
+        contender(
+            "sysv",
+            #[inline(always)]
+            || kernel_weighted(&sv),
+        ),
     ])
 }
 
@@ -210,9 +259,21 @@ pub fn timed_acquire(use_: Use<'_>) -> anyhow::Result<()> {
     let px = PosixSem::create(&unique_posix_name("timed"), 1)?;
     let sv = SysvSem::create(1)?;
     use_(&mut [
-        contender("shmsem", || done(sem.acquire_timeout(1, TIMEOUT))),
-        contender("posix", || kernel_timed(&px, TIMEOUT)),
-        contender("sysv", || kernel_timed(&sv, TIMEOUT)),
+        contender(
+            "shmsem",
+            #[inline(always)]
+            || done(sem.acquire_timeout(1, TIMEOUT)),
+        ),
+        contender(
+            "posix",
+            #[inline(always)]
+            || kernel_timed(&px, TIMEOUT),
+        ),
+        contender(
+            "sysv",
+            #[inline(always)]
+            || kernel_timed(&sv, TIMEOUT),
+        ),
     ])
 }
 
@@ -242,8 +303,16 @@ pub fn scale10k(use_: Use<'_>) -> anyhow::Result<()> {
     let many = shmsem_sem("scale", "target", 1)?;
     let one = shmsem_sem("one", "target", 1)?;
     use_(&mut [
-        contender("shmsem", || done(many.acquire())),
-        contender("baseline", || done(one.acquire())),
+        contender(
+            "shmsem",
+            #[inline(always)]
+            || done(many.acquire()),
+        ),
+        contender(
+            "baseline",
+            #[inline(always)]
+            || done(one.acquire()),
+        ),
     ])
 }
 
