@@ -1,4 +1,4 @@
-//! Writes the checked-in seed corpus: `cargo run --release --bin make_seeds` from `fuzz/`
+//! Writes the checked-in seed corpus: `cargo run --release --example make_seeds` from `fuzz/`
 //! (or `cargo fuzz run` picks up what is there).
 //!
 //! `corpus/segment/` gets file-mode inputs (see the `segment` target) made from a segment the
