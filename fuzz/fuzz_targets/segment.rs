@@ -37,8 +37,9 @@ use libfuzzer_sys::fuzz_target;
 use shmsem::{
     Error, Info, Permit, Semaphore,
     internals::layout::{
-        HOLDERS_OFFSET, HolderRecord, MAX_HOLDERS, MAX_PROCESSES, MAX_SEMAPHORES, PROCS_OFFSET,
-        ProcSlot, SEGMENT_SIZE, SEMS_OFFSET, SemRecord,
+        FINGERPRINT, HOLDERS_OFFSET, HolderRecord, LAYOUT_VERSION, MAGIC, MAX_HOLDERS,
+        MAX_PROCESSES, MAX_SEMAPHORES, PROCS_OFFSET, ProcSlot, SEGMENT_SIZE, SEMS_OFFSET,
+        SemRecord,
     },
 };
 use shmsem_fuzz::{
@@ -93,6 +94,23 @@ fn seen<T>(r: Result<T, Error>) -> Option<T> {
 static KEPT: AtomicU32 = AtomicU32::new(0);
 const KEEP_AT_MOST: u32 = 64;
 
+/// Files with a header the library would accept and map (and keep mapped, as it does every
+/// namespace it maps; opening one touches its tables, about 7 MB): past this many, such a file
+/// is not handed to the library, so that a long run stays under libFuzzer's memory limit. Files
+/// the header check refuses cost nothing and are always tried.
+static MAPPED: AtomicU32 = AtomicU32::new(0);
+const MAP_AT_MOST: u32 = 256;
+
+/// Whether a file of `len` bytes starting with `head` passes the header's constant checks
+/// (magic, layout version, fingerprint) and is long enough to be mapped.
+fn would_map(head: &[u8], len: u64) -> bool {
+    let mut valid = Vec::with_capacity(16);
+    valid.extend_from_slice(&MAGIC.to_le_bytes());
+    valid.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
+    valid.extend_from_slice(&FINGERPRINT.to_le_bytes());
+    len >= SEGMENT_SIZE as u64 && head.starts_with(&valid)
+}
+
 fn file_mode(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let flags: u8 = u.arbitrary().unwrap_or(0);
@@ -122,7 +140,17 @@ fn file_mode(data: &[u8]) {
                 .expect("writing a chunk");
         }
     }
+    let mut head = [0u8; 16];
+    let head = match file.read_at(&mut head, 0) {
+        Ok(n) => &head[..n],
+        Err(_) => &[][..],
+    };
     drop(file);
+    if would_map(head, len) && MAPPED.fetch_add(1, Relaxed) >= MAP_AT_MOST {
+        shmsem_fuzz::stat("file: not mapped (budget spent)");
+        let _ = std::fs::remove_file(&seg);
+        return;
+    }
     let deep = flags & 1 == 1 && KEPT.load(Relaxed) < KEEP_AT_MOST;
     if deep {
         std::fs::File::options()
