@@ -65,15 +65,17 @@ impl Semaphore {
                 return Ok((packed, hit.epoch));
             }
         }
-        self.take_cold(weight, &until)
+        let (timeout, now) = until.to_registers();
+        self.take_cold(weight, timeout, now)
     }
 
-    /// [`Self::take`] without the fast path: find this thread's lane and its record. (`until`
-    /// by reference: the caller's copy is never written, so a loop of acquires stores it once.)
+    /// [`Self::take`] without the fast path: find this thread's lane and its record. (`until` in
+    /// two registers, see [`Until::to_registers`]: a loop of acquires writes nothing to memory
+    /// for the call it does not make.)
     #[cold]
     #[inline(never)]
-    fn take_cold(&self, weight: u32, until: &Until) -> Result<(u64, u32)> {
-        let until = *until;
+    fn take_cold(&self, weight: u32, timeout: Option<Duration>, now: bool) -> Result<(u64, u32)> {
+        let until = Until::from_registers(timeout, now);
         let (found, life, _) = match current_lane() {
             Some(lane) => self.take_on(lane, weight, until),
             None => with_lane(|lane| self.take_on(lane, weight, until)),

@@ -631,6 +631,28 @@ enum Until {
 }
 
 impl Until {
+    /// A [`Until`] that has not started, as values that fit in registers: the timeout (`None`:
+    /// forever or now) and whether it is now.
+    #[inline(always)]
+    fn to_registers(self) -> (Option<Duration>, bool) {
+        match self {
+            Until::Now => (None, true),
+            Until::Timeout(d) => (Some(d), false),
+            Until::Forever => (None, false),
+            // Started timeouts never cross the fast path; keep what matters, the timeout.
+            Until::Deadline(_, d) => (Some(d), false),
+        }
+    }
+
+    /// The inverse of [`Self::to_registers`].
+    fn from_registers(timeout: Option<Duration>, now: bool) -> Until {
+        match (timeout, now) {
+            (_, true) => Until::Now,
+            (Some(d), false) => Until::Timeout(d),
+            (None, false) => Until::Forever,
+        }
+    }
+
     /// Start the clock of a [`Until::Timeout`].
     fn start(self) -> Until {
         match self {
