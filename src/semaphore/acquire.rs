@@ -2,17 +2,20 @@
 //! reserves for fairness, sleeps on the shared futex with a bounded timeout, reclaims from the
 //! dead while it waits, and re-creates an auto semaphore that was removed under it.
 
-use std::{sync::atomic::Ordering::Relaxed, time::Duration};
+use std::{
+    sync::atomic::Ordering::{Relaxed, Release},
+    time::Duration,
+};
 
 use super::{
     BOUNDED_SLEEP, FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight,
     fast, frozen_pause, note_since,
-    protocol::{Lane, Refused, holding},
+    protocol::{self, Lane, Refused, holding},
     weight_error, word,
 };
 use crate::{
     error::{Error, Result},
-    namespace::{current_lane, with_lane},
+    namespace::{Waiting, current_lane, with_lane},
     segment::layout::{HolderRecord, SemRecord},
     sys,
     table::Found,
@@ -64,9 +67,73 @@ impl Semaphore {
                 }
                 return Ok((packed, hit.epoch));
             }
+            let (timeout, now) = until.to_registers();
+            return self.take_remembered(hit, packed, weight, timeout, now);
         }
         let (timeout, now) = until.to_registers();
         self.take_cold(weight, timeout, now)
+    }
+
+    /// [`Self::take`] through the record this thread remembers (`hit`) when the word was not
+    /// quiet: another look, then waiting, with no lookup of lane, record or registration. A
+    /// removal goes to [`Self::take_by_lookup`], which re-creates, with the deadline as started.
+    #[cold]
+    #[inline(never)]
+    fn take_remembered(
+        &self,
+        hit: fast::Hit,
+        packed: u64,
+        weight: u32,
+        timeout: Option<Duration>,
+        now: bool,
+    ) -> Result<(u64, u32)> {
+        let until = Until::from_registers(timeout, now).start();
+        let (found, _) = super::unpack(packed);
+        let (rec, h) = (hit.rec(), hit.holder());
+        let capacity = rec.capacity.load(Relaxed);
+        check_weight(weight, capacity)?;
+        let lane = Lane {
+            word: &rec.word,
+            holding: &h.holding,
+        };
+        let refused = match lane.try_take(
+            found.generation,
+            weight,
+            fair_capacity(rec, capacity, 0),
+            false,
+        ) {
+            Ok(_) => {
+                note_since(h, weight);
+                return Ok((packed, hit.epoch));
+            }
+            Err(Refused::Removed) => return self.take_by_lookup(weight, until),
+            Err(refused) => refused,
+        };
+        // A weight-1 waiter never reserves, so needs no token (see `fair_capacity`).
+        let token = match (weight, current_lane()) {
+            (1, _) => 0,
+            (_, Some(lane)) => reservation_token(self.inner.ns.registration()?.slot, lane, weight),
+            (_, None) => return self.take_by_lookup(weight, until),
+        };
+        let outcome =
+            self.take_contended(
+                found,
+                weight,
+                until,
+                h,
+                token,
+                refused,
+                |fair, c| match lane.try_take(found.generation, weight, fair, c) {
+                    Ok(_) => Attempt::Taken { uncounted: c },
+                    Err(r) => Attempt::Refused(r),
+                },
+            );
+        match outcome {
+            Ok(()) => Ok((packed, hit.epoch)),
+            // The deadline stays the one started above.
+            Err(Contended::Removed | Contended::Moved) => self.take_by_lookup(weight, until),
+            Err(Contended::Failed(e)) => Err(e),
+        }
     }
 
     /// [`Self::take`] without the fast path: find this thread's lane and its record. (`until` in
@@ -75,7 +142,11 @@ impl Semaphore {
     #[cold]
     #[inline(never)]
     fn take_cold(&self, weight: u32, timeout: Option<Duration>, now: bool) -> Result<(u64, u32)> {
-        let until = Until::from_registers(timeout, now);
+        self.take_by_lookup(weight, Until::from_registers(timeout, now))
+    }
+
+    /// Take `weight` through this thread's lane, looked up.
+    fn take_by_lookup(&self, weight: u32, until: Until) -> Result<(u64, u32)> {
         let (found, life, _) = match current_lane() {
             Some(lane) => self.take_on(lane, weight, until),
             None => with_lane(|lane| self.take_on(lane, weight, until)),
@@ -224,34 +295,56 @@ impl Semaphore {
                 available: word::available(seen, fair),
             }));
         }
-        // Spin briefly: a holder in another process may be about to release.
-        for i in 0..SPINS {
-            for _ in 0..(1 << i) {
-                std::hint::spin_loop();
-            }
-            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
-            match attempt(fair, false) {
-                Attempt::Taken { .. } => {
-                    note_since(h, weight);
-                    return Ok(());
+        // Spin briefly: a holder on another CPU may be about to release (see `SpinLuck`).
+        if SpinLuck::spin() {
+            for i in 0..SPINS {
+                for _ in 0..(1 << i) {
+                    std::hint::spin_loop();
                 }
-                Attempt::Refused(Refused::Removed) => return Err(Contended::Removed),
-                Attempt::Failed(e) => return Err(Contended::Failed(e)),
-                Attempt::Moved => return Err(Contended::Moved),
-                Attempt::Refused(_) | Attempt::Busy => {}
+                let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
+                match attempt(fair, false) {
+                    Attempt::Taken { .. } => {
+                        SpinLuck::spun(true);
+                        note_since(h, weight);
+                        return Ok(());
+                    }
+                    Attempt::Refused(Refused::Removed) => return Err(Contended::Removed),
+                    Attempt::Failed(e) => return Err(Contended::Failed(e)),
+                    Attempt::Moved => return Err(Contended::Moved),
+                    Attempt::Refused(_) | Attempt::Busy => {}
+                }
             }
+            SpinLuck::spun(false);
         }
         // Sleep. Count ourselves as a waiter in the word so that releases wake us, and show
         // ourselves in the holder record so that `show` and `ps` list us.
-        h.wait_since_ms.store(sys::wall_ms(), Relaxed);
-        h.wait_weight.store(weight, Relaxed);
+        // No clock: the first observer stamps when it saw us waiting (see `holders::parties`).
+        h.wait_since_ms.store(0, Relaxed);
+        // Release: an observer that sees the weight sees the cleared stamp.
+        h.wait_weight.store(weight, Release);
+        let watching = self.inner.ns.waiting();
         let mut counted = false;
         let mut reserved = false;
         let result = loop {
             let mut poll = false;
             if !counted {
-                match lane.count_waiter(generation, weight) {
-                    Ok((_, c)) => counted = c,
+                // Count ourselves, and when the word is still too full for us, announce the
+                // sleep in the same exchange and go to sleep on it straight away.
+                // (A waiter for more than 1 reserves its weight first, below.)
+                let full_under =
+                    (weight == 1).then(|| fair_capacity(rec, rec.capacity.load(Relaxed), token));
+                match lane.count_waiter_to_sleep(generation, weight, full_under) {
+                    Ok((w, c)) => {
+                        counted = c;
+                        let full = full_under
+                            .is_some_and(|cap| word::value(w) as u64 + weight as u64 > cap as u64);
+                        if c && full {
+                            // `w` is the word our exchange installed, announced and too full.
+                            seen = w;
+                            self.sleep(&watching, rec, seen, until);
+                            continue;
+                        }
+                    }
                     Err(Refused::Removed) => break Err(Contended::Removed),
                     Err(Refused::Contended) => break Err(Contended::Failed(self.contended())),
                     Err(_) => {} // frozen: counted after the recount; poll meanwhile
@@ -292,33 +385,38 @@ impl Semaphore {
                 Attempt::Failed(e) => break Err(Contended::Failed(e)),
                 Attempt::Moved => break Err(Contended::Moved),
             }
-            let now = Monotonic::now();
+            // The only clock read of a wait with a deadline: once per sleep. None without one.
             if let Until::Deadline(deadline, timeout) = until
-                && now >= deadline
+                && Monotonic::now() >= deadline
             {
                 break Err(Contended::Failed(Error::Timeout {
                     weight,
                     timeout_ms: timeout.as_millis() as u64,
                 }));
             }
-            // Bounded: a frozen word, an uncounted waiter or a busy record polls; everyone
-            // re-checks for dead holders at least every BOUNDED_SLEEP, so a releaser killed
-            // between giving back and waking cannot strand us.
-            let nap = if poll || word::is_frozen(seen) || !counted {
-                Duration::from_millis(2)
-            } else {
-                BOUNDED_SLEEP
-            };
-            let wake_at = match until {
-                Until::Deadline(d, _) => d.min(now.after(nap)),
-                _ => now.after(nap),
-            };
-            if wait::wait(&rec.word, word::value(seen), wake_at) == Waited::TimedOut
-                && wake_at < until.deadline()
-            {
-                self.inner.ns.reclaim_every(BOUNDED_SLEEP);
+            if poll || word::is_frozen(seen) || !counted {
+                // A frozen word, a waiter that could not count itself, a record someone else
+                // operates: nap, off the futex, so that every futex sleeper is a counted one
+                // (see `word::wake_count`).
+                nap(POLL_NAP, until);
+                continue;
             }
+            // Say that we sleep, in a compare-exchange against the word we sleep on: a release
+            // in between fails it, and we look again instead.
+            match protocol::announce_sleep(&rec.word, seen) {
+                Ok(w) => seen = w,
+                Err(Some(actual)) => {
+                    seen = actual;
+                    continue;
+                }
+                Err(None) => {
+                    nap(POLL_NAP, until);
+                    continue;
+                }
+            }
+            self.sleep(&watching, rec, seen, until);
         };
+        drop(watching);
         if counted {
             self.uncount(&lane, generation);
         }
@@ -401,6 +499,89 @@ impl Semaphore {
             name: self.inner.name.to_string(),
         }
     }
+}
+
+impl Semaphore {
+    /// Sleep on `rec`'s word, announced as `seen`: until woken with no timer when the watcher
+    /// looks after us, else a bounded time, reclaiming ourselves.
+    fn sleep(&self, watching: &Waiting<'_>, rec: &SemRecord, seen: u64, until: Until) {
+        if watching.watched() {
+            // The watcher reclaims from the dead and wakes us: no timer.
+            wait::wait(&rec.word, word::futex(seen), until.deadline());
+        } else {
+            // Nobody watches for us: a bounded sleep, and reclaim ourselves.
+            let wake_at = Monotonic::now().after(BOUNDED_SLEEP);
+            let wake_at = until.deadline().map_or(wake_at, |d| d.min(wake_at));
+            if wait::wait(&rec.word, word::futex(seen), Some(wake_at)) == Waited::TimedOut {
+                self.inner.ns.reclaim_every(BOUNDED_SLEEP);
+            }
+        }
+    }
+}
+
+/// Whether this thread's waits are worth a spin before sleeping, learnt from its last ones.
+///
+/// A spin pays when the holder runs on another CPU and releases within the spin (a contended
+/// hand-off between processes on different CPUs: `contended4` runs at about twice the
+/// throughput with it than without). It is pure loss when the holder cannot run meanwhile (both
+/// on one CPU: `pingpong_same_cpu` runs about 8% slower with it). So each thread keeps a small
+/// credit: a spin that took the weight earns two, one that did not costs one, and a thread with
+/// none spins only on every [`SPIN_PROBE`]-th wait, to notice when spinning pays again.
+struct SpinLuck;
+
+/// The most credit a thread saves.
+const SPIN_CREDIT_MAX: u32 = 8;
+/// A thread out of credit still spins on every this many waits.
+const SPIN_PROBE: u32 = 32;
+
+thread_local! {
+    /// `credit << 8 | waits since the last spin`.
+    static SPIN_LUCK: std::cell::Cell<u32> = const { std::cell::Cell::new(SPIN_CREDIT_MAX << 8) };
+}
+
+impl SpinLuck {
+    /// Whether to spin before this wait.
+    fn spin() -> bool {
+        SPIN_LUCK.with(|c| {
+            let v = c.get();
+            let (credit, waits) = (v >> 8, v & 0xFF);
+            if credit > 0 || waits + 1 >= SPIN_PROBE {
+                c.set(credit << 8);
+                true
+            } else {
+                c.set(credit << 8 | (waits + 1));
+                false
+            }
+        })
+    }
+
+    /// The spin took the weight, or did not.
+    fn spun(took: bool) {
+        SPIN_LUCK.with(|c| {
+            let credit = c.get() >> 8;
+            let credit = if took {
+                (credit + 2).min(SPIN_CREDIT_MAX)
+            } else {
+                credit.saturating_sub(1)
+            };
+            c.set(credit << 8);
+        })
+    }
+}
+
+/// How long a waiter that cannot sleep on the futex naps before it looks again.
+const POLL_NAP: Duration = Duration::from_millis(2);
+
+/// Sleep [`POLL_NAP`], or less if `until`'s deadline comes first.
+fn nap(d: Duration, until: Until) {
+    let d = match until.deadline() {
+        Some(deadline) => {
+            let left = deadline.0.saturating_sub(Monotonic::now().0);
+            d.min(Duration::from_nanos(left))
+        }
+        None => d,
+    };
+    std::thread::sleep(d);
 }
 
 /// Why a contended acquire ended without the weight.

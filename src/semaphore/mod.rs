@@ -671,11 +671,12 @@ impl Until {
         }
     }
 
-    fn deadline(self) -> Monotonic {
+    /// The deadline of a started timeout; `Now` has passed it already; `None` for forever.
+    fn deadline(self) -> Option<Monotonic> {
         match self {
-            Until::Now => Monotonic(0),
-            Until::Deadline(d, _) => d,
-            Until::Timeout(_) | Until::Forever => Monotonic(u64::MAX),
+            Until::Now => Some(Monotonic(0)),
+            Until::Deadline(d, _) => Some(d),
+            Until::Timeout(_) | Until::Forever => None,
         }
     }
 }

@@ -185,6 +185,25 @@ pub mod holding {
     const _: () = assert!(FLAGS < 1 << HELD_SHIFT);
 }
 
+/// Announce that a counted waiter is about to sleep on `word`, which it saw as `seen`: set
+/// [`word::SLEEPING`] in one compare-exchange against `seen`. `Ok(word)`: sleep on that word.
+/// `Err(Some(actual))`: the word changed (a release came in between); look again instead of
+/// sleeping. `Err(None)`: it cannot be announced (frozen, or it counts nobody); nap instead.
+///
+/// No record bracket: the flag changes neither the value nor the count, so a recount need not
+/// know of it (it keeps the flag as it finds it, and a wake with nobody asleep costs a system
+/// call, nothing more). Relaxed: every access is to this one word, and the release that clears
+/// the flag and wakes reads it in its own compare-exchange.
+pub fn announce_sleep<A: Atomic64>(word: &A, seen: u64) -> Result<u64, Option<u64>> {
+    if word::is_sleeping(seen) {
+        return Ok(seen);
+    }
+    let new = word::sleeping(seen).ok_or(None)?;
+    word.compare_exchange(seen, new, Relaxed, Relaxed)
+        .map(|_| new)
+        .map_err(Some)
+}
+
 /// Most compare-exchange retries of one operation. Each failure means another process changed
 /// the word; legitimately that never happens this many times in a row, so past it the word is
 /// taken to be written by something broken or hostile, and the operation gives up
@@ -400,6 +419,19 @@ impl<A: Atomic64> Lane<'_, A> {
     /// uncounted waiter polls instead). Refused while the word is frozen (counts, like values,
     /// do not change during a recount) and once the generation changed.
     pub fn count_waiter(&self, generation: u16, weight: u32) -> Result<(u64, bool), Refused> {
+        self.count_waiter_to_sleep(generation, weight, None)
+    }
+
+    /// [`Self::count_waiter`], and when `full_under` is given and `weight` does not fit under it
+    /// in the word counted, announce the sleep ([`word::SLEEPING`]) in the same
+    /// compare-exchange: the caller may then sleep on the word returned at once, with no second
+    /// look and no second exchange (see [`announce_sleep`]).
+    pub fn count_waiter_to_sleep(
+        &self,
+        generation: u16,
+        weight: u32,
+        full_under: Option<u32>,
+    ) -> Result<(u64, bool), Refused> {
         let mine = self.holding.load(Relaxed);
         let mut current = self.word.load(Relaxed);
         if holding::is_counted(mine) {
@@ -413,13 +445,18 @@ impl<A: Atomic64> Lane<'_, A> {
             if word::is_frozen(current) {
                 return self.withdraw(announced, mine, Refused::Frozen(current));
             }
-            let Some(new) = word::count(current, weight) else {
+            let Some(mut new) = word::count(current, weight) else {
                 // Saturated: wait uncounted.
                 if announced {
                     self.holding.store(mine, Release);
                 }
                 return Ok((current, false));
             };
+            if let Some(capacity) = full_under
+                && word::value(current) as u64 + weight as u64 > capacity as u64
+            {
+                new |= word::SLEEPING;
+            }
             if !announced {
                 self.holding.store(mine | holding::BUSY, Relaxed);
                 announced = true;

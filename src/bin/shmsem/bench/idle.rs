@@ -3,8 +3,9 @@
 //! groups wait in the same window (a kernel waiter costs nothing, so they do not disturb each
 //! other), spread over the allowed CPUs.
 //!
-//! The figures are the kernel's own accounts, read from `/proc` before and after the window:
-//! `/proc/PID/schedstat` (nanoseconds on a CPU) and the context switches in `/proc/PID/status`.
+//! The figures are the kernel's own accounts, read from `/proc` before and after the window, for
+//! every thread of every waiter: `/proc/PID/task/TID/schedstat` (nanoseconds on a CPU) and the
+//! context switches in `/proc/PID/task/TID/status`.
 
 use std::time::{Duration, Instant};
 
@@ -25,17 +26,38 @@ pub const WAITERS: usize = 100;
 /// How long waiters get, after saying they wait, to be blocked for good.
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// CPU nanoseconds and context switches of one process so far.
+/// CPU nanoseconds and context switches of one process so far, every thread of it (a waiting
+/// process may run a watch thread beside the one that waits).
 fn account(pid: libc::pid_t) -> anyhow::Result<(u64, u64)> {
-    let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .with_context(|| format!("reading /proc/{pid}/schedstat"))?;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("listing /proc/{pid}/task"))?;
+    let mut total = (0, 0);
+    for task in tasks {
+        let dir = task
+            .with_context(|| format!("listing /proc/{pid}/task"))?
+            .path();
+        let (cpu, switches) = match task_account(&dir) {
+            Ok(a) => a,
+            // A thread that ended between the listing and the read used nothing more.
+            Err(_) if !dir.exists() => continue,
+            Err(e) => return Err(e),
+        };
+        total = (total.0 + cpu, total.1 + switches);
+    }
+    Ok(total)
+}
+
+/// CPU nanoseconds and context switches of one thread, from its `/proc/PID/task/TID`.
+fn task_account(dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let schedstat = std::fs::read_to_string(dir.join("schedstat"))
+        .with_context(|| format!("reading {}/schedstat", dir.display()))?;
     let cpu_ns = schedstat
         .split_whitespace()
         .next()
         .and_then(|s| s.parse::<u64>().ok())
-        .with_context(|| format!("/proc/{pid}/schedstat says {schedstat:?}"))?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
+        .with_context(|| format!("{}/schedstat says {schedstat:?}", dir.display()))?;
+    let status = std::fs::read_to_string(dir.join("status"))
+        .with_context(|| format!("reading {}/status", dir.display()))?;
     let switches = status
         .lines()
         .filter(|l| l.contains("ctxt_switches:"))
