@@ -19,6 +19,7 @@ use std::{
 mod watch;
 
 pub(crate) use self::watch::Waiting;
+pub use self::watch::watch_for_deaths;
 
 use crate::{
     error::{Error, Result},

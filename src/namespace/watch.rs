@@ -32,7 +32,7 @@ use std::{
     sync::{
         Arc, OnceLock,
         atomic::{
-            AtomicU32, AtomicU64,
+            AtomicBool, AtomicU32, AtomicU64,
             Ordering::{AcqRel, Acquire, Relaxed, Release},
         },
     },
@@ -52,6 +52,16 @@ pub const WATCH_PERIOD: Duration = Duration::from_millis(50);
 
 /// How long the watcher goes on watching after the last of its process's waiters left.
 pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Whether waiting processes start watch threads (see [`watch_for_deaths`]).
+static WATCHING: AtomicBool = AtomicBool::new(true);
+
+/// Start watch threads (the default), or not: waiters then sleep at most the bounded sleep and
+/// reclaim themselves, so no reclaim runs behind the caller's back. For models that must know
+/// when reclaims happen (the `ops` fuzz target); not a stable interface.
+pub fn watch_for_deaths(on: bool) {
+    WATCHING.store(on, Relaxed);
+}
 
 /// In the low half of [`Watch::waiting`]: the watch thread is idle, asleep on the word.
 const IDLE: u32 = 1 << 31;
@@ -140,7 +150,8 @@ impl Namespace {
             // Someone registered since the watcher last looked: perhaps whoever we wait for.
             sys::ring(bell.as_fd());
         }
-        let watched = watch.started.load(Acquire) == epoch + 1 || self.start_watch(epoch);
+        let watched = WATCHING.load(Relaxed)
+            && (watch.started.load(Acquire) == epoch + 1 || self.start_watch(epoch));
         Waiting { watch, watched }
     }
 

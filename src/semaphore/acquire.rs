@@ -3,7 +3,7 @@
 //! dead while it waits, and re-creates an auto semaphore that was removed under it.
 
 use std::{
-    sync::atomic::Ordering::{Relaxed, Release},
+    sync::atomic::Ordering::{Relaxed, Release, SeqCst},
     time::Duration,
 };
 
@@ -341,7 +341,9 @@ impl Semaphore {
                         if c && full {
                             // `w` is the word our exchange installed, announced and too full.
                             seen = w;
-                            self.sleep(&watching, rec, seen, until);
+                            if !fits_now(rec, seen, weight, token) {
+                                self.sleep(&watching, rec, seen, until);
+                            }
                             continue;
                         }
                     }
@@ -414,16 +416,20 @@ impl Semaphore {
                     continue;
                 }
             }
-            self.sleep(&watching, rec, seen, until);
+            if !fits_now(rec, seen, weight, token) {
+                self.sleep(&watching, rec, seen, until);
+            }
         };
         drop(watching);
         if counted {
             self.uncount(&lane, generation);
         }
         if reserved {
-            let _ = rec.reservation.compare_exchange(token, 0, Relaxed, Relaxed);
+            // SeqCst, and the flag cleared before the wake: see `protocol::clear_sleeping`.
+            let _ = rec.reservation.compare_exchange(token, 0, SeqCst, Relaxed);
             if result.is_err() {
                 // What we held back is free for the others again.
+                protocol::clear_sleeping(&rec.word);
                 wait::wake(&rec.word, u32::MAX);
             }
         }
@@ -510,9 +516,12 @@ impl Semaphore {
             wait::wait(&rec.word, word::futex(seen), until.deadline());
         } else {
             // Nobody watches for us: a bounded sleep, and reclaim ourselves.
-            let wake_at = Monotonic::now().after(BOUNDED_SLEEP);
-            let wake_at = until.deadline().map_or(wake_at, |d| d.min(wake_at));
-            if wait::wait(&rec.word, word::futex(seen), Some(wake_at)) == Waited::TimedOut {
+            let nap_end = Monotonic::now().after(BOUNDED_SLEEP);
+            let wake_at = until.deadline().map_or(nap_end, |d| d.min(nap_end));
+            // Reclaim when the nap ended the sleep, not the caller's deadline.
+            if wait::wait(&rec.word, word::futex(seen), Some(wake_at)) == Waited::TimedOut
+                && wake_at == nap_end
+            {
                 self.inner.ns.reclaim_every(BOUNDED_SLEEP);
             }
         }
@@ -567,6 +576,21 @@ impl SpinLuck {
             c.set(credit << 8);
         })
     }
+}
+
+/// Whether `weight` fits now in the word `seen` that a waiter announced its sleep on, judged by
+/// the capacity and reservation read again after the announcement (`SeqCst`, the other half of
+/// `protocol::clear_sleeping`): a change of either without a change of the value must not leave
+/// the waiter asleep.
+fn fits_now(rec: &SemRecord, seen: u64, weight: u32, token: u64) -> bool {
+    let capacity = rec.capacity.load(SeqCst);
+    let r = rec.reservation.load(SeqCst);
+    let fair = if r == 0 || r == token {
+        capacity
+    } else {
+        capacity.saturating_sub(r as u32)
+    };
+    word::value(seen) as u64 + weight as u64 <= fair as u64
 }
 
 /// How long a waiter that cannot sleep on the futex naps before it looks again.

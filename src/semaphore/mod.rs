@@ -35,7 +35,7 @@ use std::{
         Arc,
         atomic::{
             AtomicU64,
-            Ordering::{Acquire, Relaxed, Release},
+            Ordering::{Acquire, Relaxed, SeqCst},
         },
     },
     time::Duration,
@@ -448,10 +448,11 @@ impl Semaphore {
         check_capacity(capacity)?;
         let found = self.found();
         let rec = self.live_rec(found)?;
-        // Release: a waiter that reads the new capacity sees it with everything before it.
-        rec.capacity.store(capacity, Release);
-        // A waiter sleeps on the value, which did not change: wake everyone to re-check. One that
-        // read the old capacity just before this wake sleeps at most its bounded 25 ms.
+        // SeqCst, then the flag cleared, then the wake: a waiter sleeps on the value, which did
+        // not change, so one that judged by the old capacity must find its sleep refused (see
+        // `protocol::clear_sleeping`).
+        rec.capacity.store(capacity, SeqCst);
+        protocol::clear_sleeping(&rec.word);
         wait::wake(&rec.word, u32::MAX);
         Ok(())
     }

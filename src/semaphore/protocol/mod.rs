@@ -65,7 +65,7 @@
 //! * The unfreezing store is `Release`, so the recounted value is seen together with the cleared
 //!   dead records by any later acquirer.
 
-use std::sync::atomic::Ordering::{self, AcqRel, Relaxed, Release};
+use std::sync::atomic::Ordering::{self, AcqRel, Relaxed, Release, SeqCst};
 
 use super::word;
 use crate::failpoint;
@@ -199,9 +199,34 @@ pub fn announce_sleep<A: Atomic64>(word: &A, seen: u64) -> Result<u64, Option<u6
         return Ok(seen);
     }
     let new = word::sleeping(seen).ok_or(None)?;
-    word.compare_exchange(seen, new, Relaxed, Relaxed)
+    // SeqCst: the waiter reads the capacity and the reservation again after this (see
+    // `clear_sleeping`).
+    word.compare_exchange(seen, new, SeqCst, Relaxed)
         .map(|_| new)
         .map_err(Some)
+}
+
+/// Clear [`word::SLEEPING`], after something a sleeper judged by changed without changing the
+/// value (the capacity, a fairness reservation); the caller then wakes everyone. The futex half
+/// then differs from what any sleeper announced, so one about to sleep returns at once.
+///
+/// Why nobody sleeps on a stale judgement: the changer stores its change, then clears the flag
+/// (both `SeqCst`); a waiter announces the sleep (or finds it announced), then reads the
+/// capacity and reservation again (`SeqCst`) and sleeps only if its weight still does not fit.
+/// If that read saw the old value, it came before the change in the single total order, so the
+/// clearing comes after the word the waiter sleeps on: its sleep returns, or the wake finds it.
+/// A frozen word is left alone: the recount that froze it wakes everyone when it ends.
+pub fn clear_sleeping<A: Atomic64>(word: &A) {
+    let mut current = word.load(SeqCst);
+    for _ in 0..MAX_RETRIES {
+        if !word::is_sleeping(current) || word::is_frozen(current) {
+            return;
+        }
+        match word.compare_exchange(current, current & !word::SLEEPING, SeqCst, SeqCst) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
 }
 
 /// Most compare-exchange retries of one operation. Each failure means another process changed
@@ -463,7 +488,8 @@ impl<A: Atomic64> Lane<'_, A> {
                 failpoint::hit("wait:marked");
             }
             // Release: publishes the BUSY mark to a recounter's freeze, as a value change does.
-            match self.word.compare_exchange(current, new, Release, Relaxed) {
+            // SeqCst: it may announce a sleep (see `clear_sleeping`).
+            match self.word.compare_exchange(current, new, SeqCst, Relaxed) {
                 Ok(_) => {
                     failpoint::hit("wait:counted");
                     let flags = if weight > 1 {
