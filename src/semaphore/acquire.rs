@@ -339,8 +339,10 @@ impl Semaphore {
                         counted = c;
                         let full = full_under
                             .is_some_and(|cap| word::value(w) as u64 + weight as u64 > cap as u64);
-                        if c && full {
+                        if c && full && word::is_sleeping(w) {
                             // `w` is the word our exchange installed, announced and too full.
+                            // (A lane found counted already announced nothing: it takes the
+                            // usual way below.)
                             seen = w;
                             if !fits_now(rec, seen, weight, token) {
                                 self.sleep(&watching, rec, seen, until);
