@@ -28,7 +28,6 @@ pub use crate::{
 #[doc(hidden)]
 pub mod internals {
     pub use crate::{
-        namespace::watch_for_deaths,
         segment::layout,
         semaphore::{on_fast_path, protocol, word},
     };
