@@ -256,7 +256,7 @@ fn role_bad_input() {
 // The parent side: the tests
 // =====================================================================================
 
-/// Requirement 9: bad input gets the right typed error and changes nothing, as another process
+/// bad input gets the right typed error and changes nothing, as another process
 /// sees.
 #[test]
 fn bad_input_gives_typed_errors_and_changes_nothing() {

@@ -99,7 +99,7 @@ fn role_crowd() {
 // The parent side: the tests
 // =====================================================================================
 
-/// Requirement 1: capacity 2 admits exactly 2 of 3 processes at once.
+/// capacity 2 admits exactly 2 of 3 processes at once.
 #[test]
 fn capacity_two_admits_exactly_two_of_three_processes() {
     const ITERS: u32 = 300;
@@ -143,7 +143,7 @@ fn capacity_two_admits_exactly_two_of_three_processes() {
     assert_eq!(o.req("holders"), "");
 }
 
-/// Requirement 2: a timed acquire on a full semaphore times out, never before its deadline.
+/// a timed acquire on a full semaphore times out, never before its deadline.
 #[test]
 fn timed_acquire_on_full_semaphore_times_out_not_early() {
     let dir = TestDir::new("timeout");
@@ -179,7 +179,7 @@ fn timed_acquire_on_full_semaphore_times_out_not_early() {
     h.success(CHILD_TIMEOUT);
 }
 
-/// Requirement 3: `try_acquire` on a full semaphore returns `WouldBlock` at once.
+/// `try_acquire` on a full semaphore returns `WouldBlock` at once.
 #[test]
 fn try_acquire_on_full_semaphore_would_block_at_once() {
     let dir = TestDir::new("try");
@@ -210,7 +210,7 @@ fn try_acquire_on_full_semaphore_would_block_at_once() {
     assert_eq!(r.req("result0"), "ok", "{:?}", r.0);
 }
 
-/// Requirement 4: weights 3 + 2 fit capacity 5 at once; a further weight 1 waits until one of
+/// weights 3 + 2 fit capacity 5 at once; a further weight 1 waits until one of
 /// them is released.
 #[test]
 fn weights_three_and_two_fill_capacity_five_and_one_more_waits() {
@@ -265,7 +265,7 @@ fn weights_three_and_two_fill_capacity_five_and_one_more_waits() {
     assert_eq!(o.req("value"), "0");
 }
 
-/// Requirement 5: a release wakes a waiter blocked in another process (the futex is shared),
+/// a release wakes a waiter blocked in another process (the futex is shared),
 /// promptly.
 ///
 /// The waiter also wakes every 25 ms on its own to look for dead holders, so a slow wake alone

@@ -209,7 +209,7 @@ fn role_local_hold() {
 // The parent side: the tests
 // =====================================================================================
 
-/// Requirement 6: `Scope::Tree`: descendants of the root see its semaphore, an unrelated process
+/// `Scope::Tree`: descendants of the root see its semaphore, an unrelated process
 /// does not, and the files go once the whole tree has exited.
 #[test]
 fn tree_scope_is_shared_by_descendants_only_and_removed_with_the_tree() {
@@ -282,7 +282,7 @@ fn tree_scope_is_shared_by_descendants_only_and_removed_with_the_tree() {
     );
 }
 
-/// Requirement 7: processes racing to create one namespace end with one file, the segment, which
+/// processes racing to create one namespace end with one file, the segment, which
 /// they all use.
 #[test]
 fn racing_creators_end_with_one_segment() {
@@ -349,7 +349,7 @@ fn racing_creators_end_with_one_segment() {
     );
 }
 
-/// Requirement 8a: a permit held by a process that is SIGKILLed comes back to a waiter already
+/// a permit held by a process that is SIGKILLed comes back to a waiter already
 /// blocked.
 #[test]
 fn sigkilled_holders_permit_comes_back_to_a_blocked_waiter() {
@@ -377,7 +377,7 @@ fn sigkilled_holders_permit_comes_back_to_a_blocked_waiter() {
     assert_eq!(o.req("holders"), "");
 }
 
-/// Requirement 8b: a permit held by a process that was SIGKILLed comes back to a process that
+/// a permit held by a process that was SIGKILLed comes back to a process that
 /// opens later.
 #[test]
 fn sigkilled_holders_permit_comes_back_to_a_later_process() {
