@@ -1,7 +1,7 @@
 //! Criterion benchmarks of the scenarios in the README's *Benchmarks*: one group per scenario
 //! id, each with shmsem and its kernel peers (POSIX named semaphores, SysV semaphores with
-//! `SEM_UNDO`) side by side, so that
-//! criterion's report compares them, and keeps their history. `shmsem bench` runs the same
+//! `SEM_UNDO`) side by side, so that criterion's report compares them, and keeps their
+//! history. `shmsem bench` runs the same
 //! scenarios without criterion and prints them as one table with the targets, with what
 //! criterion cannot give: instruction counts, per-pair ratios with their intervals, the A/A
 //! control, and `idle100` (CPU time of idle waiters: no operation to time).
