@@ -27,7 +27,7 @@ pub const WAITERS: usize = 100;
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// CPU nanoseconds and context switches of one process so far, every thread of it (a waiting
-/// process may run a watch thread beside the one that waits).
+/// process may run other threads beside the one that waits, and their cost is the waiter's).
 fn account(pid: libc::pid_t) -> anyhow::Result<(u64, u64)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
         .with_context(|| format!("listing /proc/{pid}/task"))?;
