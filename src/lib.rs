@@ -28,6 +28,7 @@ pub use crate::{
 #[doc(hidden)]
 pub mod internals {
     pub use crate::{
+        namespace::watch_for_deaths,
         segment::layout,
         semaphore::{on_fast_path, protocol, word},
     };

@@ -297,22 +297,28 @@ struct Futex {
 }
 
 impl Futex {
+    /// Sleep while the futex half of `word` is `expected` (the kernel's check and sleep are
+    /// atomic with respect to wakes, as the lock makes them here).
     fn wait(&self, word: &Cell64, expected: u32) {
         let guard = self.lock.lock().unwrap();
-        if word::value(word.load(Ordering::SeqCst)) == expected {
+        if word::futex(word.load(Ordering::SeqCst)) == expected {
             drop(self.cv.wait(guard).unwrap());
         }
     }
+    /// Wake as `FUTEX_WAKE` would: `n` sleepers for `Some(n)`, every one for `All`.
     fn wake(&self, wake: Wake) {
-        if wake != Wake::None {
-            let _guard = self.lock.lock().unwrap();
-            self.cv.notify_all();
+        let _guard = self.lock.lock().unwrap();
+        match wake {
+            Wake::None => {}
+            Wake::Some(n) => (0..n).for_each(|_| self.cv.notify_one()),
+            Wake::All => self.cv.notify_all(),
         }
     }
 }
 
-/// The blocking path as `Semaphore::take_contended` runs it: count as a waiter, re-check, sleep
-/// on the value seen; take and uncount in one step.
+/// The blocking path as `Semaphore::take_contended` runs it: count as a waiter, re-check,
+/// announce the sleep (`SLEEPING`) and sleep on the futex half seen; take and uncount in one
+/// step.
 fn acquire_blocking(word: &Cell64, rec: &Cell64, futex: &Futex, weight: u32, capacity: u32) {
     let lane = Lane { word, holding: rec };
     if lane.try_take(0, weight, capacity, false).is_ok() {
@@ -327,7 +333,13 @@ fn acquire_blocking(word: &Cell64, rec: &Cell64, futex: &Futex, weight: u32, cap
                 assert!(!holding::is_counted(rec.load(Ordering::SeqCst)));
                 return;
             }
-            Err(Refused::Full(seen)) => futex.wait(word, word::value(seen)),
+            // Announce the sleep against the word seen, and sleep on value and flag together;
+            // a word that moved meanwhile is looked at again.
+            Err(Refused::Full(seen)) => {
+                if let Ok(announced) = protocol::announce_sleep(word, seen) {
+                    futex.wait(word, word::futex(announced));
+                }
+            }
             Err(other) => panic!("{other:?}"),
         }
     }
@@ -393,6 +405,54 @@ fn waiters_behind_a_holder(capacity: u32, weights: &'static [u32]) {
 #[test]
 fn no_lost_wakeups() {
     waiters_behind_a_holder(1, &[1, 1]);
+}
+
+/// A waiter that announced its sleep while a holder releases and takes the weight straight
+/// back: the release woke nobody (the waiter was not asleep yet) and cleared `SLEEPING`, and the
+/// value is back to what the waiter saw. The waiter sleeps on value and flag together, so its
+/// sleep returns at once; had it slept on the value alone, the holder's next release (which sees
+/// no `SLEEPING` and wakes nobody) would leave it asleep for good, which loom reports.
+#[test]
+fn a_release_and_retake_before_the_waiter_sleeps_loses_no_wake() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        let word = Cell64::new(word::empty(0));
+        let futex = Arc::new(Futex {
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        });
+        let holder = Cell64::new(0);
+        let h = Lane {
+            word: &*word,
+            holding: &*holder,
+        };
+        h.try_take(0, 1, 1, false).unwrap();
+        let waiter = {
+            let (word, futex) = (word.clone(), futex.clone());
+            thread::spawn(move || {
+                let rec = Cell64::new(0);
+                acquire_blocking(&word, &rec, &futex, 1, 1);
+                let lane = Lane {
+                    word: &*word,
+                    holding: &*rec,
+                };
+                let before = lane.give(0, 1).unwrap();
+                futex.wake(word::wake_count(before, 1));
+            })
+        };
+        let release = || {
+            let before = h.give(0, 1).unwrap();
+            futex.wake(word::wake_count(before, 1));
+        };
+        release();
+        // Straight back, uncounted, as a fast or spinning acquire takes it.
+        if h.try_take(0, 1, 1, false).is_ok() {
+            release();
+        }
+        waiter.join().unwrap();
+        assert_eq!(word::value(word.load(Ordering::SeqCst)), 0);
+    });
 }
 
 /// A weight-2 waiter and a weight-1 waiter on capacity 2, both blocked behind a holder of 2: the

@@ -11,8 +11,9 @@
 //! holder records whose weight is also in the state word. `Reap` must then give back exactly the
 //! forged weight, per (semaphore, pid), and free the slots.
 //!
-//! Timed acquires use 0 or 1 ms, below the waiters' bounded sleep, so no reclaim runs except the
-//! ones the model asks for. At the end of an input everything is given back, every value must
+//! Timed acquires use 0 or 1 ms, below the waiters' bounded sleep, and no watch thread runs
+//! (`internals::watch_for_deaths(false)`), so no reclaim runs except the ones the model asks
+//! for. At the end of an input everything is given back, every value must
 //! be 0, and the names are removed. The namespace is replaced by a fresh one when its holder
 //! table fills up (the library keeps a holder record per semaphore a process ever used).
 
@@ -136,6 +137,7 @@ fn expect_take(m: Model, w: u32, blocked: String) -> String {
 
 fuzz_target!(|ops: Vec<Op>| {
     shm_dir("ops");
+    shmsem::internals::watch_for_deaths(false);
     let mut guard = CURRENT.lock().unwrap();
     if guard
         .as_ref()

@@ -40,6 +40,7 @@
 //! record's `recounter` field first, and takes it over only from a dead recounter.
 
 mod reclaim;
+pub mod watch;
 
 use std::{
     collections::BTreeMap,
@@ -76,6 +77,10 @@ pub const TABLE_LOCK: u64 = 0;
 pub const fn lock_offset(slot: u32) -> u64 {
     1 + slot as u64
 }
+
+/// The lock byte held by the watcher of the namespace (see `namespace::watch`): the first after
+/// the slots' bytes.
+pub const WATCH_LOCK: u64 = lock_offset(MAX_PROCESSES);
 
 /// Slot lock bytes this process holds now, as (mapping, fork epoch, slot).
 ///
@@ -235,6 +240,8 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         // Release: the identity above is visible with the kind.
         s.state.store(slot_state(generation, ENGINE), Release);
         header.proc_hint.store(slot + 1, Relaxed);
+        // Release: a watcher that sees the new count sees the slot filled.
+        header.registrations.fetch_add(1, Release);
         return Ok((slot, generation));
     }
     Err(Error::TableFull {
@@ -289,6 +296,7 @@ pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
             let generation = slot_generation(st).wrapping_add(1) & 0xFF_FFFF;
             fill_identity(s, who);
             s.state.store(slot_state(generation, EXTERNAL), Release);
+            ctx.seg.header().registrations.fetch_add(1, Release);
             (slot, generation)
         });
         unlock_slot(ctx, slot);
@@ -479,12 +487,22 @@ pub fn parties(seg: &Segment, found: Found) -> (Vec<Party>, Vec<Party>) {
                 p.since_ms = since;
             }
         }
-        let w = r.wait_weight.load(Relaxed);
+        // Acquire: the waiter cleared its stamp before it showed its weight (Release).
+        let w = r.wait_weight.load(Acquire);
         if w != 0 {
+            // Waiters read no clock either: the first observer stamps the wait.
+            let mut since = r.wait_since_ms.load(Relaxed);
+            if since == 0 {
+                let now = sys::wall_ms().max(1);
+                since = match r.wait_since_ms.compare_exchange(0, now, Relaxed, Relaxed) {
+                    Ok(_) => now,
+                    Err(stamped) => stamped,
+                };
+            }
             waiters.push(Party {
                 pid,
                 weight: w as u64,
-                since_ms: r.wait_since_ms.load(Relaxed),
+                since_ms: since,
             });
         }
     }

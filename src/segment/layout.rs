@@ -78,7 +78,11 @@ pub struct Header {
     pub holder_hint: AtomicU32,
     /// The uid that created the segment.
     pub creator_uid: AtomicU32,
-    _reserved: [AtomicU64; 7],
+    /// Bumped whenever a process slot is taken: the watcher of the namespace (see
+    /// `holders::watch`) rescans the slots when it changed.
+    pub registrations: AtomicU32,
+    _pad0: AtomicU32,
+    _reserved: [AtomicU64; 6],
 }
 
 /// One registered process: an engine process, or an external holder (`--holder PID`).
@@ -190,6 +194,7 @@ const _: () = {
     assert!(offset_of!(Header, init) == 16);
     assert!(offset_of!(Header, total_size) == 32);
     assert!(offset_of!(Header, creator_uid) == 68);
+    assert!(offset_of!(Header, registrations) == 72);
     assert!(size_of::<ProcSlot>() == 64 && align_of::<ProcSlot>() == 64);
     assert!(offset_of!(ProcSlot, start_time) == 8);
     assert!(offset_of!(ProcSlot, registered_ms) == 32);

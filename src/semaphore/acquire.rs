@@ -1,13 +1,17 @@
-//! Taking weight: the fast path (one compare-exchange), and the slow path that spins briefly,
-//! reserves for fairness, sleeps on the shared futex with a bounded timeout, reclaims from the
-//! dead while it waits, and re-creates an auto semaphore that was removed under it.
+//! Taking weight: the fast path (one compare-exchange), and the slow path that spins when it
+//! pays, reserves for fairness, counts itself and sleeps on the shared futex (see `sleep`), and
+//! re-creates an auto semaphore that was removed under it.
 
-use std::{sync::atomic::Ordering::Relaxed, time::Duration};
+use std::{
+    sync::atomic::Ordering::{Relaxed, Release, SeqCst},
+    time::Duration,
+};
 
 use super::{
-    BOUNDED_SLEEP, FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight,
-    fast, frozen_pause, note_since,
-    protocol::{Lane, Refused, holding},
+    FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, fast,
+    frozen_pause, note_since,
+    protocol::{self, Lane, Refused, holding},
+    sleep::{POLL_NAP, SpinLuck, fits_now, nap},
     weight_error, word,
 };
 use crate::{
@@ -16,7 +20,7 @@ use crate::{
     segment::layout::{HolderRecord, SemRecord},
     sys,
     table::Found,
-    wait::{self, Monotonic, Waited},
+    wait::{self, Monotonic},
 };
 
 /// What one attempt of a waiting acquire did.
@@ -64,9 +68,73 @@ impl Semaphore {
                 }
                 return Ok((packed, hit.epoch));
             }
+            let (timeout, now) = until.to_registers();
+            return self.take_remembered(hit, packed, weight, timeout, now);
         }
         let (timeout, now) = until.to_registers();
         self.take_cold(weight, timeout, now)
+    }
+
+    /// [`Self::take`] through the record this thread remembers (`hit`) when the word was not
+    /// quiet: another look, then waiting, with no lookup of lane, record or registration. A
+    /// removal goes to [`Self::take_by_lookup`], which re-creates, with the deadline as started.
+    #[cold]
+    #[inline(never)]
+    fn take_remembered(
+        &self,
+        hit: fast::Hit,
+        packed: u64,
+        weight: u32,
+        timeout: Option<Duration>,
+        now: bool,
+    ) -> Result<(u64, u32)> {
+        let until = Until::from_registers(timeout, now).start();
+        let (found, _) = super::unpack(packed);
+        let (rec, h) = (hit.rec(), hit.holder());
+        let capacity = rec.capacity.load(Relaxed);
+        check_weight(weight, capacity)?;
+        let lane = Lane {
+            word: &rec.word,
+            holding: &h.holding,
+        };
+        let refused = match lane.try_take(
+            found.generation,
+            weight,
+            fair_capacity(rec, capacity, 0),
+            false,
+        ) {
+            Ok(_) => {
+                note_since(h, weight);
+                return Ok((packed, hit.epoch));
+            }
+            Err(Refused::Removed) => return self.take_by_lookup(weight, until),
+            Err(refused) => refused,
+        };
+        // A weight-1 waiter never reserves, so needs no token (see `fair_capacity`).
+        let token = match (weight, current_lane()) {
+            (1, _) => 0,
+            (_, Some(lane)) => reservation_token(self.inner.ns.registration()?.slot, lane, weight),
+            (_, None) => return self.take_by_lookup(weight, until),
+        };
+        let outcome =
+            self.take_contended(
+                found,
+                weight,
+                until,
+                h,
+                token,
+                refused,
+                |fair, c| match lane.try_take(found.generation, weight, fair, c) {
+                    Ok(_) => Attempt::Taken { uncounted: c },
+                    Err(r) => Attempt::Refused(r),
+                },
+            );
+        match outcome {
+            Ok(()) => Ok((packed, hit.epoch)),
+            // The deadline stays the one started above.
+            Err(Contended::Removed | Contended::Moved) => self.take_by_lookup(weight, until),
+            Err(Contended::Failed(e)) => Err(e),
+        }
     }
 
     /// [`Self::take`] without the fast path: find this thread's lane and its record. (`until` in
@@ -75,7 +143,11 @@ impl Semaphore {
     #[cold]
     #[inline(never)]
     fn take_cold(&self, weight: u32, timeout: Option<Duration>, now: bool) -> Result<(u64, u32)> {
-        let until = Until::from_registers(timeout, now);
+        self.take_by_lookup(weight, Until::from_registers(timeout, now))
+    }
+
+    /// Take `weight` through this thread's lane, looked up.
+    fn take_by_lookup(&self, weight: u32, until: Until) -> Result<(u64, u32)> {
         let (found, life, _) = match current_lane() {
             Some(lane) => self.take_on(lane, weight, until),
             None => with_lane(|lane| self.take_on(lane, weight, until)),
@@ -224,34 +296,60 @@ impl Semaphore {
                 available: word::available(seen, fair),
             }));
         }
-        // Spin briefly: a holder in another process may be about to release.
-        for i in 0..SPINS {
-            for _ in 0..(1 << i) {
-                std::hint::spin_loop();
-            }
-            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
-            match attempt(fair, false) {
-                Attempt::Taken { .. } => {
-                    note_since(h, weight);
-                    return Ok(());
+        // Spin briefly: a holder on another CPU may be about to release (see `SpinLuck`).
+        if SpinLuck::spin() {
+            for i in 0..SPINS {
+                for _ in 0..(1 << i) {
+                    std::hint::spin_loop();
                 }
-                Attempt::Refused(Refused::Removed) => return Err(Contended::Removed),
-                Attempt::Failed(e) => return Err(Contended::Failed(e)),
-                Attempt::Moved => return Err(Contended::Moved),
-                Attempt::Refused(_) | Attempt::Busy => {}
+                let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
+                match attempt(fair, false) {
+                    Attempt::Taken { .. } => {
+                        SpinLuck::spun(true);
+                        note_since(h, weight);
+                        return Ok(());
+                    }
+                    Attempt::Refused(Refused::Removed) => return Err(Contended::Removed),
+                    Attempt::Failed(e) => return Err(Contended::Failed(e)),
+                    Attempt::Moved => return Err(Contended::Moved),
+                    Attempt::Refused(_) | Attempt::Busy => {}
+                }
             }
+            SpinLuck::spun(false);
         }
         // Sleep. Count ourselves as a waiter in the word so that releases wake us, and show
         // ourselves in the holder record so that `show` and `ps` list us.
-        h.wait_since_ms.store(sys::wall_ms(), Relaxed);
-        h.wait_weight.store(weight, Relaxed);
+        // No clock: the first observer stamps when it saw us waiting (see `holders::parties`).
+        h.wait_since_ms.store(0, Relaxed);
+        // Release: an observer that sees the weight sees the cleared stamp.
+        h.wait_weight.store(weight, Release);
+        let watching = self.inner.ns.waiting();
         let mut counted = false;
         let mut reserved = false;
         let result = loop {
             let mut poll = false;
             if !counted {
-                match lane.count_waiter(generation, weight) {
-                    Ok((_, c)) => counted = c,
+                // Count ourselves, and when the word is still too full for us, announce the
+                // sleep in the same exchange and go to sleep on it straight away.
+                // (A waiter for more than 1 reserves its weight first, below.)
+                let full_under =
+                    (weight == 1).then(|| fair_capacity(rec, rec.capacity.load(Relaxed), token));
+                match lane.count_waiter_to_sleep(generation, weight, full_under) {
+                    Ok((w, c)) => {
+                        counted = c;
+                        let full = full_under
+                            .is_some_and(|cap| word::value(w) as u64 + weight as u64 > cap as u64);
+                        if c && full && word::is_sleeping(w) {
+                            // `w` is the word our exchange installed, announced and too full.
+                            // (A lane found counted already announced nothing: it takes the
+                            // usual way below.)
+                            seen = w;
+                            if !fits_now(rec, seen, weight, token) {
+                                self.sleep(&watching, rec, seen, until);
+                            }
+                            continue;
+                        }
+                    }
                     Err(Refused::Removed) => break Err(Contended::Removed),
                     Err(Refused::Contended) => break Err(Contended::Failed(self.contended())),
                     Err(_) => {} // frozen: counted after the recount; poll meanwhile
@@ -292,40 +390,49 @@ impl Semaphore {
                 Attempt::Failed(e) => break Err(Contended::Failed(e)),
                 Attempt::Moved => break Err(Contended::Moved),
             }
-            let now = Monotonic::now();
+            // The only clock read of a wait with a deadline: once per sleep. None without one.
             if let Until::Deadline(deadline, timeout) = until
-                && now >= deadline
+                && Monotonic::now() >= deadline
             {
                 break Err(Contended::Failed(Error::Timeout {
                     weight,
                     timeout_ms: timeout.as_millis() as u64,
                 }));
             }
-            // Bounded: a frozen word, an uncounted waiter or a busy record polls; everyone
-            // re-checks for dead holders at least every BOUNDED_SLEEP, so a releaser killed
-            // between giving back and waking cannot strand us.
-            let nap = if poll || word::is_frozen(seen) || !counted {
-                Duration::from_millis(2)
-            } else {
-                BOUNDED_SLEEP
-            };
-            let wake_at = match until {
-                Until::Deadline(d, _) => d.min(now.after(nap)),
-                _ => now.after(nap),
-            };
-            if wait::wait(&rec.word, word::value(seen), wake_at) == Waited::TimedOut
-                && wake_at < until.deadline()
-            {
-                self.inner.ns.reclaim_every(BOUNDED_SLEEP);
+            if poll || word::is_frozen(seen) || !counted {
+                // A frozen word, a waiter that could not count itself, a record someone else
+                // operates: nap, off the futex, so that every futex sleeper is a counted one
+                // (see `word::wake_count`).
+                nap(POLL_NAP, until);
+                continue;
+            }
+            // Say that we sleep, in a compare-exchange against the word we sleep on: a release
+            // in between fails it, and we look again instead.
+            match protocol::announce_sleep(&rec.word, seen) {
+                Ok(w) => seen = w,
+                Err(Some(actual)) => {
+                    seen = actual;
+                    continue;
+                }
+                Err(None) => {
+                    nap(POLL_NAP, until);
+                    continue;
+                }
+            }
+            if !fits_now(rec, seen, weight, token) {
+                self.sleep(&watching, rec, seen, until);
             }
         };
+        drop(watching);
         if counted {
             self.uncount(&lane, generation);
         }
         if reserved {
-            let _ = rec.reservation.compare_exchange(token, 0, Relaxed, Relaxed);
+            // SeqCst, and the flag cleared before the wake: see `protocol::clear_sleeping`.
+            let _ = rec.reservation.compare_exchange(token, 0, SeqCst, Relaxed);
             if result.is_err() {
                 // What we held back is free for the others again.
+                protocol::clear_sleeping(&rec.word);
                 wait::wake(&rec.word, u32::MAX);
             }
         }

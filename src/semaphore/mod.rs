@@ -16,12 +16,15 @@ mod options;
 mod permit;
 pub mod protocol;
 mod release;
+mod sleep;
+mod until;
 pub mod word;
 
 use self::acquire::{Contended, fair_capacity};
 pub(crate) use self::fast::clear as forget_fast_path;
 #[doc(hidden)]
 pub use self::fast::on_fast_path;
+use self::until::Until;
 pub use self::{
     fd_permit::FdPermit,
     info::{Info, Kind, Owner},
@@ -35,7 +38,7 @@ use std::{
         Arc,
         atomic::{
             AtomicU64,
-            Ordering::{Acquire, Relaxed, Release},
+            Ordering::{Acquire, Relaxed, SeqCst},
         },
     },
     time::Duration,
@@ -50,10 +53,11 @@ use crate::{
     segment::layout::{HolderRecord, SemRecord, USED},
     sys,
     table::{self, Found, KIND_PERSISTENT, NewRecord},
-    wait::{self, Monotonic},
+    wait,
 };
 
-/// The longest a waiter sleeps before it looks for dead holders and re-checks.
+/// The longest a waiter sleeps before it looks for dead holders and re-checks, when no watch
+/// thread looks after it (see `namespace::watch`).
 const BOUNDED_SLEEP: Duration = Duration::from_millis(25);
 /// How long a release waits for a recount to finish before it gives up.
 const FROZEN_PATIENCE: Duration = Duration::from_secs(2);
@@ -448,10 +452,11 @@ impl Semaphore {
         check_capacity(capacity)?;
         let found = self.found();
         let rec = self.live_rec(found)?;
-        // Release: a waiter that reads the new capacity sees it with everything before it.
-        rec.capacity.store(capacity, Release);
-        // A waiter sleeps on the value, which did not change: wake everyone to re-check. One that
-        // read the old capacity just before this wake sleeps at most its bounded 25 ms.
+        // SeqCst, then the flag cleared, then the wake: a waiter sleeps on the value, which did
+        // not change, so one that judged by the old capacity must find its sleep refused (see
+        // `protocol::clear_sleeping`).
+        rec.capacity.store(capacity, SeqCst);
+        protocol::clear_sleeping(&rec.word);
         wait::wake(&rec.word, u32::MAX);
         Ok(())
     }
@@ -615,69 +620,6 @@ fn weight_error(weight: u32, capacity: u32) -> Error {
 #[cold]
 fn frozen_pause() {
     std::thread::sleep(Duration::from_micros(500));
-}
-
-/// How long an acquire may wait.
-#[derive(Debug, Clone, Copy)]
-enum Until {
-    /// Not at all.
-    Now,
-    /// A timeout whose clock has not started: the fast path never reads the clock.
-    Timeout(Duration),
-    /// A started timeout: its absolute deadline, and the timeout for the error message.
-    Deadline(Monotonic, Duration),
-    /// Forever.
-    Forever,
-}
-
-impl Until {
-    /// A [`Until`] that has not started, as values that fit in registers: the timeout (`None`:
-    /// forever or now) and whether it is now.
-    #[inline(always)]
-    fn to_registers(self) -> (Option<Duration>, bool) {
-        match self {
-            Until::Now => (None, true),
-            Until::Timeout(d) => (Some(d), false),
-            Until::Forever => (None, false),
-            // Started timeouts never cross the fast path; keep what matters, the timeout.
-            Until::Deadline(_, d) => (Some(d), false),
-        }
-    }
-
-    /// The inverse of [`Self::to_registers`].
-    fn from_registers(timeout: Option<Duration>, now: bool) -> Until {
-        match (timeout, now) {
-            (_, true) => Until::Now,
-            (Some(d), false) => Until::Timeout(d),
-            (None, false) => Until::Forever,
-        }
-    }
-
-    /// Start the clock of a [`Until::Timeout`].
-    fn start(self) -> Until {
-        match self {
-            Until::Timeout(d) => Until::Deadline(Monotonic::now().after(d), d),
-            other => other,
-        }
-    }
-
-    /// How long a lock may be waited for on the way: until the deadline, if there is one.
-    fn lock_deadline(self) -> Option<Monotonic> {
-        match self {
-            Until::Now => Some(Monotonic::now()),
-            Until::Deadline(d, _) => Some(d),
-            Until::Timeout(d) => Some(Monotonic::now().after(d)),
-            Until::Forever => None,
-        }
-    }
-
-    fn deadline(self) -> Monotonic {
-        match self {
-            Until::Now => Monotonic(0),
-            Until::Deadline(d, _) => d,
-            Until::Timeout(_) | Until::Forever => Monotonic(u64::MAX),
-        }
-    }
 }
 
 /// Where a holding is recorded, packed in one word (the handle caches the same word):

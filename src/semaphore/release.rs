@@ -35,8 +35,9 @@ impl Semaphore {
     }
 
     /// Give back `count` through this thread's entry `hit` (see `fast`): one compare-exchange,
-    /// and a wake only when someone waits. `false` when it did not change the word (the record
-    /// is then as it was, and the caller goes to [`Self::give_slow`]).
+    /// on a word nobody sleeps on (see [`word::is_open`]), so no wake. `false` when it did not
+    /// change the word (the record is then as it was, and the caller goes to
+    /// [`Self::give_slow`], which wakes whom the word says).
     #[inline(always)]
     pub(super) fn give_fast(hit: &fast::Hit, count: u32) -> bool {
         let rec = hit.rec();
@@ -45,13 +46,7 @@ impl Semaphore {
             word: &rec.word,
             holding: &hit.holder().holding,
         };
-        match lane.give_once(hit.empty, count) {
-            Some(before) => {
-                wake_after_release(rec, before, count);
-                true
-            }
-            None => false,
-        }
+        lane.give_once(hit.empty, count).is_some()
     }
 
     /// Give back `count` on semaphore record `rec` of generation `generation` through holder

@@ -38,19 +38,20 @@ pub(super) fn monotonic_ns() -> u64 {
     (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
 }
 
-pub(super) fn wait(word: &AtomicU64, expected: u32, deadline: Monotonic) -> Waited {
-    let abs = Timespec {
-        tv_sec: (deadline.0 / 1_000_000_000) as _,
-        tv_nsec: (deadline.0 % 1_000_000_000) as _,
-    };
+pub(super) fn wait(word: &AtomicU64, expected: u32, deadline: Option<Monotonic>) -> Waited {
+    let abs = deadline.map(|d| Timespec {
+        tv_sec: (d.0 / 1_000_000_000) as _,
+        tv_nsec: (d.0 % 1_000_000_000) as _,
+    });
     loop {
         // Shared futex: `Flags::empty()`, never `PRIVATE`. The bitset variant takes an absolute
-        // CLOCK_MONOTONIC deadline, so retrying after EINTR does not stretch the timeout.
+        // CLOCK_MONOTONIC deadline, so retrying after EINTR does not stretch the timeout; with
+        // none, the kernel arms no timer.
         let r = futex::wait_bitset(
             low_half(word),
             futex::Flags::empty(),
             expected,
-            Some(&abs),
+            abs.as_ref(),
             NonZeroU32::MAX,
         );
         match r {

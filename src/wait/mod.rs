@@ -4,7 +4,8 @@
 //!
 //! * [`wait`] sleeps while the low 32 bits of a 64-bit word equal `expected`, until woken, until
 //!   the deadline, or spuriously. It never returns early *as a timeout*: [`Waited::TimedOut`]
-//!   means the monotonic clock reached the deadline. Interrupted sleeps are retried inside.
+//!   means the monotonic clock reached the deadline. Without a deadline it arms no timer and
+//!   reads no clock. Interrupted sleeps are retried inside.
 //! * [`wake`] wakes up to `n` sleepers on the word; `u32::MAX` wakes all. Waking costs a system
 //!   call, so callers wake only when the word says someone sleeps.
 //! * The word lives in memory mapped `MAP_SHARED` from a file, and the sleep is keyed by that
@@ -52,9 +53,10 @@ pub enum Waited {
     TimedOut,
 }
 
-/// Sleep while the low half of `word` equals `expected`, at most until `deadline`.
+/// Sleep while the low half of `word` equals `expected`, at most until `deadline` (`None`: until
+/// woken, with no timer).
 #[inline]
-pub fn wait(word: &AtomicU64, expected: u32, deadline: Monotonic) -> Waited {
+pub fn wait(word: &AtomicU64, expected: u32, deadline: Option<Monotonic>) -> Waited {
     sys::wait(word, expected, deadline)
 }
 

@@ -65,7 +65,7 @@
 //! * The unfreezing store is `Release`, so the recounted value is seen together with the cleared
 //!   dead records by any later acquirer.
 
-use std::sync::atomic::Ordering::{self, AcqRel, Relaxed, Release};
+use std::sync::atomic::Ordering::{self, AcqRel, Relaxed, Release, SeqCst};
 
 use super::word;
 use crate::failpoint;
@@ -183,6 +183,50 @@ pub mod holding {
     }
 
     const _: () = assert!(FLAGS < 1 << HELD_SHIFT);
+}
+
+/// Announce that a counted waiter is about to sleep on `word`, which it saw as `seen`: set
+/// [`word::SLEEPING`] in one compare-exchange against `seen`. `Ok(word)`: sleep on that word.
+/// `Err(Some(actual))`: the word changed (a release came in between); look again instead of
+/// sleeping. `Err(None)`: it cannot be announced (frozen, or it counts nobody); nap instead.
+///
+/// No record bracket: the flag changes neither the value nor the count, so a recount need not
+/// know of it (it keeps the flag as it finds it, and a wake with nobody asleep costs a system
+/// call, nothing more). Relaxed: every access is to this one word, and the release that clears
+/// the flag and wakes reads it in its own compare-exchange.
+pub fn announce_sleep<A: Atomic64>(word: &A, seen: u64) -> Result<u64, Option<u64>> {
+    if word::is_sleeping(seen) {
+        return Ok(seen);
+    }
+    let new = word::sleeping(seen).ok_or(None)?;
+    // SeqCst: the waiter reads the capacity and the reservation again after this (see
+    // `clear_sleeping`).
+    word.compare_exchange(seen, new, SeqCst, Relaxed)
+        .map(|_| new)
+        .map_err(Some)
+}
+
+/// Clear [`word::SLEEPING`], after something a sleeper judged by changed without changing the
+/// value (the capacity, a fairness reservation); the caller then wakes everyone. The futex half
+/// then differs from what any sleeper announced, so one about to sleep returns at once.
+///
+/// Why nobody sleeps on a stale judgement: the changer stores its change, then clears the flag
+/// (both `SeqCst`); a waiter announces the sleep (or finds it announced), then reads the
+/// capacity and reservation again (`SeqCst`) and sleeps only if its weight still does not fit.
+/// If that read saw the old value, it came before the change in the single total order, so the
+/// clearing comes after the word the waiter sleeps on: its sleep returns, or the wake finds it.
+/// A frozen word is left alone: the recount that froze it wakes everyone when it ends.
+pub fn clear_sleeping<A: Atomic64>(word: &A) {
+    let mut current = word.load(SeqCst);
+    for _ in 0..MAX_RETRIES {
+        if !word::is_sleeping(current) || word::is_frozen(current) {
+            return;
+        }
+        match word.compare_exchange(current, current & !word::SLEEPING, SeqCst, SeqCst) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
 }
 
 /// Most compare-exchange retries of one operation. Each failure means another process changed
@@ -400,6 +444,19 @@ impl<A: Atomic64> Lane<'_, A> {
     /// uncounted waiter polls instead). Refused while the word is frozen (counts, like values,
     /// do not change during a recount) and once the generation changed.
     pub fn count_waiter(&self, generation: u16, weight: u32) -> Result<(u64, bool), Refused> {
+        self.count_waiter_to_sleep(generation, weight, None)
+    }
+
+    /// [`Self::count_waiter`], and when `full_under` is given and `weight` does not fit under it
+    /// in the word counted, announce the sleep ([`word::SLEEPING`]) in the same
+    /// compare-exchange: the caller may then sleep on the word returned at once, with no second
+    /// look and no second exchange (see [`announce_sleep`]).
+    pub fn count_waiter_to_sleep(
+        &self,
+        generation: u16,
+        weight: u32,
+        full_under: Option<u32>,
+    ) -> Result<(u64, bool), Refused> {
         let mine = self.holding.load(Relaxed);
         let mut current = self.word.load(Relaxed);
         if holding::is_counted(mine) {
@@ -413,20 +470,26 @@ impl<A: Atomic64> Lane<'_, A> {
             if word::is_frozen(current) {
                 return self.withdraw(announced, mine, Refused::Frozen(current));
             }
-            let Some(new) = word::count(current, weight) else {
+            let Some(mut new) = word::count(current, weight) else {
                 // Saturated: wait uncounted.
                 if announced {
                     self.holding.store(mine, Release);
                 }
                 return Ok((current, false));
             };
+            if let Some(capacity) = full_under
+                && word::value(current) as u64 + weight as u64 > capacity as u64
+            {
+                new |= word::SLEEPING;
+            }
             if !announced {
                 self.holding.store(mine | holding::BUSY, Relaxed);
                 announced = true;
                 failpoint::hit("wait:marked");
             }
             // Release: publishes the BUSY mark to a recounter's freeze, as a value change does.
-            match self.word.compare_exchange(current, new, Release, Relaxed) {
+            // SeqCst: it may announce a sleep (see `clear_sleeping`).
+            match self.word.compare_exchange(current, new, SeqCst, Relaxed) {
                 Ok(_) => {
                     failpoint::hit("wait:counted");
                     let flags = if weight > 1 {

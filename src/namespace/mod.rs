@@ -16,6 +16,11 @@ use std::{
     time::Duration,
 };
 
+mod watch;
+
+pub(crate) use self::watch::Waiting;
+pub use self::watch::watch_for_deaths;
+
 use crate::{
     error::{Error, Result},
     holders::{self, Ctx, Reclaimed, TABLE_LOCK},
@@ -64,6 +69,8 @@ pub(crate) struct Namespace {
     acting: Mutex<Vec<u32>>,
     /// What the reclaim at open gave back, until [`Namespace::reap`] reports it.
     reclaimed_at_open: Mutex<Vec<Reclaimed>>,
+    /// This process's waiting threads here, and its watch thread (see `watch`).
+    watch: watch::Watch,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,6 +160,7 @@ impl Namespace {
             split: std::sync::atomic::AtomicBool::new(false),
             acting: Mutex::new(Vec::new()),
             reclaimed_at_open: Mutex::new(Vec::new()),
+            watch: watch::Watch::default(),
         });
         ns.registration()?;
         // Reclaim on open: whatever dead processes left behind comes back now; and auto

@@ -1,0 +1,238 @@
+//! Waiting that costs nothing while idle (DESIGN §6, the watcher): a blocked waiter sleeps with
+//! no timer, one process per namespace watches for deaths, and the role passes on when the
+//! watcher dies.
+//!
+//! Library users are child processes re-executing this test binary in a role (see `common`),
+//! each test has its own `SHMSEM_DIR`, and kills are real SIGKILLs. After a kill, nothing but the
+//! children touches the namespace: a CLI call opens it, and every open reclaims, which would do
+//! the watcher's job for it.
+
+mod common;
+
+use std::{thread, time::Duration};
+
+use common::{
+    Kid, Spawn, TestDir,
+    cli::{eventually, ok},
+    life::{CHILD_TIMEOUT, SIGNAL_TIMEOUT, role_wait},
+    report,
+    roles::{open_arg, role_hold},
+    wait_for_signal,
+};
+use shmsem::Semaphore;
+
+/// How long a waiter may take to get weight that was freed (a release, or a holder's death):
+/// the figures are milliseconds; this is for a loaded machine.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// The entry point of every child process. In the harness itself (no role) it does nothing.
+#[test]
+fn child_role() {
+    let Some(role) = common::role() else { return };
+    match role.as_str() {
+        "hold" => role_hold(SIGNAL_TIMEOUT),
+        "wait" => role_wait(),
+        "hold_then_wait" => role_hold_then_wait(),
+        "release_and_stay" => role_release_and_stay(),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Take weight 1 of `name` at once, report `held`, then wait (up to 60 s) for weight 1 of
+/// `then`, in the same namespace.
+fn role_hold_then_wait() {
+    let sem = open_arg();
+    let _held = sem.try_acquire(1).expect("the first semaphore is free");
+    report("held", std::process::id());
+    let then = Semaphore::options()
+        .namespace(common::arg("ns"))
+        .open(&common::arg("then"))
+        .expect("opening the second semaphore");
+    let r = then.acquire_timeout(1, Duration::from_secs(60));
+    report("second", if r.is_ok() { "ok" } else { "failed" });
+    wait_for_signal("done", SIGNAL_TIMEOUT);
+}
+
+/// Take weight 1 of `name` at once, report `held`; when the file `release` appears, give it
+/// back and report `released` (its time), then stay alive until `done`: whoever gets the weight
+/// was woken by the release, not by this process's death.
+fn role_release_and_stay() {
+    let sem = open_arg();
+    let permit = sem.try_acquire(1).expect("the semaphore is free");
+    report("held", std::process::id());
+    wait_for_signal(&common::arg("release"), SIGNAL_TIMEOUT);
+    drop(permit);
+    report("released", common::mono_ns());
+    wait_for_signal("done", SIGNAL_TIMEOUT);
+}
+
+/// A waiter for `name` in namespace `ns`, waiting at most `timeout`.
+fn waiter(dir: &TestDir, label: &str, name: &str, timeout: Duration) -> Kid {
+    Spawn::new(dir, "wait")
+        .label(label)
+        .arg("ns", "w")
+        .arg("name", name)
+        .arg("timeout_ms", timeout.as_millis())
+        .arg("done", "done")
+        .spawn()
+}
+
+/// The waiters `show` lists for `name` (opening the namespace from the CLI: only before kills).
+fn waiters_of(dir: &TestDir, name: &str) -> usize {
+    show_in(dir, name)["waiters"].as_array().map_or(0, Vec::len)
+}
+
+fn show_in(dir: &TestDir, name: &str) -> serde_json::Value {
+    ok(dir, &["--namespace", "w", "show", name, "--json"]).json()
+}
+
+/// A waiter on `s` that is not the watcher (another process, waiting on `t` since before, is)
+/// sleeps with no timer, so only a release can wake it: the release in a third process does,
+/// at once.
+#[test]
+fn a_waiter_that_is_not_the_watcher_is_woken_by_a_release_in_another_process() {
+    let dir = TestDir::new("watch-release");
+    let mut t_holder = Spawn::new(&dir, "hold")
+        .label("t holder")
+        .arg("ns", "w")
+        .arg("name", "t")
+        .arg("release", "release-t")
+        .spawn();
+    t_holder.expect("held", CHILD_TIMEOUT);
+    let mut s_holder = Spawn::new(&dir, "release_and_stay")
+        .label("s holder")
+        .arg("ns", "w")
+        .arg("name", "s")
+        .arg("release", "release-s")
+        .spawn();
+    s_holder.expect("held", CHILD_TIMEOUT);
+    // The first waiter of the namespace becomes its watcher.
+    let mut watcher = waiter(&dir, "t waiter", "t", Duration::from_secs(60));
+    watcher.expect("waiting_ns", CHILD_TIMEOUT);
+    eventually("the t waiter is blocked", || waiters_of(&dir, "t") == 1);
+    let mut w = waiter(&dir, "s waiter", "s", Duration::from_secs(60));
+    w.expect("waiting_ns", CHILD_TIMEOUT);
+    eventually("the s waiter is blocked", || waiters_of(&dir, "s") == 1);
+    // Long enough for any bounded sleep the waiter might still take to show.
+    thread::sleep(Duration::from_millis(300));
+
+    dir.signal("release-s");
+    let released = s_holder.expect("released", CHILD_TIMEOUT);
+    let acquired = w.expect("acquired_ns", PROMPTLY);
+    let waited = acquired.parse::<u64>().unwrap() - released.parse::<u64>().unwrap();
+    assert!(
+        waited < PROMPTLY.as_nanos() as u64,
+        "woken {waited} ns after the release"
+    );
+    dir.signal("done");
+    dir.signal("release-t");
+    for kid in [&mut t_holder, &mut s_holder, &mut watcher, &mut w] {
+        kid.success(CHILD_TIMEOUT);
+    }
+}
+
+/// The watcher dies (SIGKILL) while it holds `s`, for which another process waits with no timer:
+/// the kernel hands the watch lock to the waiter's watch thread, which reclaims the dead
+/// watcher's weight, and the waiter gets `s`. (The watcher's slot lock may outlive its watch
+/// lock by a moment as the dying process closes its descriptors: the new watcher must look
+/// again rather than conclude from its first reclaim.)
+#[test]
+fn killing_the_watcher_hands_the_role_on_and_its_weight_comes_back() {
+    for round in 0..3 {
+        let dir = TestDir::new(&format!("watch-kill-{round}"));
+        let mut t_holder = Spawn::new(&dir, "hold")
+            .label("t holder")
+            .arg("ns", "w")
+            .arg("name", "t")
+            .arg("release", "release-t")
+            .spawn();
+        t_holder.expect("held", CHILD_TIMEOUT);
+        // Holds s, then waits on t: the first waiter, so the watcher.
+        let mut first = Spawn::new(&dir, "hold_then_wait")
+            .label("watcher")
+            .arg("ns", "w")
+            .arg("name", "s")
+            .arg("then", "t")
+            .spawn();
+        first.expect("held", CHILD_TIMEOUT);
+        eventually("the watcher is blocked on t", || waiters_of(&dir, "t") == 1);
+        let mut w = waiter(&dir, "s waiter", "s", Duration::from_secs(60));
+        w.expect("waiting_ns", CHILD_TIMEOUT);
+        eventually("the s waiter is blocked", || waiters_of(&dir, "s") == 1);
+
+        first.sigkill();
+        // No CLI from here on: its open would reclaim in the watcher's place.
+        let got = w.wait_for("acquired_ns", PROMPTLY);
+        assert!(
+            got.is_some(),
+            "round {round}: the waiter did not get s within {PROMPTLY:?}: {:?}",
+            w.reports()
+        );
+        dir.signal("done");
+        dir.signal("release-t");
+        t_holder.success(CHILD_TIMEOUT);
+        w.success(CHILD_TIMEOUT);
+    }
+}
+
+/// 100 processes blocked on a held semaphore sleep: in 2 s they make fewer than 200 context
+/// switches in all, every thread counted (one of them runs the watch thread, which looks at the
+/// slots every `WATCH_PERIOD`); waiters that each woke every 25 ms made about 8,000.
+#[test]
+fn a_hundred_blocked_waiters_barely_run() {
+    let dir = TestDir::new("watch-idle");
+    let mut holder = Spawn::new(&dir, "hold")
+        .label("holder")
+        .arg("ns", "w")
+        .arg("name", "s")
+        .arg("release", "release")
+        .spawn();
+    holder.expect("held", CHILD_TIMEOUT);
+    let mut waiters: Vec<Kid> = (0..100)
+        .map(|i| waiter(&dir, &format!("waiter {i}"), "s", Duration::from_secs(120)))
+        .collect();
+    for w in &mut waiters {
+        w.expect("waiting_ns", CHILD_TIMEOUT);
+    }
+    eventually("all 100 are blocked", || waiters_of(&dir, "s") == 100);
+    // Let the last of them settle into their sleeps.
+    thread::sleep(Duration::from_millis(500));
+    let pids: Vec<u32> = waiters.iter().map(Kid::pid).collect();
+    let before = switches(&pids);
+    thread::sleep(Duration::from_secs(2));
+    let after = switches(&pids);
+    let made = after - before;
+    assert!(
+        made < 200,
+        "100 blocked waiters made {made} context switches in 2 s"
+    );
+
+    dir.signal("release");
+    holder.success(CHILD_TIMEOUT);
+    // Each gets the semaphore in turn (and keeps it until `done`): only the first can now.
+    dir.signal("done");
+    for w in &mut waiters {
+        w.sigkill();
+    }
+}
+
+/// Voluntary and involuntary context switches of every thread of `pids`, summed.
+fn switches(pids: &[u32]) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            panic!("waiter {pid} is gone");
+        };
+        for task in tasks.flatten() {
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue; // a thread that just ended
+            };
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
+}
