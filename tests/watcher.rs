@@ -34,6 +34,7 @@ fn child_role() {
         "wait" => role_wait(),
         "hold_then_wait" => role_hold_then_wait(),
         "release_and_stay" => role_release_and_stay(),
+        "forking_watcher" => role_forking_watcher(),
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -64,6 +65,55 @@ fn role_release_and_stay() {
     drop(permit);
     report("released", common::mono_ns());
     wait_for_signal("done", SIGNAL_TIMEOUT);
+}
+
+/// Hold `name` and wait for it on a second thread, so that this process watches the namespace;
+/// at the signal `fork`, fork `forks` times, 20 ms apart. Each child reaps the namespace (which
+/// takes the library's locks) and `_exit`s; a child still running 5 s later is SIGKILLed and
+/// counted in `hung`.
+fn role_forking_watcher() {
+    let sem = open_arg();
+    let held = sem.try_acquire(1).expect("the semaphore is free");
+    let waiter = {
+        let sem = sem.clone();
+        thread::spawn(move || {
+            let _ = sem.acquire_timeout(1, Duration::from_secs(120));
+        })
+    };
+    report("waiting", std::process::id());
+    wait_for_signal("fork", SIGNAL_TIMEOUT);
+    let forks = common::arg_u32("forks", 30);
+    let reaper = Semaphore::options().namespace(common::arg("ns"));
+    let mut hung = 0;
+    for _ in 0..forks {
+        // SAFETY: the child only calls the library and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = if reaper.reap().is_ok() { 0 } else { 1 };
+            // SAFETY: ends the forked child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut status = 0;
+        // SAFETY: polling our own child.
+        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+            if std::time::Instant::now() >= deadline {
+                hung += 1;
+                // SAFETY: killing and reaping our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    report("hung", hung);
+    drop(held);
+    waiter.join().expect("the waiting thread");
 }
 
 /// A waiter for `name` in namespace `ns`, waiting at most `timeout`.
@@ -235,4 +285,49 @@ fn switches(pids: &[u32]) -> u64 {
         }
     }
     total
+}
+
+/// A process whose watch thread reclaims again and again forks: every child can use the library.
+/// A dead holder's weight cannot be recounted while a stopped process (SIGSTOP at a kill point)
+/// sits in the middle of an acquire on the same semaphore, so the watcher retries every period,
+/// each time waiting about 50 ms for the stopped acquire inside its reclaim. A fork in that
+/// window used to copy the reclaim's lock into the child, locked forever: its reap hung.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_fork_while_the_watcher_reclaims_leaves_the_child_every_lock_free() {
+    let dir = TestDir::new("watch-fork");
+    let mut dead = Spawn::new(&dir, "hold")
+        .label("dead holder")
+        .arg("ns", "w")
+        .arg("name", "z")
+        .arg("cap", 3)
+        .arg("release", "never")
+        .spawn();
+    dead.expect("held", CHILD_TIMEOUT);
+    let mut stopped = Spawn::new(&dir, "hold")
+        .label("stopped acquirer")
+        .arg("ns", "w")
+        .arg("name", "z")
+        .arg("cap", 3)
+        .arg("release", "never")
+        .env(shmsem::failpoint::ENV, "acquire:marked/stop")
+        .spawn();
+    eventually("the acquirer is stopped mid-acquire", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", stopped.pid()))
+            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
+    });
+    dead.sigkill();
+    let mut forker = Spawn::new(&dir, "forking_watcher")
+        .label("forking watcher")
+        .arg("ns", "w")
+        .arg("name", "y")
+        .arg("forks", 30)
+        .spawn();
+    forker.expect("waiting", CHILD_TIMEOUT);
+    thread::sleep(Duration::from_millis(300));
+    dir.signal("fork");
+    let hung = forker.expect("hung", Duration::from_secs(300));
+    forker.success(CHILD_TIMEOUT);
+    stopped.sigkill();
+    assert_eq!(hung, "0", "forked children hung in the library");
 }

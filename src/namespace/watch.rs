@@ -243,7 +243,10 @@ impl Namespace {
         let Some(bell) = self.watch.bell.get() else {
             return;
         };
-        let me = self.registration().ok().map(|r| r.slot);
+        let me = {
+            let _inside = sys::enter_fork_gate();
+            self.registration().ok().map(|r| r.slot)
+        };
         let mut deaths = Deaths::default();
         // Whatever died while nobody watched is found by the first reclaim.
         let mut reclaim = true;
@@ -254,6 +257,8 @@ impl Namespace {
             } else if Monotonic::now() >= last_seen_waiting.after(LINGER) {
                 break;
             }
+            // Library locks are taken only inside the fork gate (see `sys::enter_fork_gate`).
+            let inside = sys::enter_fork_gate();
             if reclaim {
                 let _ = self.reclaim();
                 // Look at every slot again: a process found dead may still be closing its
@@ -262,6 +267,7 @@ impl Namespace {
                 deaths.look_again();
             }
             let dead = deaths.refresh(&self.seg, me, false);
+            drop(inside);
             if dead && !reclaim {
                 // Died before we looked, since the last reclaim: reclaim now.
                 reclaim = true;

@@ -4,7 +4,10 @@
 use std::{
     fs, io,
     os::fd::{AsRawFd, BorrowedFd},
-    sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed},
+    sync::atomic::{
+        AtomicI32, AtomicU32, AtomicU64,
+        Ordering::{AcqRel, Acquire, Relaxed},
+    },
     time::Duration,
 };
 
@@ -355,6 +358,8 @@ extern "C" fn after_fork_in_child() {
         }
     }
     FORK_EPOCH.fetch_add(1, Relaxed);
+    // The child's only thread is the forking one, outside the gate; nobody waits in it.
+    FORK_GATE.store(0, Relaxed);
     let hook = FORK_CHILD_HOOK.load(Relaxed);
     if !hook.is_null() {
         // SAFETY: only ever set from a `fn()` by `on_fork_child`; the hook is documented to be
@@ -374,14 +379,82 @@ pub fn on_fork_child(hook: fn()) {
     FORK_CHILD_HOOK.store(hook as *mut (), Relaxed);
 }
 
-/// Install the fork hook once per process.
+/// Install the fork hooks once per process.
 pub fn install_fork_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: `after_fork_in_child` is a valid `extern "C" fn()` that lives for the whole
-        // program and does only async-signal-safe work.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: the three are valid `extern "C" fn()`s that live for the whole program;
+        // `after_fork_in_child` does only async-signal-safe work, and the other two run in the
+        // forking process, where anything may be done.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            )
+        };
     });
+}
+
+// ===== the fork gate =====
+
+/// The fork gate: `forks waiting << 16 | threads inside`.
+///
+/// A thread the library runs on its own (a watch thread) takes library locks behind the
+/// application's back. Had it held one when another thread forked, the child, which has only the
+/// forking thread, would find that lock held forever. So such a thread does its work inside the
+/// gate ([`enter_fork_gate`]), and `fork` waits before the gate until nobody is inside, while
+/// nobody may enter: the child starts with every library lock free. A fork waits at most as long
+/// as one piece of that work (a reclaim: milliseconds), and application threads never pass the
+/// gate, so it cannot wait for the forking thread itself.
+static FORK_GATE: AtomicU64 = AtomicU64::new(0);
+const INSIDE_MASK: u64 = 0xFFFF;
+const ONE_FORK: u64 = 1 << 16;
+
+/// A thread inside the fork gate; it leaves when this drops.
+#[derive(Debug)]
+pub struct InsideForkGate(());
+
+/// Enter the fork gate, waiting while a fork is under way.
+pub fn enter_fork_gate() -> InsideForkGate {
+    loop {
+        // Acquire: pairs with the fork's Release on leaving, for tidiness (the gate guards no
+        // data of its own).
+        let v = FORK_GATE.load(Acquire);
+        if v >= ONE_FORK {
+            crate::wait::wait(&FORK_GATE, v as u32, None);
+            continue;
+        }
+        if FORK_GATE
+            .compare_exchange(v, v + 1, AcqRel, Acquire)
+            .is_ok()
+        {
+            return InsideForkGate(());
+        }
+    }
+}
+
+impl Drop for InsideForkGate {
+    fn drop(&mut self) {
+        let before = FORK_GATE.fetch_sub(1, AcqRel);
+        if before >= ONE_FORK && before & INSIDE_MASK == 1 {
+            // The last one out, and a fork waits for that.
+            crate::wait::wake(&FORK_GATE, u32::MAX);
+        }
+    }
+}
+
+extern "C" fn before_fork() {
+    let mut v = FORK_GATE.fetch_add(ONE_FORK, AcqRel) + ONE_FORK;
+    while v & INSIDE_MASK != 0 {
+        crate::wait::wait(&FORK_GATE, v as u32, None);
+        v = FORK_GATE.load(Acquire);
+    }
+}
+
+extern "C" fn after_fork_in_parent() {
+    FORK_GATE.fetch_sub(ONE_FORK, AcqRel);
+    crate::wait::wake(&FORK_GATE, u32::MAX);
 }
 
 #[cfg(test)]
