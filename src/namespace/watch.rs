@@ -28,9 +28,9 @@
 //! [`crate::semaphore`]'s bounded sleep and reclaiming themselves.
 
 use std::{
-    os::fd::{AsFd, OwnedFd},
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{
             AtomicBool, AtomicU32, AtomicU64,
             Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -81,8 +81,24 @@ pub struct Watch {
     /// rings [`Self::bell`], so the watcher looks at the newcomers now rather than within
     /// [`WATCH_PERIOD`].
     watching: AtomicU64,
-    /// Wakes the watch thread from its `poll`.
-    bell: OnceLock<OwnedFd>,
+    /// Wakes the watch thread from its `poll`: `(fork epoch + 1) << 32 | descriptor` of this
+    /// process's eventfd (0: none yet). Each process makes its own: a forked child's copy of
+    /// the parent's is closed at the fork (see `sys::close_in_forked_children`), and its epoch
+    /// is not the child's.
+    bell: AtomicU64,
+}
+
+impl Watch {
+    /// This process's doorbell, made by its first watch thread of fork epoch `epoch`.
+    fn bell(&self, epoch: u32) -> Option<BorrowedFd<'_>> {
+        let bits = self.bell.load(Acquire);
+        if bits >> 32 != epoch as u64 + 1 {
+            return None;
+        }
+        // SAFETY: a descriptor this process made in this fork epoch and never closes (a forked
+        // child's copy is closed by the fork hook, but the child's epoch is another).
+        Some(unsafe { BorrowedFd::borrow_raw(bits as u32 as i32) })
+    }
 }
 
 /// The count of waiting threads in `waiting`, for fork epoch `epoch`.
@@ -145,7 +161,7 @@ impl Namespace {
         let looked = watch.watching.load(Acquire);
         if looked >> 32 == 1
             && looked as u32 != self.seg.header().registrations.load(Acquire)
-            && let Some(bell) = watch.bell.get()
+            && let Some(bell) = watch.bell(epoch)
         {
             // Someone registered since the watcher last looked: perhaps whoever we wait for.
             sys::ring(bell.as_fd());
@@ -177,10 +193,14 @@ impl Namespace {
                 return false;
             }
         };
-        if self.watch.bell.get().is_none() {
+        if self.watch.bell(epoch).is_none() {
             match sys::doorbell() {
                 Ok(bell) => {
-                    let _ = self.watch.bell.set(bell);
+                    sys::close_in_forked_children(bell.as_fd());
+                    let fd = std::os::fd::IntoRawFd::into_raw_fd(bell);
+                    self.watch
+                        .bell
+                        .store((epoch as u64 + 1) << 32 | fd as u32 as u64, Release);
                 }
                 Err(_) => {
                     self.watch.started.store(0, Relaxed);
@@ -240,7 +260,7 @@ impl Namespace {
     /// Watching: reclaim whenever a registered process dies, until no thread of this process
     /// has waited here for [`LINGER`].
     fn watch_while_waiting(&self, epoch: u32) {
-        let Some(bell) = self.watch.bell.get() else {
+        let Some(bell) = self.watch.bell(epoch) else {
             return;
         };
         let me = {
@@ -278,8 +298,8 @@ impl Namespace {
             }
             // Still dead right after a reclaim: try again after the sleep, every period until
             // its slot is free.
-            reclaim = deaths.wait(bell.as_fd(), WATCH_PERIOD) || dead;
-            sys::silence(bell.as_fd());
+            reclaim = deaths.wait(bell, WATCH_PERIOD) || dead;
+            sys::silence(bell);
         }
         self.watch.watching.store(0, Release);
     }
