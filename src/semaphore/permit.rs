@@ -40,10 +40,13 @@ impl<'a> Permit<'a> {
     }
 
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
-    /// [`Semaphore::exit`].
+    /// [`Semaphore::exit`]. In a child created by `fork`, forgetting the parent's permit does
+    /// nothing: the weight stays the parent's, and the child cannot `exit` it.
     pub fn forget(self) {
-        self.sem
-            .add_unguarded(self.weight, unpack(self.found).0.generation);
+        if self.epoch == sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
+            self.sem
+                .add_unguarded(self.weight, unpack(self.found).0.generation);
+        }
         std::mem::forget(self);
     }
 }
@@ -62,18 +65,33 @@ impl Drop for Permit<'_> {
     fn drop(&mut self) {
         // This thread's own record for the life the weight was taken from: no lookup. While the
         // weight is held, some record of this process names its generation, so the generation
-        // is this permit's life (see `table`).
+        // is this permit's life (see `table`). The entry is of this process (a forked child
+        // starts with none), the permit perhaps of its parent: then the epochs differ, and
+        // `drop_slow` gives nothing back.
         if let Some(hit) = fast::get(self.sem.inner.serial, self.found)
-            && Semaphore::give_fast(&hit, self.weight)
+            && hit.epoch == self.epoch
         {
+            if !Semaphore::give_fast(&hit, self.weight) {
+                give_remembered(self.sem, hit, self.found, self.weight);
+            }
             return;
         }
         drop_slow(self.sem, self.found, self.weight, self.epoch);
     }
 }
 
-/// Give back `weight` taken from the life packed in `found` in fork epoch `epoch`: through
-/// another thread's lane, or after the single attempt failed, or not at all in a forked child.
+/// Give back `weight` through this thread's entry `hit` after the single attempt did not (the
+/// word says someone may sleep on it, or it changed): with retries, and the wake.
+#[cold]
+#[inline(never)]
+fn give_remembered(sem: &Semaphore, hit: fast::Hit, found: u64, weight: u32) {
+    let (at, _) = unpack(found);
+    // As in `drop_slow`: an error means a corrupted segment, and a destructor cannot report it.
+    let _ = sem.give_slow(hit.rec(), at.generation, hit.holder(), weight);
+}
+
+/// Give back `weight` taken from the life packed in `found` in fork epoch `epoch` on a thread
+/// that does not remember it: through this thread's lane, or not at all in a forked child.
 /// (The permit's fields by value: the fast path never has to put the permit in memory.)
 #[cold]
 #[inline(never)]
@@ -84,8 +102,5 @@ fn drop_slow(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
     let (at, life) = unpack(found);
     // An error here means the segment was corrupted under us; a destructor cannot report it,
     // and the weight comes back when this process exits.
-    let _ = match fast::get(sem.inner.serial, found) {
-        Some(hit) => sem.give_slow(hit.rec(), at.generation, hit.holder(), weight),
-        None => sem.give(at, life, weight),
-    };
+    let _ = sem.give(at, life, weight);
 }

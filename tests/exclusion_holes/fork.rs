@@ -71,6 +71,83 @@ pub fn role_forker() {
     report("child_reaped", status);
 }
 
+/// Take two guarded permits of weight 1 of the persistent capacity-3 semaphore `name`, then
+/// `fork`. The child takes weight 1 of its own and gives it back (so the handle is on its
+/// thread's fast path), drops its copy of the parent's first permit, forgets its copy of the
+/// second and tries to `exit(1)`; it reports the value after each step (`child_own_value`,
+/// `child_dropped`, `child_exit` with `child_exited`). The parent reports `child_status` and
+/// the value (`parent_value`) after the child ended, and still holds both.
+pub fn role_permit_forker() {
+    let name = arg("name");
+    let sem = Semaphore::options()
+        .capacity(3)
+        .persistent()
+        .open(&name)
+        .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+    let first = sem.acquire().expect("taking weight 1");
+    let second = sem.acquire().expect("taking weight 1 more");
+    // SAFETY: the child only calls the library, formats, writes to stdout and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let value = || sem.info().map_or(u32::MAX, |i| i.value);
+        let own = sem.try_acquire(1);
+        report_raw("child_own", kind(&own));
+        drop(own);
+        report_raw("child_own_value", value());
+        drop(first);
+        report_raw("child_dropped", value());
+        second.forget();
+        report_raw("child_exit", kind(&sem.exit(1)));
+        report_raw("child_exited", value());
+        // SAFETY: ends the forked child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    report("child_status", status);
+    report("parent_value", sem.info().expect("info").value);
+    drop((first, second));
+}
+
+/// The parent holds two guarded permits of weight 1 (capacity 3) and forks. The child takes and
+/// gives back weight 1 of its own on the same handle, which puts the handle on its thread's fast
+/// path, then drops its copy of the parent's first permit, forgets its copy of the second and
+/// exits weight 1: none of that may give anything back (value 2 throughout), and the parent must
+/// still hold both after the child ended.
+#[test]
+fn a_forked_child_on_the_fast_path_cannot_give_back_its_parents_permits() {
+    let dir = TestDir::new("xh-fork-permit");
+    let mut parent = Spawn::new(&dir, "permit_forker").arg("name", "p").spawn();
+    let own = parent.expect("child_own", CHILD_TIMEOUT);
+    let own_value = parent.expect("child_own_value", CHILD_TIMEOUT);
+    let dropped = parent.expect("child_dropped", CHILD_TIMEOUT);
+    let exit = parent.expect("child_exit", CHILD_TIMEOUT);
+    let exited = parent.expect("child_exited", CHILD_TIMEOUT);
+    let status = parent.expect("child_status", CHILD_TIMEOUT);
+    let parent_value = parent.expect("parent_value", CHILD_TIMEOUT);
+    parent.success(CHILD_TIMEOUT);
+    let summary = format!(
+        "child's own try: {own} (value after giving it back {own_value}); value after the \
+         child dropped its copy of the first permit: {dropped}; its exit(1) after forgetting \
+         the second: {exit} (value {exited}); child status {status}; value the parent sees \
+         after: {parent_value}"
+    );
+    eprintln!("fork, permits: {summary}");
+    assert_eq!((own.as_str(), own_value.as_str()), ("ok", "2"), "{summary}");
+    assert_eq!(
+        dropped, "2",
+        "the child gave back its parent's permit: {summary}"
+    );
+    assert_eq!(
+        (exit.as_str(), exited.as_str()),
+        ("NotHeld", "2"),
+        "the child exited its parent's forgotten permit: {summary}"
+    );
+    assert_eq!(parent_value, "2", "the parent's weight is gone: {summary}");
+}
+
 /// SIGKILL a process by pid if it still exists (a grandchild the test cannot reap itself).
 struct KillOnDrop(i32);
 

@@ -57,6 +57,7 @@ fn child_role() {
         "cycler" => removal::role_cycler(),
         "remover" => removal::role_remover(),
         "forker" => fork::role_forker(),
+        "permit_forker" => fork::role_permit_forker(),
         "old_holder" => lives::role_old_holder(),
         "recreator" => lives::role_recreator(),
         "waiter" => waiters::role_waiter(),
