@@ -4,7 +4,9 @@
 //! `SHMSEM_FAILPOINT=STEP` (or `STEP@N`) kills itself with SIGKILL the first (or N-th) time it
 //! reaches `STEP`; with `STEP/stop` (or `STEP@N/stop`) it stops itself with SIGSTOP there
 //! instead, so that a test can act while it stands still and then let it go on with SIGCONT.
-//! Without the feature every [`hit`] compiles to nothing.
+//! Several such specifications, separated by commas, are armed together (for example
+//! `wait:counted/stop,wait:reserved`: stop once counted, die once reserved), each with its own
+//! count. Without the feature every [`hit`] compiles to nothing.
 //!
 //! The steps sit between two writes to shared memory, where a crash is hardest to recover from:
 //!
@@ -16,6 +18,7 @@
 //! | `release:swapped` | the word gave the weight back; the record still has it |
 //! | `wait:marked` | a waiter's record is marked busy; the word does not count it yet |
 //! | `wait:counted` | the word counts the waiter; its record does not say so yet |
+//! | `wait:reserved` | a counted waiter for more than 1 reserved its weight; it has not tried to take it since |
 //! | `register:locked` | the slot's lock byte is held; the slot is not written yet |
 //! | `register:filled` | the slot's identity is written; its kind is not yet `ENGINE` |
 //! | `claim:keyed` | a holder record is claimed; its fields are not reset yet |
@@ -34,6 +37,7 @@ pub const STEPS: &[&str] = &[
     "release:swapped",
     "wait:marked",
     "wait:counted",
+    "wait:reserved",
     "register:locked",
     "register:filled",
     "claim:keyed",
@@ -56,28 +60,45 @@ pub fn hit(step: &'static str) {
         OnceLock,
         atomic::{AtomicU32, Ordering::Relaxed},
     };
-    static ARMED: OnceLock<Option<(String, u32, bool)>> = OnceLock::new();
-    static SEEN: AtomicU32 = AtomicU32::new(0);
+    /// One armed step: its name, the visit that fires, whether it stops rather than kills, and
+    /// the visits so far.
+    struct Armed {
+        name: String,
+        n: u32,
+        stop: bool,
+        seen: AtomicU32,
+    }
+    static ARMED: OnceLock<Vec<Armed>> = OnceLock::new();
     let armed = ARMED.get_or_init(|| {
-        let v = std::env::var(ENV).ok()?;
-        let (v, stop) = match v.strip_suffix("/stop") {
-            Some(v) => (v.to_owned(), true),
-            None => (v, false),
+        let Ok(v) = std::env::var(ENV) else {
+            return Vec::new();
         };
-        let (name, n) = match v.split_once('@') {
-            Some((name, n)) => (name.to_owned(), n.parse().ok()?),
-            None => (v, 1),
-        };
-        Some((name, n, stop))
+        v.split(',')
+            .filter_map(|spec| {
+                let (spec, stop) = match spec.strip_suffix("/stop") {
+                    Some(spec) => (spec, true),
+                    None => (spec, false),
+                };
+                let (name, n) = match spec.split_once('@') {
+                    Some((name, n)) => (name, n.parse().ok()?),
+                    None => (spec, 1),
+                };
+                Some(Armed {
+                    name: name.to_owned(),
+                    n,
+                    stop,
+                    seen: AtomicU32::new(0),
+                })
+            })
+            .collect()
     });
-    if let Some((name, n, stop)) = armed
-        && name == step
-        && SEEN.fetch_add(1, Relaxed) + 1 == *n
-    {
-        if *stop {
-            crate::sys::stop_self();
-        } else {
-            crate::sys::kill_self();
+    for a in armed {
+        if a.name == step && a.seen.fetch_add(1, Relaxed) + 1 == a.n {
+            if a.stop {
+                crate::sys::stop_self();
+            } else {
+                crate::sys::kill_self();
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release},
+    sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst},
     time::Duration,
 };
 
@@ -16,7 +16,10 @@ use crate::{
     error::{Error, Result},
     failpoint,
     segment::layout::{MAX_HOLDERS, MAX_PROCESSES, MAX_SEMAPHORES},
-    semaphore::protocol::{self, Counted, Operator, Recount, holding},
+    semaphore::{
+        protocol::{self, Counted, Operator, Recount, holding},
+        reserver_slot,
+    },
     sys::{self, Identity, Liveness},
     table::{self, Found},
     wait,
@@ -146,11 +149,6 @@ pub(super) fn reclaim_locked(
         }
         let name = table::name_of(rec).unwrap_or_default();
         let outcome = recount_one(ctx, found, &mut dead, &mut extra_locks);
-        // A dead waiter's fairness reservation goes with it.
-        let r = rec.reservation.load(Acquire);
-        if r != 0 && dead.contains(&((r >> 48) as u32).wrapping_sub(1)) {
-            let _ = rec.reservation.compare_exchange(r, 0, AcqRel, Relaxed);
-        }
         match outcome {
             Ok(Some(gone)) => {
                 for (pid, weight) in gone {
@@ -165,6 +163,7 @@ pub(super) fn reclaim_locked(
         }
         wait::wake(&rec.word, u32::MAX);
     }
+    drop_dead_reservations(ctx, &dead);
     if result.is_ok() && !deferred {
         failpoint::hit("reclaim:recounted");
         // Free the dead records and slots; every semaphore they touched was recounted.
@@ -201,6 +200,30 @@ pub(super) fn reclaim_locked(
             })
             .collect()
     })
+}
+
+/// Give back the fairness reservations that waiters in `dead` held, on every semaphore, and wake
+/// whoever sleeps on those: a dead waiter waits no more. Every semaphore, not only those its
+/// records name: a waiter counted on one life of a semaphore may reserve on the next (removed
+/// and created again in between) before it notices, and die before it gives the reservation
+/// back.
+fn drop_dead_reservations(ctx: Ctx<'_>, dead: &BTreeSet<u32>) {
+    for index in 0..MAX_SEMAPHORES {
+        let Some(rec) = ctx.seg.sem(index) else { break };
+        let r = rec.reservation.load(Acquire);
+        if r != 0
+            && dead.contains(&reserver_slot(r))
+            && rec
+                .reservation
+                .compare_exchange(r, 0, SeqCst, Relaxed)
+                .is_ok()
+        {
+            // SeqCst, and the flag cleared before the wake: as for any reservation given up (see
+            // `protocol::clear_sleeping`).
+            protocol::clear_sleeping(&rec.word);
+            wait::wake(&rec.word, u32::MAX);
+        }
+    }
 }
 
 /// Semaphores on which a live external holder's record was left mid-operation: the process

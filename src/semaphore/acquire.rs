@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    failpoint,
     namespace::{current_lane, with_lane},
     segment::layout::{HolderRecord, SemRecord},
     sys,
@@ -379,6 +380,9 @@ impl Semaphore {
                     .reservation
                     .compare_exchange(0, token, Relaxed, Relaxed)
                     .is_ok();
+                if reserved {
+                    failpoint::hit("wait:reserved");
+                }
             }
             let capacity = rec.capacity.load(Relaxed);
             if let Err(e) = check_weight(weight, capacity) {
@@ -540,6 +544,13 @@ pub(super) enum Contended {
 #[inline]
 pub(super) fn reservation_token(slot: u32, lane: u16, weight: u32) -> u64 {
     ((slot as u64 + 1) << 48) | ((lane as u64) << 32) | weight as u64
+}
+
+/// The process slot of the waiter that holds the fairness reservation `token` (see
+/// [`reservation_token`]).
+#[inline]
+pub(crate) const fn reserver_slot(token: u64) -> u32 {
+    ((token >> 48) as u32).wrapping_sub(1)
 }
 
 /// The capacity left to a taker whose own reservation token is `mine` (0: none): the capacity,

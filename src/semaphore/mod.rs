@@ -21,10 +21,10 @@ mod until;
 pub mod word;
 
 use self::acquire::{Contended, fair_capacity};
-pub(crate) use self::fast::clear as forget_fast_path;
 #[doc(hidden)]
 pub use self::fast::on_fast_path;
 use self::until::Until;
+pub(crate) use self::{acquire::reserver_slot, fast::clear as forget_fast_path};
 pub use self::{
     fd_permit::FdPermit,
     info::{Info, Kind, Owner},

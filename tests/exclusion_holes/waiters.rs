@@ -7,7 +7,7 @@ use std::{
 
 use super::{
     common::{
-        self, Kid, Spawn, TestDir,
+        self, Kid, Spawn, TestDir, arg_u32,
         cli::{names, ok, run},
         mp::CHILD_TIMEOUT,
         report,
@@ -16,12 +16,12 @@ use super::{
     until_waiting, within,
 };
 
-/// Bug 8: wait for weight 1 of `name` (auto, `idle_ms`) for up to a minute; reports `waiting`
-/// first. Killed while it waits.
+/// Bug 8: wait for weight `weight` (default 1) of `name` (auto, `idle_ms`) for up to a minute;
+/// reports `waiting` first. Killed while it waits.
 pub fn role_waiter() {
     let sem = open_arg();
     report("waiting", std::process::id());
-    let r = sem.acquire_timeout(1, Duration::from_secs(60));
+    let r = sem.acquire_timeout(arg_u32("weight", 1), Duration::from_secs(60));
     report("result", kind(&r));
 }
 
@@ -75,4 +75,67 @@ fn show_or_error(dir: &TestDir) -> String {
     } else {
         r.stderr.trim().to_owned()
     }
+}
+
+// =====================================================================================
+// A fairness reservation outlived its dead waiter on a semaphore created again
+// =====================================================================================
+
+/// A waiter for weight 2 of `r` (capacity 2, a holder holds 1) counts itself and is stopped
+/// right there (`wait:counted/stop`); `r` is force-removed and created again; let go, the waiter
+/// reserves its weight on the new `r`, though it counted itself on the old one, and dies right
+/// after (`wait:reserved`). Its records name only the old `r`, so a reclaim that cleared only the
+/// reservations of the semaphores a dead process's records name left it on the new one for good:
+/// weight 2 of the idle, empty new `r` could never be taken again except by the fast path.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_dead_waiters_reservation_on_a_semaphore_created_again_goes_with_it() {
+    let dir = TestDir::new("xh-dead-reserver");
+    ok(&dir, &["create", "r", "--capacity", "2", "--persistent"]);
+    let mut holder = common::mp::holder(&dir, "r", 2, 1, "release").spawn();
+    holder.expect("held", CHILD_TIMEOUT);
+    let mut waiter: Kid = Spawn::new(&dir, "waiter")
+        .arg("name", "r")
+        .arg("cap", 2)
+        .arg("weight", 2)
+        .env(shmsem::failpoint::ENV, "wait:counted/stop,wait:reserved")
+        .spawn();
+    waiter.expect("waiting", CHILD_TIMEOUT);
+    assert!(
+        within(Duration::from_secs(10), || stopped(waiter.pid())),
+        "the waiter never stopped at wait:counted"
+    );
+    ok(&dir, &["rm", "r", "--force"]);
+    ok(&dir, &["create", "r", "--capacity", "2", "--persistent"]);
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(waiter.pid() as i32, libc::SIGCONT) };
+    let status = waiter.wait_exit(CHILD_TIMEOUT);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the waiter did not die at wait:reserved: {}",
+        waiter.transcript()
+    );
+    dir.signal("release");
+    holder.success(CHILD_TIMEOUT);
+    ok(&dir, &["reap"]);
+    let all = common::mp::attempts(&dir, "r", 2, 2, "try")
+        .spawn()
+        .success(CHILD_TIMEOUT);
+    let show = run(&dir, &["show", "r", "--json"]);
+    assert_eq!(
+        all.req("result0"),
+        "ok",
+        "weight 2 of the empty new r was refused after the reserving waiter died and a reap: \
+         {:?}; show: {}",
+        all.get("detail0"),
+        show.stdout.trim()
+    );
+}
+
+/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
+#[cfg(feature = "failpoints")]
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
 }
