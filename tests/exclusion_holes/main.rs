@@ -1,6 +1,5 @@
 //! Regression tests for the exclusion holes of DESIGN §3 (*Exclusion holes that cannot
-//! happen*): bugs 1, 3, 4, 5, 6, 7 and 8, each replayed as it was found, asserting the fixed
-//! behaviour.
+//! happen*): bugs 1, 3 to 10, each replayed as it was found, asserting the fixed behaviour.
 //!
 //! | bug | tests |
 //! |---|---|
@@ -13,6 +12,8 @@
 //! | 6 | [`lives::an_old_permit_cannot_touch_a_semaphore_removed_and_recreated_32768_times`] |
 //! | 7 | [`acting::a_cli_killed_between_its_swap_and_its_record_store_is_repaired_by_reap`] |
 //! | 8 | [`waiters::a_killed_waiter_does_not_keep_an_auto_semaphore_alive`] |
+//! | 9 | [`fork::a_forked_child_on_the_fast_path_cannot_give_back_its_parents_permits`] |
+//! | 10 | `waiters::a_dead_waiters_reservation_on_a_semaphore_created_again_goes_with_it` (kill points) |
 //!
 //! As in the other multi-process tests, library users are child processes that re-execute this
 //! test binary in a role (see `common`), the CLI is the built `shmsem` binary, every test has its
