@@ -141,6 +141,7 @@ impl Drop for Waiting<'_> {
 impl Namespace {
     /// Count the calling thread as waiting in this namespace until the guard drops, and make
     /// sure this process's watch thread runs.
+    #[inline]
     pub fn waiting(self: &Arc<Self>) -> Waiting<'_> {
         let epoch = sys::FORK_EPOCH.load(Relaxed);
         let watch = &self.watch;

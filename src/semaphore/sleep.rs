@@ -14,6 +14,7 @@ use crate::{
 impl Semaphore {
     /// Sleep on `rec`'s word, announced as `seen`: until woken with no timer when the watcher
     /// looks after us, else a bounded time, reclaiming ourselves.
+    #[inline]
     pub(super) fn sleep(&self, watching: &Waiting<'_>, rec: &SemRecord, seen: u64, until: Until) {
         if watching.watched() {
             // The watcher reclaims from the dead and wakes us: no timer.

@@ -452,6 +452,7 @@ impl<A: Atomic64> Lane<'_, A> {
     /// in the word counted, announce the sleep ([`word::SLEEPING`]) in the same
     /// compare-exchange: the caller may then sleep on the word returned at once, with no second
     /// look and no second exchange (see [`announce_sleep`]).
+    #[inline]
     pub fn count_waiter_to_sleep(
         &self,
         generation: u16,
