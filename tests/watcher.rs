@@ -334,3 +334,56 @@ fn a_fork_while_the_watcher_reclaims_leaves_the_child_every_lock_free() {
     stopped.sigkill();
     assert_eq!(hung, "0", "forked children hung in the library");
 }
+
+/// A releaser SIGKILLed between crediting the word and waking (the `release:swapped` kill
+/// point) strands nobody: the waiter on `s`, asleep with no timer and not the watcher (a waiter
+/// on `t` is), gets the weight once the watcher has reclaimed the dead releaser, which wakes every
+/// waiter on what it touched.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_releaser_killed_between_crediting_and_waking_strands_no_sleeper() {
+    let dir = TestDir::new("watch-dead-releaser");
+    let mut t_holder = Spawn::new(&dir, "hold")
+        .label("t holder")
+        .arg("ns", "w")
+        .arg("name", "t")
+        .arg("release", "release-t")
+        .spawn();
+    t_holder.expect("held", CHILD_TIMEOUT);
+    let mut releaser = Spawn::new(&dir, "hold")
+        .label("dying releaser")
+        .arg("ns", "w")
+        .arg("name", "s")
+        .arg("release", "release-s")
+        .env(shmsem::failpoint::ENV, "release:swapped")
+        .spawn();
+    releaser.expect("held", CHILD_TIMEOUT);
+    let mut watcher = waiter(&dir, "t waiter", "t", Duration::from_secs(60));
+    watcher.expect("waiting_ns", CHILD_TIMEOUT);
+    eventually("the t waiter is blocked", || waiters_of(&dir, "t") == 1);
+    let mut w = waiter(&dir, "s waiter", "s", Duration::from_secs(60));
+    w.expect("waiting_ns", CHILD_TIMEOUT);
+    eventually("the s waiter is blocked", || waiters_of(&dir, "s") == 1);
+    thread::sleep(Duration::from_millis(300));
+
+    dir.signal("release-s");
+    let status = releaser.wait_exit(CHILD_TIMEOUT);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the releaser did not die at release:swapped: {}",
+        releaser.transcript()
+    );
+    // No CLI from here on: its open would reclaim in the watcher's place.
+    let got = w.wait_for("acquired_ns", PROMPTLY);
+    assert!(
+        got.is_some(),
+        "the s waiter was stranded after its releaser died mid-release: {:?}",
+        w.reports()
+    );
+    dir.signal("done");
+    dir.signal("release-t");
+    for kid in [&mut t_holder, &mut watcher, &mut w] {
+        kid.success(CHILD_TIMEOUT);
+    }
+}
