@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMSEM\0\x01"` read as a little-endian integer.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMSEM\0\x01");
 /// Bumped whenever the meaning of any byte changes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Semaphore records in the name table.
 pub const MAX_SEMAPHORES: u32 = 16_384;
 /// Process slots.
