@@ -13,6 +13,11 @@ compile_error!("shmsem's process liveness is only wired in for Linux and Android
 
 pub use imp::*;
 
+#[cfg(unix)]
+mod fork;
+#[cfg(unix)]
+pub use fork::*;
+
 /// What a liveness probe of a process found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
