@@ -1,5 +1,6 @@
 //! Operating-system services other than waiting: byte-range locks that the kernel drops when a
-//! process dies, process identity and liveness, the wall clock, and the fork hook.
+//! process dies, process identity and liveness, the wall clock, and `fork` (its epoch, hooks and
+//! gate, in `fork.rs`).
 //!
 //! One file per OS behind this one switch, with the same signatures. Nothing here knows what a
 //! semaphore is.
