@@ -70,28 +70,16 @@ impl Drop for Permit<'_> {
         // `drop_slow` gives nothing back.
         if let Some(hit) = fast::get(self.sem.inner.serial, self.found)
             && hit.epoch == self.epoch
+            && Semaphore::give_fast(&hit, self.weight)
         {
-            if !Semaphore::give_fast(&hit, self.weight) {
-                give_remembered(self.sem, hit, self.found, self.weight);
-            }
             return;
         }
         drop_slow(self.sem, self.found, self.weight, self.epoch);
     }
 }
 
-/// Give back `weight` through this thread's entry `hit` after the single attempt did not (the
-/// word says someone may sleep on it, or it changed): with retries, and the wake.
-#[cold]
-#[inline(never)]
-fn give_remembered(sem: &Semaphore, hit: fast::Hit, found: u64, weight: u32) {
-    let (at, _) = unpack(found);
-    // As in `drop_slow`: an error means a corrupted segment, and a destructor cannot report it.
-    let _ = sem.give_slow(hit.rec(), at.generation, hit.holder(), weight);
-}
-
-/// Give back `weight` taken from the life packed in `found` in fork epoch `epoch` on a thread
-/// that does not remember it: through this thread's lane, or not at all in a forked child.
+/// Give back `weight` taken from the life packed in `found` in fork epoch `epoch`: through
+/// another thread's lane, or after the single attempt failed, or not at all in a forked child.
 /// (The permit's fields by value: the fast path never has to put the permit in memory.)
 #[cold]
 #[inline(never)]
@@ -102,5 +90,8 @@ fn drop_slow(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
     let (at, life) = unpack(found);
     // An error here means the segment was corrupted under us; a destructor cannot report it,
     // and the weight comes back when this process exits.
-    let _ = sem.give(at, life, weight);
+    let _ = match fast::get(sem.inner.serial, found) {
+        Some(hit) => sem.give_slow(hit.rec(), at.generation, hit.holder(), weight),
+        None => sem.give(at, life, weight),
+    };
 }
