@@ -126,10 +126,13 @@ impl Semaphore {
             }
         };
         // A weight-1 waiter never reserves, so needs no token (see `fair_capacity`).
-        let token = match (weight, current_lane()) {
-            (1, _) => 0,
-            (_, Some(lane)) => reservation_token(self.inner.ns.registration()?.slot, lane, weight),
-            (_, None) => return self.take_by_lookup(weight, until),
+        let token = if weight == 1 {
+            0
+        } else {
+            match current_lane() {
+                Some(lane) => reservation_token(self.inner.ns.registration()?.slot, lane, weight),
+                None => return self.take_by_lookup(weight, until),
+            }
         };
         let outcome =
             self.take_contended(
