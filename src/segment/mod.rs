@@ -40,10 +40,12 @@ pub struct Segment {
     file: File,
 }
 
-// SAFETY: the mapping is only ever accessed through atomics (see `layout`), which are `Sync`.
-unsafe impl Send for Segment {}
-// SAFETY: as above.
-unsafe impl Sync for Segment {}
+// `Send` and `Sync` come from the fields (`MmapRaw` is both): the mapping is only ever accessed
+// through atomics (see `layout`).
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Segment>();
+};
 
 /// Who must own a namespace's file: this user for `local` and `self`, anyone for `global` (but
 /// root only uses root's).
