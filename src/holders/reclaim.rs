@@ -25,7 +25,8 @@ use crate::{
     wait,
 };
 
-/// What [`reclaim`] gave back from one dead holder on one semaphore.
+/// What a reclaim (`Options::reap`, `shmsem reap`) gave back from one dead holder on one
+/// semaphore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reclaimed {
     /// The semaphore's name.

@@ -19,7 +19,8 @@
 //! not read-modify-writes, and an uncontended acquire + release costs two compare-exchanges,
 //! like glibc's `sem_wait` + `sem_post`.
 //!
-//! A reclaimer never guesses whether a dead lane's compare-exchange happened. It [`recount`]s:
+//! A reclaimer never guesses whether a dead lane's compare-exchange happened. It recounts
+//! (`recount`):
 //!
 //! 1. set `FROZEN` in the word: from then on no compare-exchange that changes the value succeeds;
 //! 2. list the semaphore's records, and wait until every record with a live operator is not
@@ -121,7 +122,7 @@ impl Atomic64 for std::sync::atomic::AtomicU64 {
 /// | 1 | any | a compare-exchange of the word is in flight; the other bits are as before it |
 ///
 /// The weight sits above the flags so that a change of weight is one addition to the whole word
-/// ([`add`]): it wraps at the top like any two's-complement number and never carries into a
+/// ([`holding::add`]): it wraps at the top like any two's-complement number and never carries into a
 /// flag, and `held` is one arithmetic shift.
 pub mod holding {
     /// Set while an operation that changes the semaphore's word is in flight.
