@@ -119,29 +119,28 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
 /// Reclaim the slots in `dead`, whose lock bytes the caller holds, and free them. On return the
 /// caller still holds those bytes.
 /// Semaphores also to recount: `stuck` (see [`stuck_words`]).
+///
+/// A recount can find more slots dead than the caller did: processes that died since it looked,
+/// whose records the recount meets. Their records are freed with the others, so every semaphore
+/// they name is recounted too, even one recounted already (it counted them as alive then), and so
+/// are the words they left frozen: no record goes before its semaphore has been recounted with
+/// its slot known dead.
 pub(super) fn reclaim_locked(
     ctx: Ctx<'_>,
     dead: &[u32],
     stuck: BTreeSet<Found>,
 ) -> Result<Vec<Reclaimed>> {
     let mut dead: BTreeSet<u32> = dead.iter().copied().collect();
+    let mut known_dead = dead.clone();
     let mut extra_locks: Vec<u32> = Vec::new();
-    let mut sems = stuck;
-    for index in 0..MAX_HOLDERS {
-        let Some(r) = ctx.seg.holder(index) else {
-            break;
-        };
-        let key = r.key.load(Acquire);
-        if key_slot(key).is_some_and(|s| dead.contains(&s)) {
-            sems.insert(key_sem(key));
-        }
-    }
+    let mut queue = stuck;
+    queue.extend(touched_by(ctx, &dead));
     let mut report: BTreeMap<(String, u32), u64> = BTreeMap::new();
     let mut result = Ok(());
     // A semaphore that could not be recounted now (a live process stopped in the middle of an
     // operation on it, or another live reclaimer on it) keeps the dead slots for a later try.
     let mut deferred = false;
-    for found in sems {
+    while let Some(found) = queue.pop_first() {
         let Some(rec) = ctx.seg.sem(found.index) else {
             continue;
         };
@@ -163,6 +162,12 @@ pub(super) fn reclaim_locked(
             }
         }
         wait::wake(&rec.word, u32::MAX);
+        let found_dead: Vec<u32> = dead.difference(&known_dead).copied().collect();
+        if !found_dead.is_empty() {
+            queue.extend(touched_by(ctx, &found_dead.iter().copied().collect()));
+            queue.extend(stuck_words(ctx, &found_dead));
+            known_dead.extend(found_dead);
+        }
     }
     drop_dead_reservations(ctx, &dead);
     if result.is_ok() && !deferred {
@@ -225,6 +230,18 @@ fn drop_dead_reservations(ctx: Ctx<'_>, dead: &BTreeSet<u32>) {
             wait::wake(&rec.word, u32::MAX);
         }
     }
+}
+
+/// The semaphores (record and generation) that records of the slots in `slots` name.
+fn touched_by(ctx: Ctx<'_>, slots: &BTreeSet<u32>) -> BTreeSet<Found> {
+    (0..MAX_HOLDERS)
+        .filter_map(|index| {
+            let key = ctx.seg.holder(index)?.key.load(Acquire);
+            key_slot(key)
+                .is_some_and(|s| slots.contains(&s))
+                .then(|| key_sem(key))
+        })
+        .collect()
 }
 
 /// Semaphores on which a live external holder's record was left mid-operation: the process

@@ -1,5 +1,5 @@
 //! Regression tests for the exclusion holes of DESIGN §3 (*Exclusion holes that cannot
-//! happen*): bugs 1, 3 to 10, each replayed as it was found, asserting the fixed behaviour.
+//! happen*): bugs 1, 3 to 11, each replayed as it was found, asserting the fixed behaviour.
 //!
 //! | bug | tests |
 //! |---|---|
@@ -14,6 +14,7 @@
 //! | 8 | [`waiters::a_killed_waiter_does_not_keep_an_auto_semaphore_alive`] |
 //! | 9 | [`fork::a_forked_child_on_the_fast_path_cannot_give_back_its_parents_permits`] |
 //! | 10 | `waiters::a_dead_waiters_reservation_on_a_semaphore_created_again_goes_with_it` (kill points) |
+//! | 11 | `reclaim::a_process_found_dead_during_a_reclaim_gets_every_semaphore_it_held_recounted` (kill points) |
 //!
 //! As in the other multi-process tests, library users are child processes that re-execute this
 //! test binary in a role (see `common`), the CLI is the built `shmsem` binary, every test has its
@@ -27,6 +28,7 @@ mod common;
 mod acting;
 mod fork;
 mod lives;
+mod reclaim;
 mod removal;
 mod waiters;
 
@@ -59,6 +61,7 @@ fn child_role() {
         "remover" => removal::role_remover(),
         "forker" => fork::role_forker(),
         "permit_forker" => fork::role_permit_forker(),
+        "hold_each" => reclaim::role_hold_each(),
         "old_holder" => lives::role_old_holder(),
         "recreator" => lives::role_recreator(),
         "waiter" => waiters::role_waiter(),
