@@ -137,19 +137,50 @@ fn show_in(dir: &TestDir, name: &str) -> serde_json::Value {
     ok(dir, &["--namespace", "w", "show", name, "--json"]).json()
 }
 
+/// A process holding weight 1 of `t` until the signal `release-t`.
+fn holding_t(dir: &TestDir) -> Kid {
+    let mut kid = Spawn::new(dir, "hold")
+        .label("t holder")
+        .arg("ns", "w")
+        .arg("name", "t")
+        .arg("release", "release-t")
+        .spawn();
+    kid.expect("held", CHILD_TIMEOUT);
+    kid
+}
+
+/// The first waiter of the namespace, on `t`, blocked: the watcher.
+fn watcher_on_t(dir: &TestDir) -> Kid {
+    let mut kid = waiter(dir, "t waiter", "t", Duration::from_secs(60));
+    kid.expect("waiting_ns", CHILD_TIMEOUT);
+    eventually("the t waiter is blocked", || waiters_of(dir, "t") == 1);
+    kid
+}
+
+/// A waiter on `s`, blocked; with a watcher there already, not the watcher.
+fn blocked_on_s(dir: &TestDir) -> Kid {
+    let mut kid = waiter(dir, "s waiter", "s", Duration::from_secs(60));
+    kid.expect("waiting_ns", CHILD_TIMEOUT);
+    eventually("the s waiter is blocked", || waiters_of(dir, "s") == 1);
+    kid
+}
+
+/// Let every waiter and holder go (`done`, `release-t`), and expect each of `kids` to succeed.
+fn let_go(dir: &TestDir, kids: &mut [&mut Kid]) {
+    dir.signal("done");
+    dir.signal("release-t");
+    for kid in kids {
+        kid.success(CHILD_TIMEOUT);
+    }
+}
+
 /// A waiter on `s` that is not the watcher (another process, waiting on `t` since before, is)
 /// sleeps with no timer, so only a release can wake it: the release in a third process does,
 /// at once.
 #[test]
 fn a_waiter_that_is_not_the_watcher_is_woken_by_a_release_in_another_process() {
     let dir = TestDir::new("watch-release");
-    let mut t_holder = Spawn::new(&dir, "hold")
-        .label("t holder")
-        .arg("ns", "w")
-        .arg("name", "t")
-        .arg("release", "release-t")
-        .spawn();
-    t_holder.expect("held", CHILD_TIMEOUT);
+    let mut t_holder = holding_t(&dir);
     let mut s_holder = Spawn::new(&dir, "release_and_stay")
         .label("s holder")
         .arg("ns", "w")
@@ -157,13 +188,8 @@ fn a_waiter_that_is_not_the_watcher_is_woken_by_a_release_in_another_process() {
         .arg("release", "release-s")
         .spawn();
     s_holder.expect("held", CHILD_TIMEOUT);
-    // The first waiter of the namespace becomes its watcher.
-    let mut watcher = waiter(&dir, "t waiter", "t", Duration::from_secs(60));
-    watcher.expect("waiting_ns", CHILD_TIMEOUT);
-    eventually("the t waiter is blocked", || waiters_of(&dir, "t") == 1);
-    let mut w = waiter(&dir, "s waiter", "s", Duration::from_secs(60));
-    w.expect("waiting_ns", CHILD_TIMEOUT);
-    eventually("the s waiter is blocked", || waiters_of(&dir, "s") == 1);
+    let mut watcher = watcher_on_t(&dir);
+    let mut w = blocked_on_s(&dir);
     // Long enough for any bounded sleep the waiter might still take to show.
     thread::sleep(Duration::from_millis(300));
 
@@ -177,11 +203,10 @@ fn a_waiter_that_is_not_the_watcher_is_woken_by_a_release_in_another_process() {
         waited < PROMPTLY.as_nanos() as u64,
         "woken {waited} ns after the release began"
     );
-    dir.signal("done");
-    dir.signal("release-t");
-    for kid in [&mut t_holder, &mut s_holder, &mut watcher, &mut w] {
-        kid.success(CHILD_TIMEOUT);
-    }
+    let_go(
+        &dir,
+        &mut [&mut t_holder, &mut s_holder, &mut watcher, &mut w],
+    );
 }
 
 /// The watcher dies (SIGKILL) while it holds `s`, for which another process waits with no timer:
@@ -193,13 +218,7 @@ fn a_waiter_that_is_not_the_watcher_is_woken_by_a_release_in_another_process() {
 fn killing_the_watcher_hands_the_role_on_and_its_weight_comes_back() {
     for round in 0..3 {
         let dir = TestDir::new(&format!("watch-kill-{round}"));
-        let mut t_holder = Spawn::new(&dir, "hold")
-            .label("t holder")
-            .arg("ns", "w")
-            .arg("name", "t")
-            .arg("release", "release-t")
-            .spawn();
-        t_holder.expect("held", CHILD_TIMEOUT);
+        let mut t_holder = holding_t(&dir);
         // Holds s, then waits on t: the first waiter, so the watcher.
         let mut first = Spawn::new(&dir, "hold_then_wait")
             .label("watcher")
@@ -209,9 +228,7 @@ fn killing_the_watcher_hands_the_role_on_and_its_weight_comes_back() {
             .spawn();
         first.expect("held", CHILD_TIMEOUT);
         eventually("the watcher is blocked on t", || waiters_of(&dir, "t") == 1);
-        let mut w = waiter(&dir, "s waiter", "s", Duration::from_secs(60));
-        w.expect("waiting_ns", CHILD_TIMEOUT);
-        eventually("the s waiter is blocked", || waiters_of(&dir, "s") == 1);
+        let mut w = blocked_on_s(&dir);
 
         first.sigkill();
         // No CLI from here on: its open would reclaim in the watcher's place.
@@ -221,10 +238,7 @@ fn killing_the_watcher_hands_the_role_on_and_its_weight_comes_back() {
             "round {round}: the waiter did not get s within {PROMPTLY:?}: {:?}",
             w.reports()
         );
-        dir.signal("done");
-        dir.signal("release-t");
-        t_holder.success(CHILD_TIMEOUT);
-        w.success(CHILD_TIMEOUT);
+        let_go(&dir, &mut [&mut t_holder, &mut w]);
     }
 }
 
@@ -316,8 +330,7 @@ fn a_fork_while_the_watcher_reclaims_leaves_the_child_every_lock_free() {
         .env(shmsem::failpoint::ENV, "acquire:marked/stop")
         .spawn();
     eventually("the acquirer is stopped mid-acquire", || {
-        std::fs::read_to_string(format!("/proc/{}/stat", stopped.pid()))
-            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
+        common::is_stopped(stopped.pid())
     });
     dead.sigkill();
     let mut forker = Spawn::new(&dir, "forking_watcher")
@@ -343,13 +356,7 @@ fn a_fork_while_the_watcher_reclaims_leaves_the_child_every_lock_free() {
 #[test]
 fn a_releaser_killed_between_crediting_and_waking_strands_no_sleeper() {
     let dir = TestDir::new("watch-dead-releaser");
-    let mut t_holder = Spawn::new(&dir, "hold")
-        .label("t holder")
-        .arg("ns", "w")
-        .arg("name", "t")
-        .arg("release", "release-t")
-        .spawn();
-    t_holder.expect("held", CHILD_TIMEOUT);
+    let mut t_holder = holding_t(&dir);
     let mut releaser = Spawn::new(&dir, "hold")
         .label("dying releaser")
         .arg("ns", "w")
@@ -358,12 +365,8 @@ fn a_releaser_killed_between_crediting_and_waking_strands_no_sleeper() {
         .env(shmsem::failpoint::ENV, "release:swapped")
         .spawn();
     releaser.expect("held", CHILD_TIMEOUT);
-    let mut watcher = waiter(&dir, "t waiter", "t", Duration::from_secs(60));
-    watcher.expect("waiting_ns", CHILD_TIMEOUT);
-    eventually("the t waiter is blocked", || waiters_of(&dir, "t") == 1);
-    let mut w = waiter(&dir, "s waiter", "s", Duration::from_secs(60));
-    w.expect("waiting_ns", CHILD_TIMEOUT);
-    eventually("the s waiter is blocked", || waiters_of(&dir, "s") == 1);
+    let mut watcher = watcher_on_t(&dir);
+    let mut w = blocked_on_s(&dir);
     thread::sleep(Duration::from_millis(300));
 
     dir.signal("release-s");
@@ -381,9 +384,5 @@ fn a_releaser_killed_between_crediting_and_waking_strands_no_sleeper() {
         "the s waiter was stranded after its releaser died mid-release: {:?}",
         w.reports()
     );
-    dir.signal("done");
-    dir.signal("release-t");
-    for kid in [&mut t_holder, &mut watcher, &mut w] {
-        kid.success(CHILD_TIMEOUT);
-    }
+    let_go(&dir, &mut [&mut t_holder, &mut watcher, &mut w]);
 }

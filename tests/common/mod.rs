@@ -46,6 +46,16 @@ pub const CHILD_TEST: &str = "child_role";
 /// Lines a child reports on start with this marker: `@@mp KEY VALUE`.
 pub const MARK: &str = "@@mp ";
 
+// ===== processes =====
+
+/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`), as a kill point's `/stop`
+/// leaves it.
+#[allow(dead_code)] // not every test binary stops a child
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
+}
+
 // ===== time =====
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes, unlike `Instant`.

@@ -36,12 +36,6 @@ pub fn role_hold_each() {
     drop(permits);
 }
 
-/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
-}
-
 // =====================================================================================
 // Bug 11: a process found dead in the middle of a reclaim lost what it held elsewhere
 // =====================================================================================
@@ -70,7 +64,7 @@ fn a_process_found_dead_during_a_reclaim_gets_every_semaphore_it_held_recounted(
     let mut reap = Bg::spawn_env(&dir, &["reap"], Some("reclaim:frozen/stop"));
     let pid = reap.child.id();
     assert!(
-        within(Duration::from_secs(10), || stopped(pid)),
+        within(Duration::from_secs(10), || common::is_stopped(pid)),
         "the reap never stopped at reclaim:frozen"
     );
     assert_eq!(d2.sigkill().signal(), Some(libc::SIGKILL));

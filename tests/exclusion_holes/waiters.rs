@@ -102,7 +102,7 @@ fn a_dead_waiters_reservation_on_a_semaphore_created_again_goes_with_it() {
         .spawn();
     waiter.expect("waiting", CHILD_TIMEOUT);
     assert!(
-        within(Duration::from_secs(10), || stopped(waiter.pid())),
+        within(Duration::from_secs(10), || common::is_stopped(waiter.pid())),
         "the waiter never stopped at wait:counted"
     );
     ok(&dir, &["rm", "r", "--force"]);
@@ -131,11 +131,4 @@ fn a_dead_waiters_reservation_on_a_semaphore_created_again_goes_with_it() {
         all.get("detail0"),
         show.stdout.trim()
     );
-}
-
-/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
-#[cfg(feature = "failpoints")]
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
 }
