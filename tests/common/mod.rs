@@ -50,7 +50,6 @@ pub const MARK: &str = "@@mp ";
 
 /// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`), as a kill point's `/stop`
 /// leaves it.
-#[allow(dead_code)] // not every test binary stops a child
 pub fn is_stopped(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))

@@ -14,7 +14,7 @@
 //! | 8 | [`waiters::a_killed_waiter_does_not_keep_an_auto_semaphore_alive`] |
 //! | 9 | [`fork::a_forked_child_on_the_fast_path_cannot_give_back_its_parents_permits`] |
 //! | 10 | `waiters::a_dead_waiters_reservation_on_a_semaphore_created_again_goes_with_it` (kill points) |
-//! | 11 | `reclaim::a_process_found_dead_during_a_reclaim_gets_every_semaphore_it_held_recounted` (kill points) |
+//! | 11 | `reclaim::late::a_process_found_dead_during_a_reclaim_gets_every_semaphore_it_held_recounted` (kill points) |
 //!
 //! As in the other multi-process tests, library users are child processes that re-execute this
 //! test binary in a role (see `common`), the CLI is the built `shmsem` binary, every test has its
