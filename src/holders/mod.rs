@@ -538,3 +538,41 @@ pub fn activity_of(seg: &Segment, pid: u32) -> BTreeMap<Found, (i64, Vec<u32>)> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_keys_round_trip_and_zero_is_free() {
+        let found = Found {
+            index: 12_345,
+            generation: 0xBEEF,
+        };
+        for (slot, lane) in [(0, 0), (7, 3), (MAX_PROCESSES - 1, u16::MAX - 1)] {
+            let key = record_key(slot, lane, found);
+            assert_eq!(key_slot(key), Some(slot));
+            assert_eq!(key_found(key), Some(found));
+            assert!(key_names(key, lane, found));
+            assert!(!key_names(key, lane ^ 1, found));
+        }
+        assert_eq!(key_slot(0), None, "a free record's key names no slot");
+        assert_eq!(key_found(0), None);
+        assert!(!key_names(
+            0,
+            0,
+            Found {
+                index: 0,
+                generation: 0
+            }
+        ));
+    }
+
+    #[test]
+    fn slot_states_round_trip() {
+        for (generation, k) in [(0, FREE), (1, ENGINE), (0xFF_FFFF, EXTERNAL)] {
+            let st = slot_state(generation, k);
+            assert_eq!((slot_generation(st), kind(st)), (generation, k));
+        }
+    }
+}

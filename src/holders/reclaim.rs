@@ -273,7 +273,7 @@ pub(super) fn stuck_words(ctx: Ctx<'_>, dead: &[u32]) -> BTreeSet<Found> {
             continue;
         }
         let recounter = rec.recounter.load(Acquire);
-        let slot = ((recounter >> 32) as u32).wrapping_sub(1);
+        let slot = recounter_slot(recounter);
         if recounter == 0 || dead.contains(&slot) {
             out.insert(Found {
                 index,
@@ -284,13 +284,25 @@ pub(super) fn stuck_words(ctx: Ctx<'_>, dead: &[u32]) -> BTreeSet<Found> {
     out
 }
 
-/// The `recounter` value naming `slot`.
+/// The `recounter` value naming `slot` as it is registered now.
 fn recounter_id(ctx: Ctx<'_>, slot: u32) -> u64 {
     let generation = ctx
         .seg
         .proc_slot(slot)
         .map_or(0, |s| slot_generation(s.state.load(Relaxed)));
+    recounter(slot, generation)
+}
+
+/// A semaphore's `recounter` field: `(slot + 1) << 32 | slot generation`; 0 names nobody.
+#[inline]
+const fn recounter(slot: u32, generation: u32) -> u64 {
     ((slot as u64 + 1) << 32) | generation as u64
+}
+
+/// The slot a `recounter` value names (`u32::MAX` for 0, which names nobody).
+#[inline]
+const fn recounter_slot(id: u64) -> u32 {
+    ((id >> 32) as u32).wrapping_sub(1)
 }
 
 /// Recount one semaphore. Slots found dead on the way join `dead` (their lock bytes are then
@@ -316,7 +328,7 @@ fn recount_one(
     let mut cur = rec.recounter.load(Acquire);
     loop {
         if cur != 0 && cur != my_id {
-            let other = ((cur >> 32) as u32).wrapping_sub(1);
+            let other = recounter_slot(cur);
             let other_dead = dead.contains(&other)
                 || (other < MAX_PROCESSES
                     && !super::locked_here(ctx, other)
@@ -422,5 +434,21 @@ fn recount_one(
             "holder records of semaphore #{} sum to an impossible weight",
             found.index
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recounter_ids_name_their_slot_and_zero_names_nobody() {
+        for (slot, generation) in [(0, 0), (1, 7), (MAX_PROCESSES - 1, 0xFF_FFFF)] {
+            let id = recounter(slot, generation);
+            assert_ne!(id, 0);
+            assert_eq!(recounter_slot(id), slot);
+            assert_eq!(id as u32, generation);
+        }
+        assert!(recounter_slot(0) >= MAX_PROCESSES, "0 names no slot");
     }
 }

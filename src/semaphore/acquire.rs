@@ -567,3 +567,18 @@ pub(super) fn fair_capacity(rec: &SemRecord, capacity: u32, mine: u64) -> u32 {
         capacity.saturating_sub(r as u32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservation_tokens_are_never_zero_and_name_their_slot() {
+        for (slot, lane, weight) in [(0, 0, 2), (5, 3, 7), (1023, u16::MAX, 1 << 30)] {
+            let token = reservation_token(slot, lane, weight);
+            assert_ne!(token, 0);
+            assert_eq!(reserver_slot(token), slot);
+            assert_eq!(token as u32, weight, "the reserved weight is the low half");
+        }
+    }
+}
