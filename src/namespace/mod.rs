@@ -190,16 +190,9 @@ impl Namespace {
         }
         // Locks go on the segment file itself, through a description of our own: one file,
         // one owner, one mode, so nobody the segment refuses can hold or replace its locks.
-        let file = sys::reopen(self.seg.file().as_fd())
-            .map_err(|e| Error::io(format!("opening {} again", self.loc.segment.display()), e))?;
+        let file = self.describe(self.seg.file().as_fd())?;
         sys::close_in_forked_children(file.as_fd());
-        let ctx = Ctx {
-            seg: &self.seg,
-            fd: file.as_fd(),
-            me: None,
-            acting: &[],
-        };
-        let (slot, slot_gen) = holders::register(ctx, sys::current())?;
+        let (slot, slot_gen) = self.register_through(&file)?;
         let r = Registration {
             epoch,
             slot,
@@ -217,16 +210,26 @@ impl Namespace {
     /// that in the child.
     pub fn register_description(&self) -> Result<(File, u32, u32)> {
         // A new description of the very file this process uses, even if the path was replaced.
-        let file = sys::reopen(self.fd()?)
-            .map_err(|e| Error::io(format!("opening {} again", self.loc.segment.display()), e))?;
+        let file = self.describe(self.fd()?)?;
+        let (slot, slot_gen) = self.register_through(&file)?;
+        Ok((file, slot, slot_gen))
+    }
+
+    /// A new open file description of the segment file that `from` refers to.
+    fn describe(&self, from: BorrowedFd<'_>) -> Result<File> {
+        sys::reopen(from)
+            .map_err(|e| Error::io(format!("opening {} again", self.loc.segment.display()), e))
+    }
+
+    /// Register this process in a slot whose lock byte `file`'s description holds.
+    fn register_through(&self, file: &File) -> Result<(u32, u32)> {
         let ctx = Ctx {
             seg: &self.seg,
             fd: file.as_fd(),
             me: None,
             acting: &[],
         };
-        let (slot, slot_gen) = holders::register(ctx, sys::current())?;
-        Ok((file, slot, slot_gen))
+        holders::register(ctx, sys::current())
     }
 
     /// The descriptor that carries this process's locks.
