@@ -141,7 +141,7 @@ fn kill_at_every_write_then_recount() {
                         holding: &h,
                     };
                     let took = if once {
-                        lane.take_quiet(word::empty(0), 1, 1).is_ok()
+                        lane.take_quiet(word::empty(0), 1, 1).is_some()
                     } else {
                         lane.try_take(0, 1, 1, false).is_ok()
                     };

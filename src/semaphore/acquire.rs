@@ -62,27 +62,24 @@ impl Semaphore {
                 holding: &h.holding,
             };
             let capacity = rec.capacity.load(Relaxed);
-            let seen = match lane.take_quiet(hit.empty, weight, capacity) {
-                Ok(before) => {
-                    // A holding that begins now is not stamped yet (see `note_since`).
-                    if holding::holds_nothing(before) {
-                        h.since_ms.store(0, Relaxed);
-                    }
-                    return Ok((packed, hit.epoch));
+            if let Some(before) = lane.take_quiet(hit.empty, weight, capacity) {
+                // A holding that begins now is not stamped yet (see `note_since`).
+                if holding::holds_nothing(before) {
+                    h.since_ms.store(0, Relaxed);
                 }
-                Err(seen) => seen,
-            };
+                return Ok((packed, hit.epoch));
+            }
             let (timeout, now) = until.to_registers();
-            return self.take_remembered(hit, packed, weight, seen, timeout, now);
+            return self.take_remembered(hit, packed, weight, timeout, now);
         }
         let (timeout, now) = until.to_registers();
         self.take_cold(weight, timeout, now)
     }
 
-    /// [`Self::take`] through the record this thread remembers (`hit`) when the fast path did
-    /// not take from the word it saw (`seen`): another look unless that word was quiet and too
-    /// full, then waiting, with no lookup of lane, record or registration. A removal goes to
-    /// [`Self::take_by_lookup`], which re-creates, with the deadline as started.
+    /// [`Self::take`] through the record this thread remembers (`hit`) when the word was not
+    /// quiet or too full: another look, then waiting, with no lookup of lane, record or
+    /// registration. A removal goes to [`Self::take_by_lookup`], which re-creates, with the
+    /// deadline as started.
     #[cold]
     #[inline(never)]
     fn take_remembered(
@@ -90,7 +87,6 @@ impl Semaphore {
         hit: fast::Hit,
         packed: u64,
         weight: u32,
-        seen: u64,
         timeout: Option<Duration>,
         now: bool,
     ) -> Result<(u64, u32)> {
@@ -103,27 +99,18 @@ impl Semaphore {
             word: &rec.word,
             holding: &h.holding,
         };
-        // A quiet word has no reservation standing (only counted waiters reserve), so when it
-        // was too full for `weight` under the capacity, another look now would most likely fail
-        // the same way: go straight to waiting, which looks again before it sleeps.
-        let refused = if word::is_quiet(seen, hit.empty)
-            && word::value(seen) as u64 + weight as u64 > capacity as u64
-        {
-            Refused::Full(seen)
-        } else {
-            match lane.try_take(
-                found.generation,
-                weight,
-                fair_capacity(rec, capacity, 0),
-                false,
-            ) {
-                Ok(_) => {
-                    note_since(h, weight);
-                    return Ok((packed, hit.epoch));
-                }
-                Err(Refused::Removed) => return self.take_by_lookup(weight, until),
-                Err(refused) => refused,
+        let refused = match lane.try_take(
+            found.generation,
+            weight,
+            fair_capacity(rec, capacity, 0),
+            false,
+        ) {
+            Ok(_) => {
+                note_since(h, weight);
+                return Ok((packed, hit.epoch));
             }
+            Err(Refused::Removed) => return self.take_by_lookup(weight, until),
+            Err(refused) => refused,
         };
         // A weight-1 waiter never reserves, so needs no token (see `fair_capacity`).
         let token = if weight == 1 {

@@ -267,17 +267,16 @@ impl<A: Atomic64> Lane<'_, A> {
     /// lane that is not counted as a waiter. `None` when anything stood in the way (too full,
     /// frozen, waiters, another generation, or the word changed under it); the record is then
     /// as it was, and the caller takes the slow path, which looks again. Returns the record's
-    /// word before the acquire, or the state word it saw when it did not take. `empty` is the
-    /// fresh word of the life to take from ([`word::empty`] of its generation); `weight` must be
-    /// at least 1.
+    /// word before the acquire. `empty` is the fresh word of the life to take from
+    /// ([`word::empty`] of its generation); `weight` must be at least 1.
     #[inline(always)]
-    pub fn take_quiet(&self, empty: u64, weight: u32, capacity: u32) -> Result<u64, u64> {
+    pub fn take_quiet(&self, empty: u64, weight: u32, capacity: u32) -> Option<u64> {
         let current = self.word.load(Relaxed);
         // `value` may exceed `capacity` after the capacity was lowered; nothing fits then.
         if !word::is_quiet(current, empty)
             || word::value(current) as u64 + weight as u64 > capacity as u64
         {
-            return Err(current);
+            return None;
         }
         // Relaxed: only this lane writes its record.
         let mine = self.holding.load(Relaxed);
@@ -292,12 +291,12 @@ impl<A: Atomic64> Lane<'_, A> {
         {
             // Release: a reclaimer that sees the flag clear knows the word was not changed.
             self.holding.store(mine, Release);
-            return Err(current);
+            return None;
         }
         failpoint::hit("acquire:swapped");
         self.holding
             .store(holding::add(mine, weight as i64), Release);
-        Ok(mine)
+        Some(mine)
     }
 
     /// The uncontended release: [`Self::give`]'s first attempt alone, for a word of the life
