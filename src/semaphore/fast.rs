@@ -41,12 +41,14 @@ use crate::segment::layout::{HolderRecord, SemRecord};
 pub(super) const WAYS: usize = 4;
 
 /// One remembered semaphore: a way's fields side by side in one cache line, so that a hit
-/// reads one line. Laid out by field (every way's serial side by side, and so on), a hit read
-/// three lines, and the benchmark's acquire + release pair ran at 1.13× POSIX instead of 1.045×
-/// in about half of the processes, depending only on where address-space randomisation put
-/// things (always, with it turned off): two of the lines a loop touches colliding in the L1 data
-/// cache's way predictor, which AMD cores key by a hash of the virtual address, is the likely
-/// cause. Laid out by way, 15 processes of 16 ran at 1.045×.
+/// reads one line (laid out by field, every way's serial side by side and so on, a hit read
+/// three). The benchmark's acquire + release pair runs at 1.045× POSIX in most processes and at
+/// 1.13–1.16× in the others, with the same instructions: which, depends only on where
+/// address-space randomisation puts things (with it turned off, one build is always slow, another
+/// always fast), and the share of slow processes has varied from one in eight to more than half
+/// between sessions on the same VM, with either layout. A conflict between lines the loop
+/// touches (the L1 data cache's way predictor keys them by a hash of the virtual address) is the
+/// likely cause; without a hardware counter on that VM it is not established.
 #[repr(C, align(64))]
 struct Way {
     /// The handle's serial (0: nothing remembered).
