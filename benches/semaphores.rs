@@ -13,29 +13,12 @@
 //! Multi-process scenarios (`pingpong_*`, `contended4`, `reclaim`) use `iter_custom` with
 //! helper processes: this bench binary started again with `SHMSEM_BENCH_ROLE` set, which `main`
 //! checks before criterion starts. The kernel peers, the helper roles, pinning and the process
-//! handling are the CLI's own files, included with `#[path]`.
+//! handling are `shmsem-bench`'s, as for `shmsem bench`.
 //!
 //! ```text
 //! cargo bench --bench semaphores                 # everything, a few minutes
 //! cargo bench --bench semaphores -- pingpong     # the ping-pong groups
 //! ```
-
-// Each included file is shared with the CLI, which uses parts that these benches do not.
-#[allow(dead_code)]
-#[path = "../src/bin/shmsem/bench/drive.rs"]
-mod drive;
-#[allow(dead_code)]
-#[path = "../src/bin/shmsem/bench/peers.rs"]
-mod peers;
-#[allow(dead_code)]
-#[path = "../src/bin/shmsem/bench/pin.rs"]
-mod pin;
-#[allow(dead_code)]
-#[path = "../src/bin/shmsem/bench/procs.rs"]
-mod procs;
-#[allow(dead_code)]
-#[path = "../src/bin/shmsem/bench/roles.rs"]
-mod roles;
 
 use std::{
     hint::black_box,
@@ -44,13 +27,12 @@ use std::{
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use shmsem::{Error, Semaphore};
-
-use crate::{
+use shmsem_bench::{
     drive::{Rng, START, Sems, kill_holder, shmsem_sem},
     peers::{KernelSem, PosixSem, SysvSem, unique_posix_name},
-    pin::Cpus,
-    procs::Helper,
-    roles::{Impl, KernelLocks, Locks, Role, ShmsemLocks, pingpong_rounds, pingpong_start},
+    pin::{self, Cpus},
+    procs::{self, Helper},
+    roles::{self, Impl, KernelLocks, Locks, Role, ShmsemLocks, pingpong_rounds, pingpong_start},
 };
 
 /// Helpers are started with no arguments: `main` sends them to their role first thing.

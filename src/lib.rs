@@ -1,35 +1,5 @@
-#![doc = include_str!("../README.md")]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+//! The rendering of the `shmsem` command's output (`ls`, `show`, `ps`, `reap` as text and as
+//! JSON), as a library so that the fuzz targets render corrupted segments exactly as the
+//! command does. The command itself is `src/main.rs`; nothing here is a stable interface.
 
-mod error;
-#[doc(hidden)]
-pub mod failpoint;
-mod holders;
-mod namespace;
-mod ps;
-mod scope;
-mod segment;
-mod semaphore;
-mod sys;
-mod table;
-mod wait;
-
-pub use crate::{
-    error::{Error, Result},
-    holders::{Party, Reclaimed},
-    ps::{Activity, State, ps},
-    scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, validate_name},
-    semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
-};
-
-/// The protocol and layout, exposed for the loom model, fuzz targets, benchmarks and the tests
-/// of the fast path. Not a stable interface.
-#[doc(hidden)]
-pub mod internals {
-    pub use crate::{
-        namespace::watch_for_deaths,
-        segment::layout,
-        semaphore::{on_fast_path, protocol, word},
-    };
-}
+pub mod output;

@@ -1,7 +1,7 @@
 //! Helpers shared by the fuzz targets: a private `SHMSEM_DIR` per fuzzing process, a second
 //! mapping of a namespace's segment for reading and forging records through
-//! `shmsem::internals::layout`, and the CLI's rendering code (`src/bin/shmsem/output.rs`,
-//! compiled in here so that `ls` and `show` output is produced in-process).
+//! `shmsem::internals::layout`, and the CLI's rendering code (`shmsem_cli::output`, so that
+//! `ls` and `show` output is produced in-process).
 
 use std::{
     fs,
@@ -20,9 +20,7 @@ use shmsem::internals::layout::{
 };
 
 /// The CLI's text and JSON rendering, as `shmsem ls` and `shmsem show` run it.
-#[allow(dead_code, clippy::all)]
-#[path = "../../src/bin/shmsem/output.rs"]
-pub mod output;
+pub use shmsem_cli::output;
 
 /// This process's `SHMSEM_DIR`: a fresh directory, set before the library's first use (the
 /// library reads the variable once per process) and removed when the process exits normally.

@@ -36,7 +36,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Reap(args) => reap::reap(opts, scope, &cli.namespace, args.json),
         Command::Grant(args) => grant::grant(opts, args),
         Command::Watch(args) => return watch::watch(opts, args),
-        Command::Bench(args) => crate::bench::run(
+        Command::Bench(args) => shmsem_bench::run(
+            &["bench", "--quick"],
             args.json,
             args.quick,
             args.svg.as_deref(),

@@ -9,13 +9,13 @@
 //! | 75 | timed out, or would block with `--timeout 0` |
 //! | 77 | permission denied |
 
-mod bench;
 mod cli;
 mod commands;
 mod dashboard;
 mod group;
-mod output;
 mod signals;
+
+use shmsem_cli::output;
 
 use std::{
     io::{self, Write},

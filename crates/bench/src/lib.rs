@@ -29,24 +29,24 @@
 //! | `table.rs` | the table, from the JSON |
 //! | `plot.rs` | the SVG plot |
 //!
-//! Helpers are this executable again, started as `shmsem bench --quick` with
-//! `SHMSEM_BENCH_ROLE` set: [`run`] plays the role instead of benchmarking when it finds that
-//! variable. Every run keeps its shmsem files in a fresh temporary `SHMSEM_DIR`, names its POSIX
+//! Helpers are this executable again, started with the `helper_args` given to [`run`] (for
+//! the CLI, `shmsem bench --quick`) and `SHMSEM_BENCH_ROLE` set: [`run`] plays the role
+//! instead of benchmarking when it finds that variable. Every run keeps its shmsem files in a fresh temporary `SHMSEM_DIR`, names its POSIX
 //! and SysV semaphores uniquely, and removes all of them at the end, on error too.
 
 mod callgrind;
 mod count;
-mod drive;
+pub mod drive;
 mod idle;
 mod inproc;
 mod measure;
 mod multiproc;
-mod peers;
-mod pin;
+pub mod peers;
+pub mod pin;
 mod plot;
-mod procs;
+pub mod procs;
 mod report;
-mod roles;
+pub mod roles;
 mod stats;
 mod table;
 mod targets;
@@ -67,9 +67,6 @@ use self::{
     report::{Machine, Outcome, Report, Unit},
     stats::{Better, Summary},
 };
-
-/// The arguments that bring a helper back here.
-const HELPER_ARGS: &[&str] = &["bench", "--quick"];
 
 /// How a scenario is measured.
 #[derive(Clone, Copy)]
@@ -105,9 +102,11 @@ const SCENARIOS: [(&str, Scenario); 11] = [
 /// with `from_json`, print the table of a saved JSON document instead. `quick` finishes in
 /// under 30 s.
 ///
-/// In a helper process (`SHMSEM_BENCH_ROLE` set) it plays the helper's role instead. It must be
+/// `helper_args` are the arguments that bring this executable back to this function in a
+/// helper process (`SHMSEM_BENCH_ROLE` set), where it plays the helper's role instead. It must be
 /// called before the process starts any thread: it sets `SHMSEM_DIR`.
 pub fn run(
+    helper_args: &'static [&'static str],
     json: bool,
     quick: bool,
     svg: Option<&Path>,
@@ -132,11 +131,11 @@ pub fn run(
     let progress = Progress(std::io::stderr().is_terminal());
 
     progress.say("counting instructions");
-    let counts = count::count(&plan, workspace.path(), HELPER_ARGS);
+    let counts = count::count(&plan, workspace.path(), helper_args);
     pin::pin(0, cpus.main).with_context(|| format!("pinning to CPU {}", cpus.main))?;
     let ctx = Ctx {
         plan,
-        helper_args: HELPER_ARGS,
+        helper_args,
         cpus,
     };
     let mut control = Control::new()?;

@@ -4,7 +4,7 @@
 //! Run with the `model` feature (it is part of `cargo test --release --all-features`):
 //!
 //! ```text
-//! cargo test --release --features model --test loom
+//! cargo test --release -p shmsem --features model --test loom
 //! ```
 //!
 //! A killed process is modelled by [`Mortal`]: a view of the shared atomics whose writes, after
