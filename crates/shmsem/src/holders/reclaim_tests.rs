@@ -2,14 +2,16 @@
 //! that never ran, declared dead when the test says so.
 
 use super::{
-    ENGINE, EXTERNAL, FREE, key_slot, kind,
+    Ctx, ENGINE, EXTERNAL, FREE, key_slot, kind,
     liveness::Declared,
     lock_slot, locked_here,
     reclaim::{Reclaimed, reclaim_by, reclaim_locked, stuck_words},
     testing::Fixture,
     unlock_slot,
 };
-use crate::sys::Identity;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+
+use crate::{semaphore::protocol::holding, sys::Identity};
 
 fn process(pid: u32) -> Identity {
     Identity {
@@ -34,8 +36,37 @@ fn reclaimed(semaphore: &str, pid: u32, weight: u64) -> Reclaimed {
     }
 }
 
+/// The slot of the reclaiming process, registered as the engine registers it.
+const RECLAIMER: u32 = 0;
+
+/// This process registered in [`RECLAIMER`], its lock byte held, as a process running a reclaim
+/// is (`shmsem reap`, a waiter, the watcher); the byte is given back when dropped.
+struct Registered<'a>(&'a Fixture);
+
+impl<'a> Registered<'a> {
+    fn new(fx: &'a Fixture) -> Registered<'a> {
+        fx.record_slot(RECLAIMER, ENGINE, crate::sys::current());
+        assert!(lock_slot(fx.ctx(), RECLAIMER).expect("locking"));
+        Registered(fx)
+    }
+
+    fn ctx(&self) -> Ctx<'a> {
+        Ctx {
+            me: Some(RECLAIMER),
+            ..self.0.ctx()
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        unlock_slot(self.0.ctx(), RECLAIMER);
+    }
+}
+
+/// Whether the reclaim left no slot's byte held but the reclaimer's own.
 fn no_slot_byte_is_held_here(fx: &Fixture) -> bool {
-    (0..16).all(|slot| !locked_here(fx.ctx(), slot))
+    (1..16).all(|slot| !locked_here(fx.ctx(), slot))
 }
 
 #[test]
@@ -74,15 +105,17 @@ fn a_slot_declared_dead_gives_back_every_permit_and_nothing_else_moves() {
     };
     let before = survivors(&fx);
     let doomed_state = fx.slot_state(doomed);
+    let registered = Registered::new(&fx);
+    let me = registered.ctx();
 
-    let out = reclaim_by(fx.ctx(), &liveness).expect("reclaiming");
+    let out = reclaim_by(me, &liveness).expect("reclaiming");
     assert_eq!(out, [], "nobody is dead yet");
     assert_eq!(values(&fx), (4, 3, 1));
     assert_eq!(records_of(&fx, doomed).len(), 3);
     assert_eq!(fx.slot_state(doomed), doomed_state);
 
     liveness.slot_died(&fx.seg, doomed);
-    let out = reclaim_by(fx.ctx(), &liveness).expect("reclaiming");
+    let out = reclaim_by(me, &liveness).expect("reclaiming");
     assert_eq!(out, [reclaimed("a", 100, 3), reclaimed("b", 100, 1)]);
     assert_eq!(values(&fx), (1, 2, 1), "the dead slot's weight came back");
     assert_eq!(records_of(&fx, doomed), [], "its records are freed");
@@ -90,12 +123,13 @@ fn a_slot_declared_dead_gives_back_every_permit_and_nothing_else_moves() {
     assert_eq!(survivors(&fx), before, "nothing of the living moved");
     assert!(no_slot_byte_is_held_here(&fx));
 
-    let out = reclaim_by(fx.ctx(), &liveness).expect("reclaiming again");
+    let out = reclaim_by(me, &liveness).expect("reclaiming again");
     assert_eq!(out, [], "a second reclaim finds nothing");
     assert_eq!(values(&fx), (1, 2, 1));
 }
 
-/// The caller found only `first` dead; `late` died after it looked, and the recount of `a` finds
+/// A process registering in `first`'s slot (which holds its byte and recounts in its name) found
+/// only `first` dead; `late` died after it looked, and the recount of `a` finds
 /// it dead. Its records must not go before `b`, which only it touched, is recounted too, or `b`
 /// would keep weight that nobody holds.
 #[test]
@@ -148,5 +182,37 @@ fn a_slot_found_dead_during_a_reclaim_gets_every_semaphore_it_held_recounted() {
         assert_eq!(records_of(&fx, slot), [], "slot {slot}'s records are freed");
         assert_eq!(kind(fx.slot_state(slot)), FREE, "slot {slot} is freed");
     }
+    assert!(no_slot_byte_is_held_here(&fx));
+}
+
+/// A CLI acting for a live external holder was killed between its compare-exchange and its
+/// record store, in an acquire of 2: the word counts 2 that the record does not. The holder
+/// lives and nobody acts for it, so the reclaim rolls the abandoned acquire back and leaves what
+/// the holder held before.
+#[test]
+fn an_acquire_abandoned_for_a_live_external_holder_is_rolled_back() {
+    let fx = Fixture::new();
+    let liveness = Declared::default();
+    let holder = 5;
+    fx.record_slot(holder, EXTERNAL, process(500));
+    liveness.born(process(500));
+    let a = fx.semaphore("a", 4);
+    let index = fx.hold(holder, 0, a, 1);
+    let r = fx.seg.holder(index).expect("record in bounds");
+    let mine = r.holding.load(Acquire);
+    r.holding.store(mine | holding::BUSY, Relaxed);
+    let rec = fx.seg.sem(a.index).expect("semaphore in bounds");
+    rec.word.fetch_add(2, AcqRel);
+    assert_eq!(fx.value(a), 3);
+    let registered = Registered::new(&fx);
+    let me = registered.ctx();
+
+    let out = reclaim_by(me, &liveness).expect("reclaiming");
+    assert_eq!(out, [], "nobody died");
+    assert_eq!(fx.value(a), 1, "the abandoned acquire is rolled back");
+    let bits = r.holding.load(Acquire);
+    assert_eq!(holding::held(bits), 1, "what the holder held stays");
+    assert!(!holding::is_busy(bits));
+    assert_eq!(kind(fx.slot_state(holder)), EXTERNAL, "its slot stays");
     assert!(no_slot_byte_is_held_here(&fx));
 }
