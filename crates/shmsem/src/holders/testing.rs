@@ -17,11 +17,13 @@ use crate::{
 /// A fresh segment, removed with its directory when dropped.
 #[derive(Debug)]
 pub struct Fixture {
+    /// The segment, mapped by this process.
     pub seg: Segment,
     _dir: tempfile::TempDir,
 }
 
 impl Fixture {
+    /// A segment created in a new temporary directory.
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let seg = Segment::open_or_create(
