@@ -32,14 +32,20 @@
 //! # Reclaim
 //!
 //! [`reclaim`] takes the lock byte of every slot whose lock is free: for an engine slot that
-//! proves its process dead; an external slot is then judged by pid and start time. For every
+//! proves its process dead; an external slot is then judged by pid and start time (the
+//! [`liveness::Liveness`] the reclaimer is given decides; the engine's is [`Os`]). For every
 //! semaphore a dead slot had records on, it runs the protocol's recount, which sets the value to
 //! what live holders hold, exactly, whatever instruction the dead process (or an earlier
 //! reclaimer) was killed at. Then it frees the dead records and slots and wakes the waiters of
 //! every semaphore it touched. At most one process recounts a semaphore at a time: it claims the
 //! record's `recounter` field first, and takes it over only from a dead recounter.
 
+mod liveness;
 mod reclaim;
+#[cfg(test)]
+mod reclaim_tests;
+#[cfg(test)]
+mod testing;
 pub mod watch;
 
 use std::{
@@ -48,6 +54,7 @@ use std::{
     sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst},
 };
 
+use self::liveness::Os;
 pub use self::reclaim::{Reclaimed, reclaim};
 use self::reclaim::{reclaim_locked, stuck_words};
 use crate::{
@@ -227,7 +234,12 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         // A slot still marked ENGINE belonged to a process that died: give back what it held
         // before taking it over.
         if kind(s.state.load(Acquire)) == ENGINE {
-            reclaim_locked(Ctx { me: None, ..ctx }, &[slot], stuck_words(ctx, &[slot]))?;
+            reclaim_locked(
+                Ctx { me: None, ..ctx },
+                &Os,
+                &[slot],
+                stuck_words(ctx, &[slot]),
+            )?;
             if kind(s.state.load(Acquire)) != FREE {
                 // Not all of it could be recounted yet: leave the slot to a later reclaim.
                 unlock_slot(ctx, slot);

@@ -9,7 +9,8 @@ use std::{
 };
 
 use super::{
-    Ctx, ENGINE, EXTERNAL, FREE, free_record, key_sem, key_slot, kind, lock_offset,
+    Ctx, FREE, free_record, key_sem, key_slot, kind,
+    liveness::{Liveness, Os, Probe},
     slot_generation, slot_state,
 };
 use crate::{
@@ -20,7 +21,6 @@ use crate::{
         protocol::{self, Counted, Operator, Recount, holding},
         reserver_slot,
     },
-    sys::{self, Identity, Liveness},
     table::{self, Found},
     wait,
 };
@@ -37,45 +37,15 @@ pub struct Reclaimed {
     pub weight: u64,
 }
 
-/// How a slot other than ours looks to a reclaimer.
-enum Probe {
-    /// Someone holds its lock byte: a live process, or a reclaimer or CLI acting for it.
-    Operated,
-    /// We took its lock byte; the holder is dead.
-    Dead,
-    /// We took its lock byte; the holder (external) is alive.
-    Quiescent,
-    /// We took its lock byte; nobody is registered there.
-    Free,
-}
-
-fn probe(ctx: Ctx<'_>, slot: u32) -> Result<Probe> {
-    let s = ctx
-        .seg
-        .proc_slot(slot)
-        .ok_or_else(|| Error::corrupt("slot out of bounds"))?;
-    if !super::lock_slot(ctx, slot)? {
-        return Ok(Probe::Operated);
-    }
-    let st = s.state.load(Acquire);
-    Ok(match kind(st) {
-        ENGINE => Probe::Dead,
-        EXTERNAL => {
-            let who = Identity {
-                pid: s.pid.load(Relaxed),
-                start_time: s.start_time.load(Relaxed),
-            };
-            match sys::liveness(who) {
-                Liveness::Alive => Probe::Quiescent,
-                Liveness::Dead => Probe::Dead,
-            }
-        }
-        _ => Probe::Free,
-    })
-}
-
-/// Reclaim what dead holders hold. Returns what came back.
+/// Reclaim what dead holders hold, as the kernel tells who is dead ([`Os`]). Returns what came
+/// back.
 pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
+    reclaim_by(ctx, &Os)
+}
+
+/// Reclaim what dead holders hold, as `liveness` tells who is dead. Returns what came back.
+#[cold]
+pub fn reclaim_by(ctx: Ctx<'_>, liveness: &dyn Liveness) -> Result<Vec<Reclaimed>> {
     let mut dead = Vec::new();
     let mut abandoned = Vec::new();
     for slot in 0..MAX_PROCESSES {
@@ -88,7 +58,7 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
         if kind(s.state.load(Acquire)) == FREE {
             continue;
         }
-        match probe(ctx, slot)? {
+        match liveness.probe(ctx, slot)? {
             Probe::Operated => {}
             Probe::Dead => dead.push(slot),
             Probe::Quiescent => {
@@ -109,7 +79,7 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
     if dead.is_empty() && stuck.is_empty() {
         return Ok(Vec::new());
     }
-    let out = reclaim_locked(ctx, &dead, stuck);
+    let out = reclaim_locked(ctx, liveness, &dead, stuck);
     for &slot in &dead {
         super::unlock_slot(ctx, slot);
     }
@@ -124,9 +94,10 @@ pub fn reclaim(ctx: Ctx<'_>) -> Result<Vec<Reclaimed>> {
 /// whose records the recount meets. Their records are freed with the others, so every semaphore
 /// they name is recounted too, even one recounted already (it counted them as alive then), and so
 /// are the words they left frozen: no record goes before its semaphore has been recounted with
-/// its slot known dead.
+/// its slot known dead. Slots met on the way are probed with `liveness`.
 pub(super) fn reclaim_locked(
     ctx: Ctx<'_>,
+    liveness: &dyn Liveness,
     dead: &[u32],
     stuck: BTreeSet<Found>,
 ) -> Result<Vec<Reclaimed>> {
@@ -148,7 +119,7 @@ pub(super) fn reclaim_locked(
             continue; // removed: its records are simply freed below
         }
         let name = table::name_of(rec).unwrap_or_default();
-        let outcome = recount_one(ctx, found, &mut dead, &mut extra_locks);
+        let outcome = recount_one(ctx, liveness, found, &mut dead, &mut extra_locks);
         match outcome {
             Ok(Some(gone)) => {
                 for (pid, weight) in gone {
@@ -310,6 +281,7 @@ const fn recounter_slot(id: u64) -> u32 {
 /// that came back per dead pid.
 fn recount_one(
     ctx: Ctx<'_>,
+    liveness: &dyn Liveness,
     found: Found,
     dead: &mut BTreeSet<u32>,
     extra_locks: &mut Vec<u32>,
@@ -329,10 +301,8 @@ fn recount_one(
     loop {
         if cur != 0 && cur != my_id {
             let other = recounter_slot(cur);
-            let other_dead = dead.contains(&other)
-                || (other < MAX_PROCESSES
-                    && !super::locked_here(ctx, other)
-                    && !sys::byte_locked(ctx.fd, lock_offset(other)).unwrap_or(true));
+            let other_dead =
+                dead.contains(&other) || (other < MAX_PROCESSES && !liveness.may_live(ctx, other));
             if !other_dead {
                 return Ok(None); // a live reclaimer is on it: try again later
             }
@@ -370,7 +340,7 @@ fn recount_one(
                         } else if dead.contains(&slot) {
                             Operator::Dead
                         } else {
-                            match probe(ctx, slot) {
+                            match liveness.probe(ctx, slot) {
                                 Ok(Probe::Operated) => Operator::Live,
                                 Ok(Probe::Dead) => {
                                     dead.insert(slot);

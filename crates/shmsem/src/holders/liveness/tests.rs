@@ -1,0 +1,336 @@
+//! One suite for both implementations of [`Liveness`]: [`Os`] with real child processes (`sleep`,
+//! SIGKILLed and reaped, or left a zombie), and [`Declared`] with a table of made-up ones.
+
+use std::{
+    fs::File,
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::process::CommandExt,
+    },
+    process::{Child, Command, Stdio},
+};
+
+use super::{Declared, Liveness, Os, Probe};
+use crate::{
+    holders::{
+        ENGINE, EXTERNAL, lock_offset, lock_slot, locked_here, testing::Fixture, unlock_slot,
+    },
+    sys::{self, Identity},
+};
+
+/// Processes of one test, and the liveness that judges them.
+trait World {
+    /// The implementation under test.
+    fn liveness(&self) -> &dyn Liveness;
+    /// Start a process; it runs until [`World::kill`].
+    fn start(&mut self) -> Identity;
+    /// Start a process that holds the lock byte of `slot` of `fx` for as long as it lives, as an
+    /// engine process holds its own slot's.
+    fn start_engine(&mut self, fx: &Fixture, slot: u32) -> Identity;
+    /// SIGKILL `who`; with `reap`, wait for it too, else leave it a zombie.
+    fn kill(&mut self, who: Identity, reap: bool);
+}
+
+/// The kernel's processes: children running `sleep`.
+#[derive(Default)]
+struct Real {
+    children: Vec<Child>,
+}
+
+impl Real {
+    fn spawn(&mut self, mut cmd: Command) -> Identity {
+        let child = cmd
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawning sleep");
+        let pid = child.id();
+        self.children.push(child);
+        sys::identity(pid)
+            .expect("reading /proc")
+            .expect("the child runs")
+    }
+}
+
+impl World for Real {
+    fn liveness(&self) -> &dyn Liveness {
+        &Os
+    }
+
+    fn start(&mut self) -> Identity {
+        self.spawn(Command::new("sleep"))
+    }
+
+    fn start_engine(&mut self, fx: &Fixture, slot: u32) -> Identity {
+        // A description of its own, locked here and inherited by the child alone: the lock then
+        // lives exactly as long as the child, whose death closes the last descriptor of it.
+        let own: File = sys::reopen(fx.seg.file().as_fd()).expect("reopening the segment");
+        assert!(
+            sys::try_lock_byte(own.as_fd(), lock_offset(slot)).expect("locking"),
+            "slot {slot}'s byte is free before its process starts"
+        );
+        let raw = own.as_raw_fd();
+        let mut cmd = Command::new("sleep");
+        // SAFETY: the closure runs in the child between fork and exec and only calls fcntl on a
+        // descriptor number, which is async-signal-safe and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || sys::keep_across_exec(raw));
+        }
+        let who = self.spawn(cmd);
+        drop(own);
+        who
+    }
+
+    fn kill(&mut self, who: Identity, reap: bool) {
+        let at = self
+            .children
+            .iter()
+            .position(|c| c.id() == who.pid)
+            .expect("a child of this test");
+        let mut child = self.children.swap_remove(at);
+        child.kill().expect("SIGKILL");
+        if reap {
+            child.wait().expect("reaping");
+            return;
+        }
+        // Wait for the exit without reaping: the child stays a zombie, its descriptors closed.
+        // SAFETY: `siginfo_t` is a plain C struct for which all-zero bytes are a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, exclusively borrowed `siginfo_t` for the call.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                who.pid,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0, "waitid: {}", std::io::Error::last_os_error());
+        self.children.push(child); // reaped when the world is dropped
+    }
+}
+
+impl Drop for Real {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Made-up processes in a [`Declared`] table.
+#[derive(Default)]
+struct Table {
+    declared: Declared,
+    started: u32,
+}
+
+impl World for Table {
+    fn liveness(&self) -> &dyn Liveness {
+        &self.declared
+    }
+
+    fn start(&mut self) -> Identity {
+        self.started += 1;
+        let who = Identity {
+            pid: 4_000_000 + self.started,
+            start_time: 1_000 + u64::from(self.started),
+        };
+        self.declared.born(who);
+        who
+    }
+
+    fn start_engine(&mut self, _: &Fixture, _: u32) -> Identity {
+        self.start()
+    }
+
+    fn kill(&mut self, who: Identity, _reap: bool) {
+        self.declared.died(who);
+    }
+}
+
+/// Probe `slot` and check whether the probe left its byte held by this process, as it must for
+/// every answer but `Operated`.
+fn probe(world: &dyn World, fx: &Fixture, slot: u32) -> Probe {
+    let ctx = fx.ctx();
+    let answer = world.liveness().probe(ctx, slot).expect("probing");
+    assert_eq!(
+        locked_here(ctx, slot),
+        answer != Probe::Operated,
+        "after {answer:?}, whether the prober holds slot {slot}'s byte"
+    );
+    if answer != Probe::Operated {
+        unlock_slot(ctx, slot);
+    }
+    answer
+}
+
+fn a_live_engine_process_is_operated_and_may_recount(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start_engine(&fx, 3);
+    fx.record_slot(3, ENGINE, who);
+    assert_eq!(probe(world, &fx, 3), Probe::Operated);
+    assert!(world.liveness().may_live(fx.ctx(), 3));
+}
+
+fn a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start_engine(&fx, 3);
+    fx.record_slot(3, ENGINE, who);
+    world.kill(who, true);
+    assert!(!world.liveness().may_live(fx.ctx(), 3));
+    assert_eq!(probe(world, &fx, 3), Probe::Dead);
+}
+
+fn an_engine_process_that_exited_unreaped_is_dead(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start_engine(&fx, 5);
+    fx.record_slot(5, ENGINE, who);
+    world.kill(who, false);
+    assert_eq!(probe(world, &fx, 5), Probe::Dead);
+}
+
+fn a_live_external_holder_nobody_acts_for_is_quiescent(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start();
+    fx.record_slot(7, EXTERNAL, who);
+    assert_eq!(probe(world, &fx, 7), Probe::Quiescent);
+    assert!(
+        !world.liveness().may_live(fx.ctx(), 7),
+        "an external holder runs no recount"
+    );
+}
+
+fn a_killed_and_reaped_external_holder_is_dead(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start();
+    fx.record_slot(7, EXTERNAL, who);
+    world.kill(who, true);
+    assert_eq!(probe(world, &fx, 7), Probe::Dead);
+}
+
+fn an_external_holder_that_exited_unreaped_is_dead(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start();
+    fx.record_slot(7, EXTERNAL, who);
+    world.kill(who, false);
+    assert_eq!(probe(world, &fx, 7), Probe::Dead);
+}
+
+/// What a slot sees when the pid it recorded was reused by a later process.
+fn a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let now = world.start();
+    for start_time in [now.start_time - 1, now.start_time + 1] {
+        let recorded = Identity {
+            pid: now.pid,
+            start_time,
+        };
+        fx.record_slot(7, EXTERNAL, recorded);
+        assert_eq!(probe(world, &fx, 7), Probe::Dead, "recorded {recorded:?}");
+    }
+    fx.record_slot(7, EXTERNAL, now);
+    assert_eq!(probe(world, &fx, 7), Probe::Quiescent);
+}
+
+fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start();
+    fx.record_slot(9, EXTERNAL, who);
+    world.kill(who, true);
+    // Another process's description (a CLI acting for the holder) holds the byte.
+    let acting = sys::reopen(fx.seg.file().as_fd()).expect("reopening the segment");
+    assert!(sys::try_lock_byte(acting.as_fd(), lock_offset(9)).expect("locking"));
+    assert_eq!(probe(world, &fx, 9), Probe::Operated);
+    assert!(world.liveness().may_live(fx.ctx(), 9));
+    drop(acting);
+    assert_eq!(probe(world, &fx, 9), Probe::Dead);
+}
+
+fn a_slot_another_thread_of_this_process_holds_is_operated(world: &mut dyn World) {
+    let fx = Fixture::new();
+    let who = world.start();
+    fx.record_slot(9, EXTERNAL, who);
+    world.kill(who, true);
+    assert!(lock_slot(fx.ctx(), 9).expect("locking"));
+    let answer = world.liveness().probe(fx.ctx(), 9).expect("probing");
+    assert!(world.liveness().may_live(fx.ctx(), 9));
+    unlock_slot(fx.ctx(), 9);
+    assert_eq!(answer, Probe::Operated);
+}
+
+fn a_free_slot_is_free(world: &mut dyn World) {
+    let fx = Fixture::new();
+    assert_eq!(probe(world, &fx, 11), Probe::Free);
+    assert!(!world.liveness().may_live(fx.ctx(), 11));
+}
+
+/// One test per case for the world `$world` makes.
+macro_rules! conformance {
+    ($implementation:ident, $world:expr) => {
+        mod $implementation {
+            use super::*;
+
+            #[test]
+            fn a_live_engine_process_is_operated_and_may_recount() {
+                super::a_live_engine_process_is_operated_and_may_recount(&mut $world);
+            }
+
+            #[test]
+            fn a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over() {
+                super::a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over(
+                    &mut $world,
+                );
+            }
+
+            #[test]
+            fn an_engine_process_that_exited_unreaped_is_dead() {
+                super::an_engine_process_that_exited_unreaped_is_dead(&mut $world);
+            }
+
+            #[test]
+            fn a_live_external_holder_nobody_acts_for_is_quiescent() {
+                super::a_live_external_holder_nobody_acts_for_is_quiescent(&mut $world);
+            }
+
+            #[test]
+            fn a_killed_and_reaped_external_holder_is_dead() {
+                super::a_killed_and_reaped_external_holder_is_dead(&mut $world);
+            }
+
+            #[test]
+            fn an_external_holder_that_exited_unreaped_is_dead() {
+                super::an_external_holder_that_exited_unreaped_is_dead(&mut $world);
+            }
+
+            #[test]
+            fn a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead() {
+                super::a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead(
+                    &mut $world,
+                );
+            }
+
+            #[test]
+            fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead() {
+                super::a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(
+                    &mut $world,
+                );
+            }
+
+            #[test]
+            fn a_slot_another_thread_of_this_process_holds_is_operated() {
+                super::a_slot_another_thread_of_this_process_holds_is_operated(&mut $world);
+            }
+
+            #[test]
+            fn a_free_slot_is_free() {
+                super::a_free_slot_is_free(&mut $world);
+            }
+        }
+    };
+}
+
+conformance!(os, Real::default());
+conformance!(declared, Table::default());
