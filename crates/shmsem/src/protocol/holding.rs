@@ -69,3 +69,38 @@ pub const fn uncounted(bits: u64) -> u64 {
 }
 
 const _: () = assert!(FLAGS < 1 << HELD_SHIFT);
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A record holding `held`, marked busy if `busy`.
+    pub(in crate::protocol) fn record(held: i64, busy: bool) -> AtomicU64 {
+        let bits = of(held);
+        AtomicU64::new(if busy { bits | BUSY } else { bits })
+    }
+
+    #[test]
+    fn holding_word_round_trips_signed_weights() {
+        for weight in [0, 1, -1, 5, -7, (1 << 40), -(1 << 40)] {
+            let bits = of(weight);
+            assert_eq!(held(bits), weight);
+            assert_eq!(held(bits | BUSY), weight);
+            assert!(!is_busy(bits));
+        }
+    }
+
+    #[test]
+    fn flags_never_carry_into_the_weight_and_waiter_flags_survive_a_new_weight() {
+        let counted = of(3) | COUNTED | WANTS_MORE;
+        assert_eq!(held(add(counted, -5)), -2);
+        assert!(is_counted(add(counted, -5)));
+        assert_eq!(with_held(counted | BUSY, 7), of(7) | COUNTED | WANTS_MORE);
+        assert_eq!(uncounted(counted), of(3));
+        assert!(holds_nothing(of(0)) && holds_nothing(of(-1)) && !holds_nothing(of(1)));
+        // A corrupted word decodes to some weight the recount bounds, never a panic.
+        assert_eq!(held(u64::MAX), -1);
+        assert_eq!(held(1 << 63), i64::MIN >> 3);
+    }
+}

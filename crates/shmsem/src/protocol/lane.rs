@@ -415,22 +415,8 @@ impl<A: Atomic64, H: Hook> Lane<'_, A, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::holding::tests::record as rec;
     use std::sync::atomic::AtomicU64;
-
-    fn rec(held: i64, busy: bool) -> AtomicU64 {
-        let bits = holding::of(held);
-        AtomicU64::new(if busy { bits | holding::BUSY } else { bits })
-    }
-
-    #[test]
-    fn holding_word_round_trips_signed_weights() {
-        for held in [0, 1, -1, 5, -7, (1 << 40), -(1 << 40)] {
-            let bits = holding::of(held);
-            assert_eq!(holding::held(bits), held);
-            assert_eq!(holding::held(bits | holding::BUSY), held);
-            assert!(!holding::is_busy(bits));
-        }
-    }
 
     #[test]
     fn take_and_give_keep_word_and_record_in_step() {

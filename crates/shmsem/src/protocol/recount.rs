@@ -225,13 +225,8 @@ fn unfreeze<A: Atomic64>(word: &A, generation: u16, counts: Option<Counts>) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::NoHook;
+    use crate::protocol::{NoHook, holding::tests::record as rec};
     use std::sync::atomic::AtomicU64;
-
-    fn rec(held: i64, busy: bool) -> AtomicU64 {
-        let bits = holding::of(held);
-        AtomicU64::new(if busy { bits | holding::BUSY } else { bits })
-    }
 
     #[test]
     fn recount_excludes_dead_and_rolls_back_abandoned_marks() {
