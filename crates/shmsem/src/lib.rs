@@ -7,6 +7,7 @@ mod error;
 pub mod failpoint;
 mod holders;
 mod namespace;
+mod protocol;
 mod ps;
 mod scope;
 mod segment;
@@ -23,13 +24,21 @@ pub use crate::{
     semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
 };
 
-/// The protocol and layout, exposed for the loom model, fuzz targets, benchmarks and the tests
-/// of the fast path. Not a stable interface.
+/// What the loom model (`tests/loom.rs`), the fuzz targets and the tests of the whole reach
+/// past the public interface for: the protocol's transitions and words, the segment layout, and
+/// two switches. Not a stable interface.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::{
-        namespace::watch_for_deaths,
-        segment::layout,
-        semaphore::{on_fast_path, protocol, word},
+        namespace::watch_for_deaths, protocol::word, segment::layout, semaphore::on_fast_path,
     };
+
+    /// The counter protocol's transitions, for the loom model (generic over the atomic cell),
+    /// and the holder record's word, for the tests that corrupt one.
+    pub mod protocol {
+        pub use crate::protocol::{
+            Atomic64, Counted, Kept, Lane, NoHook, Operator, Recount, Refused, announce_sleep,
+            holding, recount, remove,
+        };
+    }
 }

@@ -43,29 +43,32 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 use crate::{
     error::{Error, Result},
+    protocol::{
+        self, MAX_RETRIES,
+        handle::{GENERATIONS, generation_of, with_generation},
+        keys::TableSlot,
+        word,
+    },
     segment::{
         Segment,
         layout::{MAX_HOLDERS, MAX_SEMAPHORES, NAME_MAX, SemRecord, USED},
-    },
-    semaphore::{
-        protocol::{self, MAX_RETRIES},
-        word,
     },
     sys,
 };
 
 /// Incarnations stay below this, so that a handle can pack one with a record index into 64 bits
-/// (see `semaphore`). A record that reaches it is retired: never reused (after 2^50 lives).
-pub const INCARNATION_LIMIT: u64 = 1 << 50;
+/// (see `protocol::handle`). A record that reaches it is retired: never reused (after 2^50
+/// lives).
+pub const INCARNATION_LIMIT: u64 = protocol::handle::INCARNATION_LIMIT;
 
 /// Never used.
-pub const EMPTY: u32 = 0;
+pub const EMPTY: u32 = TableSlot::EMPTY;
 /// Being written by an inserter.
-pub const RESERVED: u32 = 1;
+pub const RESERVED: u32 = TableSlot::RESERVED;
 /// A semaphore.
-pub const LIVE: u32 = 2;
+pub const LIVE: u32 = TableSlot::LIVE;
 /// Removed.
-pub const TOMBSTONE: u32 = 3;
+pub const TOMBSTONE: u32 = TableSlot::TOMBSTONE;
 
 /// `flags` bit: the semaphore stays until removed.
 pub const KIND_PERSISTENT: u32 = 1;
@@ -75,17 +78,17 @@ pub const DEFAULT_IDLE_MS: u32 = 60_000;
 
 #[inline]
 const fn state(slot: u32) -> u32 {
-    slot & 0xFFFF
+    TableSlot::from_bits(slot).state()
 }
 
 #[inline]
 const fn generation(slot: u32) -> u16 {
-    (slot >> 16) as u16
+    TableSlot::from_bits(slot).generation()
 }
 
 #[inline]
 const fn slot(generation: u16, state: u32) -> u32 {
-    (generation as u32) << 16 | state
+    TableSlot::new(generation, state).bits()
 }
 
 /// FNV-1a, 64-bit: stable across processes and builds, no seed.
@@ -121,14 +124,8 @@ impl Packed {
     }
 }
 
-/// A semaphore found in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Found {
-    /// Record index.
-    pub index: u32,
-    /// Record generation.
-    pub generation: u16,
-}
+/// A semaphore found in the table: a record and the generation of its life.
+pub use crate::protocol::keys::Found;
 
 fn probe(name: &[u8]) -> impl Iterator<Item = u32> {
     let start = hash(name) as u32;
@@ -152,7 +149,7 @@ pub fn lookup_life(seg: &Segment, name: &str) -> Option<(Found, u64)> {
                 && packed.matches(rec, bytes.len()) =>
             {
                 let life = rec.incarnation.load(Acquire);
-                if rec.slot.load(Acquire) == s && life as u16 == generation(s) {
+                if rec.slot.load(Acquire) == s && generation_of(life) == generation(s) {
                     return Some((
                         Found {
                             index,
@@ -182,7 +179,7 @@ pub fn has_name(rec: &SemRecord, name: &str) -> bool {
 pub fn is_life(rec: &SemRecord, life: u64, name: &str) -> bool {
     let s = rec.slot.load(SeqCst);
     rec.incarnation.load(SeqCst) == life
-        && s == slot(life as u16, LIVE)
+        && s == slot(generation_of(life), LIVE)
         && has_name(rec, name)
         && rec.slot.load(SeqCst) == s
 }
@@ -244,7 +241,7 @@ pub fn insert_life(seg: &Segment, name: &str, new: NewRecord) -> Result<(Found, 
             first + 1
         },
     );
-    let generation = life as u16;
+    let generation = generation_of(life);
     rec.slot.store(slot(generation, RESERVED), Relaxed);
     let now = sys::wall_ms();
     // The word of a free record is written by nobody else (every compare-exchange compares a
@@ -296,7 +293,7 @@ fn choose_life(seg: &Segment, index: u32, mut life: u64) -> u64 {
     for _ in 0..=MAX_HOLDERS {
         rec.incarnation.store(life, SeqCst);
         // Below 2^16 every generation is new to this record: nothing can name it yet.
-        if life < 1 << 16 || !generation_named(seg, index, life as u16) {
+        if life < GENERATIONS || !generation_named(seg, index, generation_of(life)) {
             break;
         }
         life += 1;
@@ -357,9 +354,9 @@ pub fn remove(seg: &Segment, found: Found, force: bool) -> Removal {
 fn retire(seg: &Segment, rec: &SemRecord, generation_: u16, life: u64) {
     let next = generation_.wrapping_add(1);
     // The incarnation's low half follows the generation; a corrupted incarnation is realigned.
-    let mut next_life = (life & !0xFFFF) | next as u64;
+    let mut next_life = with_generation(life, next);
     if next_life <= life {
-        next_life += 1 << 16;
+        next_life += GENERATIONS;
     }
     rec.incarnation
         .store(next_life.min(INCARNATION_LIMIT - 1), SeqCst);

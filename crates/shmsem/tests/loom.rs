@@ -25,7 +25,7 @@ use loom::{
     thread,
 };
 use shmsem::internals::{
-    protocol::{self, Atomic64, Counted, Lane, Operator, Recount, Refused, holding},
+    protocol::{self, Atomic64, Counted, Lane, NoHook, Operator, Recount, Refused, holding},
     word::{self, Wake},
 };
 
@@ -136,10 +136,7 @@ fn kill_at_every_write_then_recount() {
                         cell: &victim,
                         budget: &budget,
                     };
-                    let lane = Lane {
-                        word: &w,
-                        holding: &h,
-                    };
+                    let lane = Lane::new(&w, &h);
                     let took = if once {
                         lane.take_quiet(word::empty(0), 1, 1).is_some()
                     } else {
@@ -154,10 +151,7 @@ fn kill_at_every_write_then_recount() {
             let l = {
                 let (word, live, inside) = (word.clone(), live.clone(), inside.clone());
                 thread::spawn(move || {
-                    let lane = Lane {
-                        word: &*word,
-                        holding: &*live,
-                    };
+                    let lane = Lane::new(&*word, &*live);
                     if lane.try_take(0, 1, 1, false).is_ok() {
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "over-granted");
                         inside.fetch_sub(1, Ordering::SeqCst);
@@ -170,6 +164,7 @@ fn kill_at_every_write_then_recount() {
             let out = protocol::recount(
                 &*word,
                 0,
+                NoHook,
                 || {
                     vec![
                         Counted {
@@ -189,10 +184,7 @@ fn kill_at_every_write_then_recount() {
             );
             assert!(matches!(out, Recount::Done { .. }), "{out:?}");
             // A newcomer after the recount.
-            let lane = Lane {
-                word: &*word,
-                holding: &*newcomer,
-            };
+            let lane = Lane::new(&*word, &*newcomer);
             if lane.try_take(0, 1, 1, false).is_ok() {
                 assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "over-granted");
                 inside.fetch_sub(1, Ordering::SeqCst);
@@ -241,6 +233,7 @@ fn killed_recounter_is_taken_over() {
                     protocol::recount(
                         &w,
                         0,
+                        NoHook,
                         || {
                             vec![
                                 Counted {
@@ -261,6 +254,7 @@ fn killed_recounter_is_taken_over() {
             let out = protocol::recount(
                 &*word,
                 0,
+                NoHook,
                 || {
                     vec![
                         Counted {
@@ -320,7 +314,7 @@ impl Futex {
 /// announce the sleep (`SLEEPING`) and sleep on the futex half seen; take and uncount in one
 /// step.
 fn acquire_blocking(word: &Cell64, rec: &Cell64, futex: &Futex, weight: u32, capacity: u32) {
-    let lane = Lane { word, holding: rec };
+    let lane = Lane::new(word, rec);
     if lane.try_take(0, weight, capacity, false).is_ok() {
         return;
     }
@@ -360,19 +354,13 @@ fn waiters_behind_a_holder(capacity: u32, weights: &'static [u32]) {
         });
         let holder = Cell64::new(0);
         let release = |rec: &Cell64, futex: &Futex, weight: u32| {
-            let lane = Lane {
-                word: &*word,
-                holding: rec,
-            };
+            let lane = Lane::new(&*word, rec);
             let before = lane.give(0, weight).unwrap();
             futex.wake(word::wake_count(before, weight));
         };
-        Lane {
-            word: &*word,
-            holding: &*holder,
-        }
-        .try_take(0, capacity, capacity, false)
-        .unwrap();
+        Lane::new(&*word, &*holder)
+            .try_take(0, capacity, capacity, false)
+            .unwrap();
         let waiters: Vec<_> = weights
             .iter()
             .map(|&weight| {
@@ -380,12 +368,7 @@ fn waiters_behind_a_holder(capacity: u32, weights: &'static [u32]) {
                 thread::spawn(move || {
                     let rec = Cell64::new(0);
                     acquire_blocking(&word, &rec, &futex, weight, capacity);
-                    let before = Lane {
-                        word: &*word,
-                        holding: &*rec,
-                    }
-                    .give(0, weight)
-                    .unwrap();
+                    let before = Lane::new(&*word, &*rec).give(0, weight).unwrap();
                     futex.wake(word::wake_count(before, weight));
                 })
             })
@@ -423,20 +406,14 @@ fn a_release_and_retake_before_the_waiter_sleeps_loses_no_wake() {
             cv: Condvar::new(),
         });
         let holder = Cell64::new(0);
-        let h = Lane {
-            word: &*word,
-            holding: &*holder,
-        };
+        let h = Lane::new(&*word, &*holder);
         h.try_take(0, 1, 1, false).unwrap();
         let waiter = {
             let (word, futex) = (word.clone(), futex.clone());
             thread::spawn(move || {
                 let rec = Cell64::new(0);
                 acquire_blocking(&word, &rec, &futex, 1, 1);
-                let lane = Lane {
-                    word: &*word,
-                    holding: &*rec,
-                };
+                let lane = Lane::new(&*word, &*rec);
                 let before = lane.give(0, 1).unwrap();
                 futex.wake(word::wake_count(before, 1));
             })
@@ -482,10 +459,7 @@ fn unforced_remove_never_removes_a_held_semaphore() {
         let user = {
             let (word, rec, inside) = (word.clone(), rec.clone(), inside.clone());
             thread::spawn(move || {
-                let lane = Lane {
-                    word: &*word,
-                    holding: &*rec,
-                };
+                let lane = Lane::new(&*word, &*rec);
                 for _ in 0..2 {
                     match lane.try_take(0, 1, 1, false) {
                         Ok(_) => {}
@@ -556,15 +530,13 @@ fn recount_races_remove_and_recreate(new_generation: u16) {
                     Ordering::Relaxed,
                 )
                 .expect("the tombstone word changed");
-                let lane = Lane {
-                    word: &*word,
-                    holding: &*newcomer,
-                };
+                let lane = Lane::new(&*word, &*newcomer);
                 lane.try_take(new_generation, 1, 1, false)
                     .expect("the new semaphore refused its first acquire");
                 let out = protocol::recount(
                     &*word,
                     new_generation,
+                    NoHook,
                     || {
                         vec![Counted {
                             holding: &*newcomer,
@@ -586,6 +558,7 @@ fn recount_races_remove_and_recreate(new_generation: u16) {
         let out = protocol::recount(
             &*word,
             0,
+            NoHook,
             || {
                 vec![Counted {
                     holding: &*victim,
@@ -673,20 +646,14 @@ fn killed_waiter_is_uncounted_by_the_recount() {
                         cell: &victim,
                         budget: &budget,
                     };
-                    let lane = Lane {
-                        word: &w,
-                        holding: &h,
-                    };
+                    let lane = Lane::new(&w, &h);
                     let _ = lane.count_waiter(0, 2);
                 })
             };
             let l = {
                 let (word, live) = (word.clone(), live.clone());
                 thread::spawn(move || {
-                    let lane = Lane {
-                        word: &*word,
-                        holding: &*live,
-                    };
+                    let lane = Lane::new(&*word, &*live);
                     let (_, counted) = unfrozen(|| lane.count_waiter(0, 1));
                     assert!(counted);
                     assert!(
@@ -700,6 +667,7 @@ fn killed_waiter_is_uncounted_by_the_recount() {
             let out = protocol::recount(
                 &*word,
                 0,
+                NoHook,
                 || {
                     vec![
                         Counted {

@@ -26,7 +26,7 @@
 //! # Holder records
 //!
 //! One [`HolderRecord`] per (slot, lane, semaphore): a *lane* is a thread of the process, so each
-//! record has one writer and is updated with plain stores (see `semaphore::protocol`). The
+//! record has one writer and is updated with plain stores (see `protocol`). The
 //! weight a process holds is the sum over its lanes.
 //!
 //! # Reclaim
@@ -60,21 +60,24 @@ use self::reclaim::{reclaim_locked, stuck_words};
 use crate::{
     error::{Error, Result},
     failpoint,
+    protocol::{
+        holding,
+        keys::{HolderKey, SlotState},
+    },
     segment::{
         Segment,
         layout::{MAX_HOLDERS, MAX_PROCESSES},
     },
-    semaphore::protocol::holding,
     sys::{self, Identity},
     table::Found,
 };
 
 /// Slot kind: unused.
-pub const FREE: u32 = 0;
+pub const FREE: u32 = SlotState::FREE;
 /// Slot kind: an engine process, alive while it holds its lock byte.
-pub const ENGINE: u32 = 1;
+pub const ENGINE: u32 = SlotState::ENGINE;
 /// Slot kind: an external holder, alive while its pid and start time match a process.
-pub const EXTERNAL: u32 = 2;
+pub const EXTERNAL: u32 = SlotState::EXTERNAL;
 
 /// Byte of the segment file whose OFD lock serialises name-table inserts and removals.
 pub const TABLE_LOCK: u64 = 0;
@@ -142,39 +145,31 @@ pub fn locked_here(ctx: Ctx<'_>, slot: u32) -> bool {
 
 #[inline]
 const fn kind(state: u32) -> u32 {
-    state & 0xFF
+    SlotState::from_bits(state).kind()
 }
 
 #[inline]
 const fn slot_generation(state: u32) -> u32 {
-    state >> 8
+    SlotState::from_bits(state).generation()
 }
 
 #[inline]
 const fn slot_state(generation: u32, kind: u32) -> u32 {
-    (generation << 8) | kind
+    SlotState::new(generation, kind).bits()
 }
 
 /// The key of the record of (`slot`, `lane`) on semaphore `found`.
 #[inline]
 pub const fn record_key(slot: u32, lane: u16, found: Found) -> u64 {
-    ((slot as u64 + 1) << 48)
-        | ((lane as u64) << 32)
-        | ((found.index as u64) << 16)
-        | found.generation as u64
+    HolderKey::new(slot, lane, found).bits()
 }
 
 /// The slot a record key belongs to, if the key is in use and in bounds.
 #[inline]
 fn key_slot(key: u64) -> Option<u32> {
-    let s = (key >> 48) as u32;
-    (s != 0 && s <= MAX_PROCESSES).then(|| s - 1)
-}
-
-/// Whether `key` is a record of `lane` (of some slot) on `found`.
-#[inline]
-pub fn key_names(key: u64, lane: u16, found: Found) -> bool {
-    key >> 48 != 0 && (key >> 32) as u16 == lane && key_sem(key) == found
+    HolderKey::from_bits(key)
+        .slot()
+        .filter(|&s| s < MAX_PROCESSES)
 }
 
 /// The semaphore a record key in use refers to.
@@ -186,10 +181,7 @@ pub fn key_found(key: u64) -> Option<Found> {
 /// The semaphore a record key refers to.
 #[inline]
 fn key_sem(key: u64) -> Found {
-    Found {
-        index: ((key >> 16) & 0xFFFF) as u32,
-        generation: key as u16,
-    }
+    HolderKey::from_bits(key).found()
 }
 
 /// What this process needs to operate on a segment's holder tables.
@@ -246,7 +238,7 @@ pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
                 continue;
             }
         }
-        let generation = slot_generation(s.state.load(Acquire)).wrapping_add(1) & 0xFF_FFFF;
+        let generation = SlotState::from_bits(s.state.load(Acquire)).next_generation();
         fill_identity(s, who);
         failpoint::hit("register:filled");
         // Release: the identity above is visible with the kind.
@@ -305,7 +297,7 @@ pub fn external_slot(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
         }
         let st = s.state.load(Acquire);
         let taken = (kind(st) == FREE).then(|| {
-            let generation = slot_generation(st).wrapping_add(1) & 0xFF_FFFF;
+            let generation = SlotState::from_bits(st).next_generation();
             fill_identity(s, who);
             s.state.store(slot_state(generation, EXTERNAL), Release);
             ctx.seg.header().registrations.fetch_add(1, Release);
@@ -396,7 +388,7 @@ pub fn free_slot(ctx: Ctx<'_>, slot: u32) {
     if let Some(s) = ctx.seg.proc_slot(slot) {
         let st = s.state.load(Acquire);
         s.state
-            .store(slot_state(slot_generation(st), FREE), Release);
+            .store(SlotState::from_bits(st).with_kind(FREE).bits(), Release);
     }
 }
 
@@ -565,19 +557,15 @@ mod tests {
             let key = record_key(slot, lane, found);
             assert_eq!(key_slot(key), Some(slot));
             assert_eq!(key_found(key), Some(found));
-            assert!(key_names(key, lane, found));
-            assert!(!key_names(key, lane ^ 1, found));
+            assert!(HolderKey::from_bits(key).names(lane, found));
         }
         assert_eq!(key_slot(0), None, "a free record's key names no slot");
         assert_eq!(key_found(0), None);
-        assert!(!key_names(
-            0,
-            0,
-            Found {
-                index: 0,
-                generation: 0
-            }
-        ));
+        assert_eq!(
+            key_slot(record_key(MAX_PROCESSES, 0, found)),
+            None,
+            "a slot past the table is refused"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Reclaiming the weight of dead holders: finding them by their lock bytes, recounting every
-//! semaphore they touched (see `semaphore::protocol::recount`), freeing their records and slots,
+//! semaphore they touched (see `protocol::recount`), freeing their records and slots,
 //! and repairing words a dead recounter left frozen.
 
 use std::{
@@ -11,16 +11,17 @@ use std::{
 use super::{
     Ctx, FREE, free_record, key_sem, key_slot, kind,
     liveness::{Liveness, Os, Probe},
-    slot_generation, slot_state,
+    slot_generation,
 };
 use crate::{
     error::{Error, Result},
-    failpoint,
-    segment::layout::{MAX_HOLDERS, MAX_PROCESSES, MAX_SEMAPHORES},
-    semaphore::{
-        protocol::{self, Counted, Operator, Recount, holding},
-        reserver_slot,
+    failpoint::{self, KillPoints},
+    protocol::{
+        self, Counted, Operator, Recount, holding,
+        keys::{RecounterId, Reservation, SlotState},
+        word,
     },
+    segment::layout::{MAX_HOLDERS, MAX_PROCESSES, MAX_SEMAPHORES},
     table::{self, Found},
     wait,
 };
@@ -157,7 +158,7 @@ pub(super) fn reclaim_locked(
             if let Some(s) = ctx.seg.proc_slot(slot) {
                 let st = s.state.load(Acquire);
                 s.state
-                    .store(slot_state(slot_generation(st), FREE), Release);
+                    .store(SlotState::from_bits(st).with_kind(FREE).bits(), Release);
             }
         }
     }
@@ -188,8 +189,9 @@ fn drop_dead_reservations(ctx: Ctx<'_>, dead: &BTreeSet<u32>) {
     for index in 0..MAX_SEMAPHORES {
         let Some(rec) = ctx.seg.sem(index) else { break };
         let r = rec.reservation.load(Acquire);
-        if r != 0
-            && dead.contains(&reserver_slot(r))
+        if Reservation::from_bits(r)
+            .slot()
+            .is_some_and(|slot| dead.contains(&slot))
             && rec
                 .reservation
                 .compare_exchange(r, 0, SeqCst, Relaxed)
@@ -240,15 +242,14 @@ pub(super) fn stuck_words(ctx: Ctx<'_>, dead: &[u32]) -> BTreeSet<Found> {
     for index in 0..MAX_SEMAPHORES {
         let Some(rec) = ctx.seg.sem(index) else { break };
         let w = rec.word.load(Acquire);
-        if !crate::semaphore::word::is_frozen(w) {
+        if !word::is_frozen(w) {
             continue;
         }
-        let recounter = rec.recounter.load(Acquire);
-        let slot = recounter_slot(recounter);
-        if recounter == 0 || dead.contains(&slot) {
+        let recounter = RecounterId::from_bits(rec.recounter.load(Acquire));
+        if recounter.is_nobody() || recounter.slot().is_some_and(|s| dead.contains(&s)) {
             out.insert(Found {
                 index,
-                generation: crate::semaphore::word::generation(w),
+                generation: word::generation(w),
             });
         }
     }
@@ -261,19 +262,7 @@ fn recounter_id(ctx: Ctx<'_>, slot: u32) -> u64 {
         .seg
         .proc_slot(slot)
         .map_or(0, |s| slot_generation(s.state.load(Relaxed)));
-    recounter(slot, generation)
-}
-
-/// A semaphore's `recounter` field: `(slot + 1) << 32 | slot generation`; 0 names nobody.
-#[inline]
-const fn recounter(slot: u32, generation: u32) -> u64 {
-    ((slot as u64 + 1) << 32) | generation as u64
-}
-
-/// The slot a `recounter` value names (`u32::MAX` for 0, which names nobody).
-#[inline]
-const fn recounter_slot(id: u64) -> u32 {
-    ((id >> 32) as u32).wrapping_sub(1)
+    RecounterId::new(slot, generation).bits()
 }
 
 /// Recount one semaphore. Slots found dead on the way join `dead` (their lock bytes are then
@@ -300,9 +289,10 @@ fn recount_one(
     let mut cur = rec.recounter.load(Acquire);
     loop {
         if cur != 0 && cur != my_id {
-            let other = recounter_slot(cur);
-            let other_dead =
-                dead.contains(&other) || (other < MAX_PROCESSES && !liveness.may_live(ctx, other));
+            // A value naming no slot (corrupted) counts as a live reclaimer's.
+            let other_dead = RecounterId::from_bits(cur).slot().is_some_and(|other| {
+                dead.contains(&other) || (other < MAX_PROCESSES && !liveness.may_live(ctx, other))
+            });
             if !other_dead {
                 return Ok(None); // a live reclaimer is on it: try again later
             }
@@ -320,6 +310,7 @@ fn recount_one(
     let outcome = protocol::recount(
         &rec.word,
         found.generation,
+        KillPoints,
         || {
             let mut counted = Vec::new();
             let mut seen: BTreeMap<u32, Operator> = BTreeMap::new();
@@ -404,21 +395,5 @@ fn recount_one(
             "holder records of semaphore #{} sum to an impossible weight",
             found.index
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recounter_ids_name_their_slot_and_zero_names_nobody() {
-        for (slot, generation) in [(0, 0), (1, 7), (MAX_PROCESSES - 1, 0xFF_FFFF)] {
-            let id = recounter(slot, generation);
-            assert_ne!(id, 0);
-            assert_eq!(recounter_slot(id), slot);
-            assert_eq!(id as u32, generation);
-        }
-        assert!(recounter_slot(0) >= MAX_PROCESSES, "0 names no slot");
     }
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
-use crate::{semaphore::protocol::holding, sys::Identity};
+use crate::{protocol::holding, sys::Identity};
 
 fn process(pid: u32) -> Identity {
     Identity {

@@ -8,8 +8,8 @@ use std::{
 
 use super::{Ctx, claim_record, slot_state};
 use crate::{
+    protocol::{Lane, word},
     segment::{Creation, Expect, Segment},
-    semaphore::{protocol::Lane, word},
     sys::Identity,
     table::{self, Found, NewRecord},
 };
@@ -89,10 +89,7 @@ impl Fixture {
             claim_record(self.ctx(), slot, 1, lane, found).expect("room for a holder record");
         let rec = self.seg.sem(found.index).expect("semaphore in bounds");
         let r = self.seg.holder(index).expect("record in bounds");
-        let lane = Lane {
-            word: &rec.word,
-            holding: &r.holding,
-        };
+        let lane = Lane::new(&rec.word, &r.holding);
         let capacity = rec.capacity.load(Relaxed);
         lane.try_take(found.generation, weight, capacity, false)
             .expect("the weight is free");

@@ -120,7 +120,7 @@ pub struct HolderRecord {
     pub owner_gen: AtomicU32,
     _pad0: AtomicU32,
     /// The weight held through this record and the in-flight flag; see
-    /// `semaphore::protocol::holding`. One lane may release what another lane of the same process
+    /// `protocol::holding`. One lane may release what another lane of the same process
     /// acquired, so a single record's weight can be negative; the per-process sum cannot.
     pub holding: AtomicU64,
     _reserved0: AtomicU64,
@@ -139,7 +139,7 @@ pub struct HolderRecord {
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct SemRecord {
-    /// The state word; see `semaphore::word`.
+    /// The state word; see `protocol::word`.
     pub word: AtomicU64,
     /// Most weight that may be held at once.
     pub capacity: AtomicU32,

@@ -3,24 +3,30 @@
 //! re-creates an auto semaphore that was removed under it.
 
 use std::{
-    sync::atomic::Ordering::{Relaxed, Release, SeqCst},
+    sync::atomic::{
+        AtomicU64,
+        Ordering::{Relaxed, Release, SeqCst},
+    },
     time::Duration,
 };
 
 use super::{
     FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, fast,
-    frozen_pause, note_since,
-    protocol::{self, Lane, Refused, holding},
+    frozen_pause, lane_of, note_since,
     sleep::{POLL_NAP, SpinLuck, fits_now, nap},
-    weight_error, word,
+    unpack,
 };
 use crate::{
     error::{Error, Result},
-    failpoint,
+    failpoint::{self, KillPoints},
     namespace::{current_lane, with_lane},
+    protocol::{
+        self, Lane, Refused, holding,
+        keys::{Found, Reservation},
+        word,
+    },
     segment::layout::{HolderRecord, SemRecord},
     sys,
-    table::Found,
     wait::{self, Monotonic},
 };
 
@@ -57,12 +63,8 @@ impl Semaphore {
             && weight != 0
         {
             let (rec, h) = (hit.rec(), hit.holder());
-            let lane = Lane {
-                word: &rec.word,
-                holding: &h.holding,
-            };
             let capacity = rec.capacity.load(Relaxed);
-            if let Some(before) = lane.take_quiet(hit.empty, weight, capacity) {
+            if let Some(before) = lane_of(rec, h).take_quiet(hit.empty, weight, capacity) {
                 // A holding that begins now is not stamped yet (see `note_since`).
                 if holding::holds_nothing(before) {
                     h.since_ms.store(0, Relaxed);
@@ -91,49 +93,34 @@ impl Semaphore {
         now: bool,
     ) -> Result<(u64, u32)> {
         let until = Until::from_registers(timeout, now).start();
-        let (found, _) = super::unpack(packed);
+        let (found, _) = unpack(packed);
         let (rec, h) = (hit.rec(), hit.holder());
-        let capacity = rec.capacity.load(Relaxed);
-        check_weight(weight, capacity)?;
-        let lane = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
-        let refused = match lane.try_take(
-            found.generation,
-            weight,
-            fair_capacity(rec, capacity, 0),
-            false,
-        ) {
-            Ok(_) => {
-                note_since(h, weight);
-                return Ok((packed, hit.epoch));
-            }
+        let capacity = capacity_for(rec, weight)?;
+        let fair = fair_capacity(rec, capacity, Reservation::NONE);
+        let refused = match take_once(rec, h, found.generation, weight, fair) {
+            Ok(()) => return Ok((packed, hit.epoch)),
             Err(Refused::Removed) => return self.take_by_lookup(weight, until),
             Err(refused) => refused,
         };
         // A weight-1 waiter never reserves, so needs no token (see `fair_capacity`).
         let token = if weight == 1 {
-            0
+            Reservation::NONE
         } else {
             match current_lane() {
-                Some(lane) => reservation_token(self.inner.ns.registration()?.slot, lane, weight),
+                Some(lane) => Reservation::new(self.inner.ns.registration()?.slot, lane, weight),
                 None => return self.take_by_lookup(weight, until),
             }
         };
-        let outcome =
-            self.take_contended(
-                found,
-                weight,
-                until,
-                h,
-                token,
-                refused,
-                |fair, c| match lane.try_take(found.generation, weight, fair, c) {
-                    Ok(_) => Attempt::Taken { uncounted: c },
-                    Err(r) => Attempt::Refused(r),
-                },
-            );
+        let lane = lane_of(rec, h);
+        let outcome = self.take_contended(
+            found,
+            weight,
+            until,
+            h,
+            token,
+            refused,
+            own_attempt(&lane, found.generation, weight),
+        );
         match outcome {
             Ok(()) => Ok((packed, hit.epoch)),
             // The deadline stays the one started above.
@@ -167,34 +154,27 @@ impl Semaphore {
         weight: u32,
         until: Until,
     ) -> Result<(Found, u64, Held)> {
-        let (found, life) = self.current();
-        let rec = self.rec(found);
-        let capacity = rec.capacity.load(Relaxed);
-        // `weight - 1 < capacity` is `1 <= weight <= capacity` in one comparison.
-        if weight.wrapping_sub(1) < capacity {
-            let fair = fair_capacity(rec, capacity, 0);
-            let (h, held) = match self.holder(lane, found, life) {
-                Ok(x) => x,
-                Err(Error::Removed { .. }) => {
-                    return self.take_slow(lane, weight, until, (found, life), Refused::Removed);
-                }
-                Err(e) => return Err(e),
-            };
-            let lane_view = Lane {
-                word: &rec.word,
-                holding: &h.holding,
-            };
-            match lane_view.try_take(found.generation, weight, fair, false) {
-                Ok(_) => {
-                    note_since(h, weight);
-                    return Ok((found, life, held));
-                }
-                Err(refused) => {
-                    return self.take_slow(lane, weight, until, (found, life), refused);
-                }
-            }
+        let at = self.current();
+        match self.try_on(lane, at, weight)? {
+            Ok(held) => Ok((at.0, at.1, held)),
+            Err(refused) => self.take_slow(lane, weight, until, at, refused),
         }
-        Err(weight_error(weight, capacity))
+    }
+
+    /// The try-once path of a looked-up acquire: check the weight against the capacity, find
+    /// (or claim) this lane's record for life `at`, and take `weight` in one attempt
+    /// ([`take_once`]). `Ok(Err(Refused::Removed))` when that life is over.
+    #[inline]
+    fn try_on(&self, lane: u16, (found, life): (Found, u64), weight: u32) -> Result<Tried<Held>> {
+        let rec = self.rec(found);
+        let capacity = capacity_for(rec, weight)?;
+        let (h, held) = match self.holder(lane, found, life) {
+            Ok(x) => x,
+            Err(Error::Removed { .. }) => return Ok(Err(Refused::Removed)),
+            Err(e) => return Err(e),
+        };
+        let fair = fair_capacity(rec, capacity, Reservation::NONE);
+        Ok(take_once(rec, h, found.generation, weight, fair).map(|()| held))
     }
 
     /// The fast path failed with `first`: wait, and re-create the semaphore if it was removed.
@@ -208,7 +188,7 @@ impl Semaphore {
         mut refused: Refused,
     ) -> Result<(Found, u64, Held)> {
         let until = until.start();
-        let token = reservation_token(self.inner.ns.registration()?.slot, lane, weight);
+        let token = Reservation::new(self.inner.ns.registration()?.slot, lane, weight);
         for _ in 0..RECREATE_TRIES {
             let (found, life) = at;
             let outcome = match refused {
@@ -217,17 +197,10 @@ impl Semaphore {
                     Err(Error::Removed { .. }) => Err(Contended::Removed),
                     Err(e) => return Err(e),
                     Ok((h, held)) => {
-                        let lane_view = Lane {
-                            word: &self.rec(found).word,
-                            holding: &h.holding,
-                        };
-                        self.take_contended(found, weight, until, h, token, refused, |fair, c| {
-                            match lane_view.try_take(found.generation, weight, fair, c) {
-                                Ok(_) => Attempt::Taken { uncounted: c },
-                                Err(r) => Attempt::Refused(r),
-                            }
-                        })
-                        .map(|()| held)
+                        let lane_view = lane_of(self.rec(found), h);
+                        let attempt = own_attempt(&lane_view, found.generation, weight);
+                        self.take_contended(found, weight, until, h, token, refused, attempt)
+                            .map(|()| held)
                     }
                 },
             };
@@ -237,28 +210,8 @@ impl Semaphore {
                 Err(Contended::Moved) => unreachable!("a lane's own record never moves"),
                 Err(Contended::Removed) => {
                     at = self.recreate(at, lane, until)?;
-                    let (found, life) = at;
-                    let rec = self.rec(found);
-                    let capacity = rec.capacity.load(Relaxed);
-                    check_weight(weight, capacity)?;
-                    let (h, held) = match self.holder(lane, found, life) {
-                        Ok(x) => x,
-                        Err(Error::Removed { .. }) => {
-                            refused = Refused::Removed;
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let lane_view = Lane {
-                        word: &rec.word,
-                        holding: &h.holding,
-                    };
-                    let fair = fair_capacity(rec, capacity, 0);
-                    match lane_view.try_take(found.generation, weight, fair, false) {
-                        Ok(_) => {
-                            note_since(h, weight);
-                            return Ok((found, life, held));
-                        }
+                    match self.try_on(lane, at, weight)? {
+                        Ok(held) => return Ok((at.0, at.1, held)),
                         Err(r) => refused = r,
                     }
                 }
@@ -279,23 +232,20 @@ impl Semaphore {
         weight: u32,
         until: Until,
         h: &HolderRecord,
-        token: u64,
+        token: Reservation,
         first: Refused,
         mut attempt: impl FnMut(u32, bool) -> Attempt,
     ) -> Result<(), Contended> {
         let rec = self.rec(found);
         let generation = found.generation;
-        let lane = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
+        let lane = lane_of(rec, h);
         let mut seen = match first {
             Refused::Full(w) | Refused::Frozen(w) | Refused::Underflow(w) => w,
             Refused::Removed => return Err(Contended::Removed),
             Refused::Contended => return Err(Contended::Failed(self.contended())),
         };
         if let Until::Now = until {
-            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
+            let fair = fair_capacity(rec, rec.capacity.load(Relaxed), Reservation::NONE);
             return Err(Contended::Failed(Error::WouldBlock {
                 weight,
                 available: word::available(seen, fair),
@@ -307,7 +257,7 @@ impl Semaphore {
                 for _ in 0..(1 << i) {
                     std::hint::spin_loop();
                 }
-                let fair = fair_capacity(rec, rec.capacity.load(Relaxed), 0);
+                let fair = fair_capacity(rec, rec.capacity.load(Relaxed), Reservation::NONE);
                 match attempt(fair, false) {
                     Attempt::Taken { .. } => {
                         SpinLuck::spun(true);
@@ -368,16 +318,16 @@ impl Semaphore {
             if weight > 1 && !reserved && counted {
                 reserved = rec
                     .reservation
-                    .compare_exchange(0, token, Relaxed, Relaxed)
+                    .compare_exchange(Reservation::NONE.bits(), token.bits(), Relaxed, Relaxed)
                     .is_ok();
                 if reserved {
                     failpoint::hit("wait:reserved");
                 }
             }
-            let capacity = rec.capacity.load(Relaxed);
-            if let Err(e) = check_weight(weight, capacity) {
-                break Err(Contended::Failed(e));
-            }
+            let capacity = match capacity_for(rec, weight) {
+                Ok(capacity) => capacity,
+                Err(e) => break Err(Contended::Failed(e)),
+            };
             let fair = fair_capacity(rec, capacity, token);
             match attempt(fair, counted) {
                 Attempt::Taken { uncounted } => {
@@ -437,7 +387,12 @@ impl Semaphore {
         }
         if reserved {
             // SeqCst, and the flag cleared before the wake: see `protocol::clear_sleeping`.
-            let _ = rec.reservation.compare_exchange(token, 0, SeqCst, Relaxed);
+            let _ = rec.reservation.compare_exchange(
+                token.bits(),
+                Reservation::NONE.bits(),
+                SeqCst,
+                Relaxed,
+            );
             if result.is_err() {
                 // What we held back is free for the others again.
                 protocol::clear_sleeping(&rec.word);
@@ -472,16 +427,15 @@ impl Semaphore {
                 Err(e) => return Err(Contended::Failed(e)),
             };
             let rec = self.rec(found);
-            let capacity = rec.capacity.load(Relaxed);
-            check_weight(weight, capacity).map_err(Contended::Failed)?;
-            let first = match attempt(fair_capacity(rec, capacity, 0)) {
+            let capacity = capacity_for(rec, weight).map_err(Contended::Failed)?;
+            let first = match attempt(fair_capacity(rec, capacity, Reservation::NONE)) {
                 Attempt::Taken { .. } => return Ok(()),
                 Attempt::Failed(e) => return Err(Contended::Failed(e)),
                 Attempt::Moved => return Err(Contended::Moved),
                 Attempt::Refused(r) => r,
                 Attempt::Busy => Refused::Full(rec.word.load(Relaxed)),
             };
-            let token = reservation_token(me, lane, weight);
+            let token = Reservation::new(me, lane, weight);
             self.take_contended(found, weight, until, h, token, first, |fair, _| {
                 attempt(fair)
             })
@@ -493,7 +447,7 @@ impl Semaphore {
     /// so, and the count is right again when it next takes weight through that record, or when
     /// the process dies).
     #[cold]
-    fn uncount(&self, lane: &Lane<'_, std::sync::atomic::AtomicU64>, generation: u16) {
+    fn uncount(&self, lane: &Lane<'_, AtomicU64, KillPoints>, generation: u16) {
         let since = Monotonic::now();
         while let Err(Refused::Frozen(_)) = lane.uncount_waiter(generation) {
             if Monotonic::now() >= since.after(FROZEN_PATIENCE) {
@@ -529,43 +483,62 @@ pub(super) enum Contended {
     Failed(Error),
 }
 
-/// The fairness reservation of waiter `lane` of process slot `slot` for `weight`:
-/// `(slot + 1) << 48 | lane << 32 | weight`. Never 0.
+/// The capacity left to a taker whose own reservation is `mine` ([`Reservation::NONE`]: none):
+/// the capacity, less what another waiter has reserved.
 #[inline]
-pub(super) fn reservation_token(slot: u32, lane: u16, weight: u32) -> u64 {
-    ((slot as u64 + 1) << 48) | ((lane as u64) << 32) | weight as u64
+pub(super) fn fair_capacity(rec: &SemRecord, capacity: u32, mine: Reservation) -> u32 {
+    Reservation::from_bits(rec.reservation.load(Relaxed)).fair(capacity, mine)
 }
 
-/// The process slot of the waiter that holds the fairness reservation `token` (see
-/// [`reservation_token`]).
+/// What one attempt that may be refused gives: `Err` with why it was refused.
+pub(super) type Tried<T> = std::result::Result<T, Refused>;
+
+/// The capacity of `rec` now, if `weight` is within it (the weight check of every acquire that
+/// is not the fast path, which makes it by the word alone).
 #[inline]
-pub(crate) const fn reserver_slot(token: u64) -> u32 {
-    ((token >> 48) as u32).wrapping_sub(1)
+fn capacity_for(rec: &SemRecord, weight: u32) -> Result<u32> {
+    let capacity = rec.capacity.load(Relaxed);
+    check_weight(weight, capacity)?;
+    Ok(capacity)
 }
 
-/// The capacity left to a taker whose own reservation token is `mine` (0: none): the capacity,
-/// less what another waiter has reserved.
+/// The one try-once step of every acquire that is not the fast path: take `weight` under
+/// `fair` (see [`fair_capacity`]) through holder record `h` on `rec` in one attempt, uncounted,
+/// and note when a holding began.
 #[inline]
-pub(super) fn fair_capacity(rec: &SemRecord, capacity: u32, mine: u64) -> u32 {
-    let r = rec.reservation.load(Relaxed);
-    if r == 0 || r == mine {
-        capacity
-    } else {
-        capacity.saturating_sub(r as u32)
+pub(super) fn take_once(
+    rec: &SemRecord,
+    h: &HolderRecord,
+    generation: u16,
+    weight: u32,
+    fair: u32,
+) -> Tried<()> {
+    lane_of(rec, h)
+        .try_take(generation, weight, fair, false)
+        .map(|_| note_since(h, weight))
+}
+
+impl From<Tried<()>> for Attempt {
+    /// An uncounted attempt's outcome.
+    #[inline]
+    fn from(tried: Tried<()>) -> Attempt {
+        match tried {
+            Ok(()) => Attempt::Taken { uncounted: false },
+            Err(r) => Attempt::Refused(r),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reservation_tokens_are_never_zero_and_name_their_slot() {
-        for (slot, lane, weight) in [(0, 0, 2), (5, 3, 7), (1023, u16::MAX, 1 << 30)] {
-            let token = reservation_token(slot, lane, weight);
-            assert_ne!(token, 0);
-            assert_eq!(reserver_slot(token), slot);
-            assert_eq!(token as u32, weight, "the reserved weight is the low half");
-        }
+/// How a waiter takes `weight` through its own lane: one attempt under the fair capacity, which
+/// a counted waiter makes uncounting itself.
+#[inline]
+fn own_attempt<'a>(
+    lane: &'a Lane<'a, AtomicU64, KillPoints>,
+    generation: u16,
+    weight: u32,
+) -> impl FnMut(u32, bool) -> Attempt + 'a {
+    move |fair, counted| match lane.try_take(generation, weight, fair, counted) {
+        Ok(_) => Attempt::Taken { uncounted: counted },
+        Err(r) => Attempt::Refused(r),
     }
 }

@@ -14,14 +14,13 @@ use std::{sync::atomic::Ordering::Acquire, time::Duration};
 
 use super::{
     Contended, Semaphore, Until,
-    acquire::Attempt,
-    note_since,
-    protocol::{Lane, Refused, holding},
+    acquire::{Attempt, take_once},
 };
 use crate::{
     error::{Error, Result},
     holders,
     namespace::with_lane,
+    protocol::{Refused, holding},
     sys,
     table::Found,
     wait::Monotonic,
@@ -112,17 +111,7 @@ impl Semaphore {
                 .holder(index)
                 .ok_or_else(|| Error::corrupt("record out of bounds"))?;
             let rec = self.rec(found);
-            let lane = Lane {
-                word: &rec.word,
-                holding: &h.holding,
-            };
-            Ok(match lane.try_take(found.generation, weight, fair, false) {
-                Ok(_) => {
-                    note_since(h, weight);
-                    Attempt::Taken { uncounted: false }
-                }
-                Err(r) => Attempt::Refused(r),
-            })
+            Ok(take_once(rec, h, found.generation, weight, fair).into())
         });
         match taken {
             Ok(Some(a)) => a,

@@ -34,8 +34,10 @@ use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
 
-use super::word;
-use crate::segment::layout::{HolderRecord, SemRecord};
+use crate::{
+    protocol::{handle::unpack, word},
+    segment::layout::{HolderRecord, SemRecord},
+};
 
 /// How many semaphores a thread remembers (a power of two).
 pub(super) const WAYS: usize = 4;
@@ -157,7 +159,7 @@ pub(super) fn fill(serial: u64, found: u64, epoch: u32, rec: &SemRecord, holder:
         w.found.set(found);
         w.rec.set(rec);
         w.holder.set(holder);
-        w.empty.set(word::empty(found as u16));
+        w.empty.set(word::empty(unpack(found).0.generation));
         w.epoch.set(epoch);
     });
 }

@@ -15,11 +15,15 @@ use std::{
     time::Duration,
 };
 
-use super::{Contended, Semaphore, Until, acquire::Attempt, note_since, protocol::Lane};
+use super::{
+    Contended, Semaphore, Until,
+    acquire::{Attempt, take_once},
+};
 use crate::{
     error::{Error, Result},
     holders::{self, Ctx},
     namespace::with_lane,
+    protocol::Refused,
     sys,
     table::Found,
 };
@@ -151,24 +155,14 @@ impl FdPermit {
     fn take(&self, weight: u32, at: (Found, u64), fair: u32) -> Attempt {
         let index = match self.record(at) {
             Ok(Some(index)) => index,
-            Ok(None) => return Attempt::Refused(super::protocol::Refused::Removed),
-            Err(_) => return Attempt::Refused(super::protocol::Refused::Contended),
+            Ok(None) => return Attempt::Refused(Refused::Removed),
+            Err(_) => return Attempt::Refused(Refused::Contended),
         };
         let Some(h) = self.sem.inner.ns.seg.holder(index) else {
-            return Attempt::Refused(super::protocol::Refused::Contended);
+            return Attempt::Refused(Refused::Contended);
         };
         let rec = self.sem.rec(at.0);
-        let lane = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
-        match lane.try_take(at.0.generation, weight, fair, false) {
-            Ok(_) => {
-                note_since(h, weight);
-                Attempt::Taken { uncounted: false }
-            }
-            Err(r) => Attempt::Refused(r),
-        }
+        take_once(rec, h, at.0.generation, weight, fair).into()
     }
 }
 

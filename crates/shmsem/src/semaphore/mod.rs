@@ -14,17 +14,15 @@ mod fd_permit;
 mod info;
 mod options;
 mod permit;
-pub mod protocol;
 mod release;
 mod sleep;
 mod until;
-pub mod word;
 
 use self::acquire::{Contended, fair_capacity};
+pub(crate) use self::fast::clear as forget_fast_path;
 #[doc(hidden)]
 pub use self::fast::on_fast_path;
 use self::until::Until;
-pub(crate) use self::{acquire::reserver_slot, fast::clear as forget_fast_path};
 pub use self::{
     fd_permit::FdPermit,
     info::{Info, Kind, Owner},
@@ -44,11 +42,18 @@ use std::{
     time::Duration,
 };
 
-use self::protocol::holding;
 use crate::{
     error::{Error, Result},
+    failpoint::KillPoints,
     holders,
     namespace::Namespace,
+    protocol::{
+        self, Lane,
+        handle::{Entered, Held, LIFE_BITS, pack, unpack},
+        holding,
+        keys::{self, HolderKey},
+        word,
+    },
     scope::Scope,
     segment::layout::{HolderRecord, SemRecord, USED},
     sys,
@@ -126,32 +131,12 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-/// Bits of an incarnation in a handle's packed record (see `table::INCARNATION_LIMIT`).
-const LIFE_BITS: u32 = 50;
+// A handle packs a record index with an incarnation (see `protocol::handle::pack`).
 const _: () = assert!(1 << LIFE_BITS == table::INCARNATION_LIMIT);
 const _: () = assert!(crate::segment::layout::MAX_SEMAPHORES <= 1 << (64 - LIFE_BITS));
 
-/// A record index and an incarnation in one word, so that threads racing to re-create a
-/// semaphore never leave a handle with one of each.
-#[inline]
-const fn pack(found: Found, life: u64) -> u64 {
-    (found.index as u64) << LIFE_BITS | (life & (table::INCARNATION_LIMIT - 1))
-}
-
-#[inline]
-const fn unpack(bits: u64) -> (Found, u64) {
-    let life = bits & (table::INCARNATION_LIMIT - 1);
-    (
-        Found {
-            index: (bits >> LIFE_BITS) as u32,
-            generation: life as u16,
-        },
-        life,
-    )
-}
-
-/// Weight entered by this process through a handle:
-/// `fork epoch (low 16 bits) << 48 | generation << 32 | weight`.
+/// Weight entered by this process through a handle, as an [`Entered`] word of the current fork
+/// epoch:
 ///
 /// * A forked child reads its parent's epoch and so sees nothing entered: `exit` is `NotHeld`
 ///   there, and the parent's weight is the parent's alone.
@@ -161,25 +146,16 @@ const fn unpack(bits: u64) -> (Found, u64) {
 struct Unguarded;
 
 impl Unguarded {
-    #[inline]
-    fn epoch() -> u64 {
-        u64::from(sys::FORK_EPOCH.load(Relaxed) & 0xFFFF)
-    }
-
     /// The weight entered on generation `generation` in this process.
     #[inline]
     fn weight(bits: u64, generation: u16) -> u64 {
-        if bits >> 48 == Self::epoch() && (bits >> 32) as u16 == generation {
-            bits & 0xFFFF_FFFF
-        } else {
-            0
-        }
+        Entered::from_bits(bits).weight(sys::FORK_EPOCH.load(Relaxed), generation)
     }
 
     #[inline]
     fn with(weight: u64, generation: u16) -> Option<u64> {
-        (weight <= u64::from(u32::MAX))
-            .then(|| Self::epoch() << 48 | u64::from(generation) << 32 | weight)
+        let weight = u32::try_from(weight).ok()?;
+        Some(Entered::new(sys::FORK_EPOCH.load(Relaxed), generation, weight).bits())
     }
 }
 
@@ -277,10 +253,10 @@ impl Semaphore {
     /// word means this incarnation.
     #[inline]
     fn holder(&self, lane: u16, found: Found, life: u64) -> Result<(&HolderRecord, Held)> {
-        let held = Held(self.inner.cache.load(Relaxed));
+        let held = Held::from_bits(self.inner.cache.load(Relaxed));
         let key = self.inner.cache_key.load(Relaxed);
-        if held.is_current(lane)
-            && holders::key_names(key, lane, found)
+        if held.is_of(sys::FORK_EPOCH.load(Relaxed), lane)
+            && HolderKey::from_bits(key).names(lane, found)
             && let Some(h) = self.inner.ns.seg.holder(held.record())
             && h.key.load(Relaxed) == key
             && self.rec(found).incarnation.load(Relaxed) == life
@@ -326,7 +302,7 @@ impl Semaphore {
             .seg
             .holder(record)
             .map_or(0, |h| h.key.load(Relaxed));
-        self.inner.cache.store(held.0, Relaxed);
+        self.inner.cache.store(held.bits(), Relaxed);
         self.inner.cache_key.store(key, Relaxed);
         let h = self
             .inner
@@ -347,7 +323,7 @@ impl Semaphore {
         slot_gen: u32,
         (found, life): (Found, u64),
     ) -> Result<Option<u32>> {
-        let key = holders::record_key(slot, 0, found);
+        let key = HolderKey::new(slot, 0, found).bits();
         let existing = (0..crate::segment::layout::MAX_HOLDERS).find(|&index| {
             ctx.seg
                 .holder(index)
@@ -390,7 +366,7 @@ impl Semaphore {
         let w = rec.word.load(Relaxed);
         let capacity = rec.capacity.load(Relaxed);
         if weight.wrapping_sub(1) < capacity && word::generation(w) == found.generation {
-            let fair = fair_capacity(rec, capacity, 0);
+            let fair = fair_capacity(rec, capacity, keys::Reservation::NONE);
             if word::take(w, weight, fair, false).is_none() {
                 return Err(would_block(weight, w, fair));
             }
@@ -409,7 +385,7 @@ impl Semaphore {
     /// [`exit`](Self::exit). Weight entered and never exited comes back when the process dies.
     pub fn enter(&self, weight: u32) -> Result<()> {
         let (found, _) = self.take(weight, Until::Forever)?;
-        self.add_unguarded(weight, found as u16);
+        self.add_unguarded(weight, unpack(found).0.generation);
         Ok(())
     }
 
@@ -622,28 +598,9 @@ fn frozen_pause() {
     std::thread::sleep(Duration::from_micros(500));
 }
 
-/// Where a holding is recorded, packed in one word (the handle caches the same word):
-/// `fork epoch (low 16 bits) << 48 | lane << 32 | holder record`.
-#[derive(Debug, Clone, Copy)]
-struct Held(u64);
-
-impl Held {
-    const EMPTY: u64 = u64::MAX;
-
-    #[inline]
-    fn new(epoch: u32, lane: u16, record: u32) -> Held {
-        Held(((epoch & 0xFFFF) as u64) << 48 | (lane as u64) << 32 | record as u64)
-    }
-
-    /// Made in this process (not inherited through a fork) by `lane`.
-    #[inline]
-    fn is_current(self, lane: u16) -> bool {
-        self.0 != Held::EMPTY
-            && self.0 >> 32 == Held::new(sys::FORK_EPOCH.load(Relaxed), lane, 0).0 >> 32
-    }
-
-    #[inline]
-    fn record(self) -> u32 {
-        self.0 as u32
-    }
+/// The lane of holder record `h` on semaphore record `rec`, calling the kill points of crash
+/// tests (nothing without the `failpoints` feature).
+#[inline(always)]
+fn lane_of<'a>(rec: &'a SemRecord, h: &'a HolderRecord) -> Lane<'a, AtomicU64, KillPoints> {
+    Lane::new(&rec.word, &h.holding).with_hook(KillPoints)
 }

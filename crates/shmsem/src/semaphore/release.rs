@@ -3,14 +3,14 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{
-    BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, fast, frozen_pause,
-    protocol::{Lane, Refused, holding},
-    word::{self, Wake},
-};
+use super::{BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, fast, frozen_pause, lane_of};
 use crate::{
     error::{Error, Result},
     namespace::with_lane,
+    protocol::{
+        Refused, holding,
+        word::{self, Wake},
+    },
     segment::layout::{HolderRecord, SemRecord, USED},
     table::Found,
     wait::{self, Monotonic},
@@ -42,11 +42,9 @@ impl Semaphore {
     pub(super) fn give_fast(hit: &fast::Hit, count: u32) -> bool {
         let rec = hit.rec();
         mark_used(rec);
-        let lane = Lane {
-            word: &rec.word,
-            holding: &hit.holder().holding,
-        };
-        lane.give_once(hit.empty, count).is_some()
+        lane_of(rec, hit.holder())
+            .give_once(hit.empty, count)
+            .is_some()
     }
 
     /// Give back `count` on semaphore record `rec` of generation `generation` through holder
@@ -60,11 +58,7 @@ impl Semaphore {
         h: &HolderRecord,
         count: u32,
     ) -> Result<()> {
-        let lane = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
-        match lane.give(generation, count) {
+        match lane_of(rec, h).give(generation, count) {
             Ok(before) => {
                 wake_after_release(rec, before, count);
                 Ok(())
@@ -84,10 +78,7 @@ impl Semaphore {
         count: u32,
         mut refused: Refused,
     ) -> Result<()> {
-        let lane = Lane {
-            word: &rec.word,
-            holding: &h.holding,
-        };
+        let lane = lane_of(rec, h);
         let mut frozen_since = None;
         loop {
             match refused {

@@ -4,9 +4,10 @@
 
 use std::{sync::atomic::Ordering::SeqCst, time::Duration};
 
-use super::{BOUNDED_SLEEP, Semaphore, Until, word};
+use super::{BOUNDED_SLEEP, Semaphore, Until};
 use crate::{
     namespace::Waiting,
+    protocol::{keys::Reservation, word},
     segment::layout::SemRecord,
     wait::{self, Monotonic, Waited},
 };
@@ -87,14 +88,9 @@ impl SpinLuck {
 /// the capacity and reservation read again after the announcement (`SeqCst`, the other half of
 /// `protocol::clear_sleeping`): a change of either without a change of the value must not leave
 /// the waiter asleep.
-pub(super) fn fits_now(rec: &SemRecord, seen: u64, weight: u32, token: u64) -> bool {
+pub(super) fn fits_now(rec: &SemRecord, seen: u64, weight: u32, token: Reservation) -> bool {
     let capacity = rec.capacity.load(SeqCst);
-    let r = rec.reservation.load(SeqCst);
-    let fair = if r == 0 || r == token {
-        capacity
-    } else {
-        capacity.saturating_sub(r as u32)
-    };
+    let fair = Reservation::from_bits(rec.reservation.load(SeqCst)).fair(capacity, token);
     word::value(seen) as u64 + weight as u64 <= fair as u64
 }
 

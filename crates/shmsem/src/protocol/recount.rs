@@ -3,8 +3,7 @@
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use super::{Atomic64, MAX_RETRIES, holding};
-use crate::{failpoint, semaphore::word};
+use super::{Atomic64, Hook, MAX_RETRIES, holding, word};
 
 /// Why [`remove`] left a word as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +90,7 @@ pub enum Recount {
 pub fn recount<'a, A: Atomic64 + 'a>(
     word: &A,
     generation: u16,
+    hook: impl Hook,
     collect: impl FnOnce() -> Vec<Counted<'a, A>>,
     mut settle: impl FnMut() -> bool,
 ) -> Recount {
@@ -112,7 +112,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
         }
     }
     let before = word::value(current);
-    failpoint::hit("reclaim:frozen");
+    hook.reached("reclaim:frozen");
     let records = collect();
 
     // 2. Quiesce live operators, and 3. sum what live holders hold and count the live waiters,
@@ -129,7 +129,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
                 return Recount::Busy;
             }
         }
-        failpoint::hit("reclaim:quiesced");
+        hook.reached("reclaim:quiesced");
         let mut sum: i64 = 0;
         let mut waiters: u64 = 0;
         let mut heavy = false;
@@ -175,7 +175,7 @@ pub fn recount<'a, A: Atomic64 + 'a>(
             Operator::Live => {}
         }
     }
-    failpoint::hit("reclaim:cleared");
+    hook.reached("reclaim:cleared");
     let counts = Counts {
         value: after,
         waiters: waiters.min(word::MAX_WAITERS),
@@ -205,15 +205,7 @@ fn unfreeze<A: Atomic64>(word: &A, generation: u16, counts: Option<Counts>) -> b
         let thawed = current & !word::FROZEN;
         match counts {
             None => thawed,
-            Some(c) => {
-                let rest = thawed & !(word::VALUE_MASK | word::WAITERS_MASK | word::HEAVY);
-                let heavy = if c.heavy && c.waiters > 0 {
-                    word::HEAVY
-                } else {
-                    0
-                };
-                rest | c.value as u64 | (c.waiters << word::WAITERS_SHIFT) | heavy
-            }
+            Some(c) => word::with_counts(thawed, c.value, c.waiters, c.heavy),
         }
     };
     let mut current = word.load(Relaxed);
@@ -233,12 +225,8 @@ fn unfreeze<A: Atomic64>(word: &A, generation: u16, counts: Option<Counts>) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{NoHook, holding::tests::record as rec};
     use std::sync::atomic::AtomicU64;
-
-    fn rec(held: i64, busy: bool) -> AtomicU64 {
-        let bits = holding::of(held);
-        AtomicU64::new(if busy { bits | holding::BUSY } else { bits })
-    }
 
     #[test]
     fn recount_excludes_dead_and_rolls_back_abandoned_marks() {
@@ -249,6 +237,7 @@ mod tests {
         let out = recount(
             &w,
             0,
+            NoHook,
             || {
                 vec![
                     Counted {
@@ -288,6 +277,7 @@ mod tests {
         let out = recount(
             &w,
             0,
+            NoHook,
             || {
                 vec![Counted {
                     holding: &live,

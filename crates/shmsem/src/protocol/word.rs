@@ -1,4 +1,5 @@
-//! The 64-bit state word of a semaphore, as pure functions on `u64` values.
+//! The 64-bit state word of a semaphore, as pure functions on `u64` values: its one job is to
+//! say what a word means and what it becomes; the transitions that write it are in `lane`.
 //!
 //! ```text
 //!  63            48 47  46  45                 32 31  30                          0
@@ -135,6 +136,21 @@ pub const fn empty(generation: u16) -> u64 {
 #[inline]
 pub const fn with_value(word: u64, value: u32) -> u64 {
     (word & !VALUE_MASK) | value as u64
+}
+
+/// The same word with the value, the waiter count and [`HEAVY`] replaced, as a recount
+/// publishes them: `HEAVY` only while some waiter is counted, and the count saturated at
+/// [`MAX_WAITERS`].
+#[inline]
+pub const fn with_counts(word: u64, value: u32, waiters: u64, heavy: bool) -> u64 {
+    let rest = word & !(VALUE_MASK | WAITERS_MASK | HEAVY);
+    let waiters = if waiters > MAX_WAITERS {
+        MAX_WAITERS
+    } else {
+        waiters
+    };
+    let heavy = if heavy && waiters > 0 { HEAVY } else { 0 };
+    rest | (value as u64 & VALUE_MASK) | (waiters << WAITERS_SHIFT) | heavy
 }
 
 /// What is available under `capacity`; zero when the value is at or above it.
@@ -362,6 +378,22 @@ mod tests {
             count(w, 1).is_some(),
             "waiter counts may change while frozen"
         );
+    }
+
+    #[test]
+    fn published_counts_replace_value_waiters_and_heavy_and_keep_the_rest() {
+        let w = sleeping(count(with_value(empty(9), 5), 3).unwrap()).unwrap();
+        let out = with_counts(w, 2, 4, true);
+        assert_eq!((value(out), waiters(out), generation(out)), (2, 4, 9));
+        assert!(
+            is_heavy(out) && is_sleeping(out),
+            "HEAVY set, SLEEPING kept"
+        );
+        let none = with_counts(w, 0, 0, true);
+        assert!(!is_heavy(none), "no HEAVY without a counted waiter");
+        assert_eq!(waiters(with_counts(w, 0, u64::MAX, false)), MAX_WAITERS);
+        assert_eq!(value(with_counts(w, u32::MAX, 0, false)), VALUE_MASK as u32);
+        assert!(!is_frozen(with_counts(w, u32::MAX, u64::MAX, false)));
     }
 
     #[test]
