@@ -46,12 +46,12 @@ use crate::{
     protocol::{
         self, MAX_RETRIES,
         handle::{GENERATIONS, generation_of, with_generation},
-        keys::TableSlot,
+        keys::{HolderKey, TableSlot},
         word,
     },
     segment::{
         Segment,
-        layout::{MAX_HOLDERS, MAX_SEMAPHORES, NAME_MAX, SemRecord, USED},
+        layout::{MAX_HOLDERS, MAX_PROCESSES, MAX_SEMAPHORES, NAME_MAX, SemRecord, USED},
     },
     sys,
 };
@@ -308,8 +308,10 @@ fn generation_named(seg: &Segment, index: u32, generation_: u16) -> bool {
         generation: generation_,
     };
     (0..MAX_HOLDERS).any(|i| {
-        seg.holder(i)
-            .is_some_and(|h| crate::holders::key_found(h.key.load(SeqCst)) == Some(wanted))
+        seg.holder(i).is_some_and(|h| {
+            let key = HolderKey::from_bits(h.key.load(SeqCst));
+            key.slot().is_some_and(|s| s < MAX_PROCESSES) && key.found() == wanted
+        })
     })
 }
 

@@ -172,12 +172,6 @@ fn key_slot(key: u64) -> Option<u32> {
         .filter(|&s| s < MAX_PROCESSES)
 }
 
-/// The semaphore a record key in use refers to.
-#[inline]
-pub fn key_found(key: u64) -> Option<Found> {
-    key_slot(key).map(|_| key_sem(key))
-}
-
 /// The semaphore a record key refers to.
 #[inline]
 fn key_sem(key: u64) -> Found {
@@ -556,11 +550,10 @@ mod tests {
         for (slot, lane) in [(0, 0), (7, 3), (MAX_PROCESSES - 1, u16::MAX - 1)] {
             let key = record_key(slot, lane, found);
             assert_eq!(key_slot(key), Some(slot));
-            assert_eq!(key_found(key), Some(found));
+            assert_eq!(key_sem(key), found);
             assert!(HolderKey::from_bits(key).names(lane, found));
         }
         assert_eq!(key_slot(0), None, "a free record's key names no slot");
-        assert_eq!(key_found(0), None);
         assert_eq!(
             key_slot(record_key(MAX_PROCESSES, 0, found)),
             None,
