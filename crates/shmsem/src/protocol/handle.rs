@@ -53,21 +53,21 @@ pub const fn unpack(bits: u64) -> (Found, u64) {
     )
 }
 
-/// Where a holding is recorded, as a handle caches it: the fork epoch it was recorded in, the
-/// lane, and the holder record.
-///
-/// ```text
-///  63           48 47          32 31                         0
-/// +---------------+--------------+----------------------------+
-/// | epoch (low 16)|     lane     |        holder record       |
-/// +---------------+--------------+----------------------------+
-/// ```
-///
-/// [`Held::EMPTY`] (every bit set) is nothing cached: [`Held::is_of`] is false for it, whatever
-/// the epoch and lane.
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Held(u64);
+packed_word! {
+    /// Where a holding is recorded, as a handle caches it: the fork epoch it was recorded in, the
+    /// lane, and the holder record.
+    ///
+    /// ```text
+    ///  63           48 47          32 31                         0
+    /// +---------------+--------------+----------------------------+
+    /// | epoch (low 16)|     lane     |        holder record       |
+    /// +---------------+--------------+----------------------------+
+    /// ```
+    ///
+    /// [`Held::EMPTY`] (every bit set) is nothing cached: [`Held::is_of`] is false for it, whatever
+    /// the epoch and lane.
+    pub struct Held(u64);
+}
 
 impl Held {
     /// Nothing cached.
@@ -87,18 +87,6 @@ impl Held {
         )
     }
 
-    /// The word stored as `bits`.
-    #[inline]
-    pub const fn from_bits(bits: u64) -> Held {
-        Held(bits)
-    }
-
-    /// The bits to store.
-    #[inline]
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-
     /// Recorded by `lane` in fork epoch `epoch` (so not inherited through a fork), and not
     /// [`Held::EMPTY`].
     #[inline]
@@ -114,21 +102,21 @@ impl Held {
     }
 }
 
-/// Weight entered (taken without a guard) by this process through a handle: the fork epoch it
-/// was entered in, the generation of the life it was entered on, and the weight.
-///
-/// ```text
-///  63           48 47          32 31                         0
-/// +---------------+--------------+----------------------------+
-/// | epoch (low 16)|  generation  |           weight           |
-/// +---------------+--------------+----------------------------+
-/// ```
-///
-/// Weight entered in another epoch (a forked child reads its parent's) or on another life (one
-/// removed since) counts as none: see [`Entered::weight`].
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entered(u64);
+packed_word! {
+    /// Weight entered (taken without a guard) by this process through a handle: the fork epoch it
+    /// was entered in, the generation of the life it was entered on, and the weight.
+    ///
+    /// ```text
+    ///  63           48 47          32 31                         0
+    /// +---------------+--------------+----------------------------+
+    /// | epoch (low 16)|  generation  |           weight           |
+    /// +---------------+--------------+----------------------------+
+    /// ```
+    ///
+    /// Weight entered in another epoch (a forked child reads its parent's) or on another life (one
+    /// removed since) counts as none: see [`Entered::weight`].
+    pub struct Entered(u64);
+}
 
 impl Entered {
     /// Shift of the epoch.
@@ -144,18 +132,6 @@ impl Entered {
                 | (generation as u64) << Self::GENERATION_SHIFT
                 | weight as u64,
         )
-    }
-
-    /// The word stored as `bits`.
-    #[inline]
-    pub const fn from_bits(bits: u64) -> Entered {
-        Entered(bits)
-    }
-
-    /// The bits to store.
-    #[inline]
-    pub const fn bits(self) -> u64 {
-        self.0
     }
 
     /// The weight entered in fork epoch `epoch` on generation `generation`; 0 when the word is

@@ -19,23 +19,29 @@ pub struct Found {
 /// Bits of one 16-bit field.
 const FIELD: u64 = 0xFFFF;
 
-/// A holder record's `key`: which lane of which process slot the record belongs to, on which
-/// semaphore life. 0 is a free record.
-///
-/// ```text
-///  63          48 47          32 31          16 15           0
-/// +--------------+--------------+--------------+--------------+
-/// |   slot + 1   |     lane     | record index |  generation  |
-/// +--------------+--------------+--------------+--------------+
-/// ```
-///
-/// | slot field | meaning |
-/// |---|---|
-/// | 0 | free: no slot owns the record (a key of all zeroes) |
-/// | n > 0 | claimed by slot `n - 1` (the caller checks it against the slot table's size) |
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HolderKey(u64);
+/// The slot named by the `slot + 1` field at `shift` of `bits`: `None` when the field is 0.
+#[inline]
+const fn slot_field(bits: u64, shift: u32) -> Option<u32> {
+    ((bits >> shift) as u32).checked_sub(1)
+}
+
+packed_word! {
+    /// A holder record's `key`: which lane of which process slot the record belongs to, on which
+    /// semaphore life. 0 is a free record.
+    ///
+    /// ```text
+    ///  63          48 47          32 31          16 15           0
+    /// +--------------+--------------+--------------+--------------+
+    /// |   slot + 1   |     lane     | record index |  generation  |
+    /// +--------------+--------------+--------------+--------------+
+    /// ```
+    ///
+    /// | slot field | meaning |
+    /// |---|---|
+    /// | 0 | free: no slot owns the record (a key of all zeroes) |
+    /// | n > 0 | claimed by slot `n - 1` (the caller checks it against the slot table's size) |
+    pub struct HolderKey(u64);
+}
 
 impl HolderKey {
     /// Shift of the slot field (slot + 1).
@@ -57,22 +63,10 @@ impl HolderKey {
         )
     }
 
-    /// The key stored as `bits`.
-    #[inline]
-    pub const fn from_bits(bits: u64) -> HolderKey {
-        HolderKey(bits)
-    }
-
-    /// The bits to store.
-    #[inline]
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-
     /// The slot that owns the record; `None` for a free record.
     #[inline]
     pub const fn slot(self) -> Option<u32> {
-        ((self.0 >> Self::SLOT_SHIFT) as u32).checked_sub(1)
+        slot_field(self.0, Self::SLOT_SHIFT)
     }
 
     /// The lane that owns the record.
@@ -101,20 +95,20 @@ impl HolderKey {
     }
 }
 
-/// A semaphore's `reservation`: the waiter for more than 1 that holds the fairness reservation,
-/// and the weight it reserved. 0 is no reservation.
-///
-/// ```text
-///  63          48 47          32 31                          0
-/// +--------------+--------------+-----------------------------+
-/// |   slot + 1   |     lane     |       weight reserved       |
-/// +--------------+--------------+-----------------------------+
-/// ```
-///
-/// Never 0 once made, since the slot field is at least 1.
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reservation(u64);
+packed_word! {
+    /// A semaphore's `reservation`: the waiter for more than 1 that holds the fairness reservation,
+    /// and the weight it reserved. 0 is no reservation.
+    ///
+    /// ```text
+    ///  63          48 47          32 31                          0
+    /// +--------------+--------------+-----------------------------+
+    /// |   slot + 1   |     lane     |       weight reserved       |
+    /// +--------------+--------------+-----------------------------+
+    /// ```
+    ///
+    /// Never 0 once made, since the slot field is at least 1.
+    pub struct Reservation(u64);
+}
 
 impl Reservation {
     /// No reservation.
@@ -134,18 +128,6 @@ impl Reservation {
         )
     }
 
-    /// The reservation stored as `bits`.
-    #[inline]
-    pub const fn from_bits(bits: u64) -> Reservation {
-        Reservation(bits)
-    }
-
-    /// The bits to store.
-    #[inline]
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-
     /// Nobody reserves.
     #[inline]
     pub const fn is_none(self) -> bool {
@@ -156,7 +138,7 @@ impl Reservation {
     /// reservation, or a corrupted one that names nobody).
     #[inline]
     pub const fn slot(self) -> Option<u32> {
-        ((self.0 >> Self::SLOT_SHIFT) as u32).checked_sub(1)
+        slot_field(self.0, Self::SLOT_SHIFT)
     }
 
     /// The weight reserved.
@@ -178,18 +160,18 @@ impl Reservation {
     }
 }
 
-/// A semaphore's `recounter`: the process slot, as registered now, of the reclaimer that
-/// recounts it. 0 names nobody.
-///
-/// ```text
-///  63                        32 31                          0
-/// +----------------------------+-----------------------------+
-/// |          slot + 1          |       slot generation       |
-/// +----------------------------+-----------------------------+
-/// ```
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecounterId(u64);
+packed_word! {
+    /// A semaphore's `recounter`: the process slot, as registered now, of the reclaimer that
+    /// recounts it. 0 names nobody.
+    ///
+    /// ```text
+    ///  63                        32 31                          0
+    /// +----------------------------+-----------------------------+
+    /// |          slot + 1          |       slot generation       |
+    /// +----------------------------+-----------------------------+
+    /// ```
+    pub struct RecounterId(u64);
+}
 
 impl RecounterId {
     /// Shift of the slot field (slot + 1).
@@ -199,18 +181,6 @@ impl RecounterId {
     #[inline]
     pub const fn new(slot: u32, generation: u32) -> RecounterId {
         RecounterId(((slot as u64 + 1) << Self::SLOT_SHIFT) | generation as u64)
-    }
-
-    /// The recounter stored as `bits`.
-    #[inline]
-    pub const fn from_bits(bits: u64) -> RecounterId {
-        RecounterId(bits)
-    }
-
-    /// The bits to store.
-    #[inline]
-    pub const fn bits(self) -> u64 {
-        self.0
     }
 
     /// Nobody recounts.
@@ -223,28 +193,28 @@ impl RecounterId {
     /// names nobody).
     #[inline]
     pub const fn slot(self) -> Option<u32> {
-        ((self.0 >> Self::SLOT_SHIFT) as u32).checked_sub(1)
+        slot_field(self.0, Self::SLOT_SHIFT)
     }
 }
 
-/// A process slot's `state`: what is registered there, and how many times the slot was taken.
-///
-/// ```text
-///  31                                  8 7          0
-/// +-------------------------------------+------------+
-/// |          generation (24 bits)       |    kind    |
-/// +-------------------------------------+------------+
-/// ```
-///
-/// | kind | meaning | lock byte held by |
-/// |---|---|---|
-/// | [`FREE`](Self::FREE) | unused | nobody, or a registering process |
-/// | [`ENGINE`](Self::ENGINE) | an engine process | that process, while it lives |
-/// | [`EXTERNAL`](Self::EXTERNAL) | an external holder | the process acting for it, while it acts |
-/// | anything else | a corrupted slot | matches none of the kinds above |
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotState(u32);
+packed_word! {
+    /// A process slot's `state`: what is registered there, and how many times the slot was taken.
+    ///
+    /// ```text
+    ///  31                                  8 7          0
+    /// +-------------------------------------+------------+
+    /// |          generation (24 bits)       |    kind    |
+    /// +-------------------------------------+------------+
+    /// ```
+    ///
+    /// | kind | meaning | lock byte held by |
+    /// |---|---|---|
+    /// | [`FREE`](Self::FREE) | unused | nobody, or a registering process |
+    /// | [`ENGINE`](Self::ENGINE) | an engine process | that process, while it lives |
+    /// | [`EXTERNAL`](Self::EXTERNAL) | an external holder | the process acting for it, while it acts |
+    /// | anything else | a corrupted slot | matches none of the kinds above |
+    pub struct SlotState(u32);
+}
 
 impl SlotState {
     /// Kind: unused.
@@ -267,18 +237,6 @@ impl SlotState {
             ((generation & Self::GENERATION_MASK) << Self::GENERATION_SHIFT)
                 | (kind & Self::KIND_MASK),
         )
-    }
-
-    /// The state stored as `bits`.
-    #[inline]
-    pub const fn from_bits(bits: u32) -> SlotState {
-        SlotState(bits)
-    }
-
-    /// The bits to store.
-    #[inline]
-    pub const fn bits(self) -> u32 {
-        self.0
     }
 
     /// What is registered: one of the kinds, or something else in a corrupted slot.
@@ -306,20 +264,20 @@ impl SlotState {
     }
 }
 
-/// A name-table record's `slot`: the state of the record and the generation of its life.
-///
-/// ```text
-///  31                        16 15                          0
-/// +----------------------------+-----------------------------+
-/// |         generation         |            state            |
-/// +----------------------------+-----------------------------+
-/// ```
-///
-/// The states and who moves them on are in the state table of `table`; a state other than the
-/// four below (a corrupted record) matches none of them.
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableSlot(u32);
+packed_word! {
+    /// A name-table record's `slot`: the state of the record and the generation of its life.
+    ///
+    /// ```text
+    ///  31                        16 15                          0
+    /// +----------------------------+-----------------------------+
+    /// |         generation         |            state            |
+    /// +----------------------------+-----------------------------+
+    /// ```
+    ///
+    /// The states and who moves them on are in the state table of `table`; a state other than the
+    /// four below (a corrupted record) matches none of them.
+    pub struct TableSlot(u32);
+}
 
 impl TableSlot {
     /// Never used.
@@ -339,18 +297,6 @@ impl TableSlot {
     #[inline]
     pub const fn new(generation: u16, state: u32) -> TableSlot {
         TableSlot((generation as u32) << Self::GENERATION_SHIFT | (state & Self::STATE_MASK))
-    }
-
-    /// The slot stored as `bits`.
-    #[inline]
-    pub const fn from_bits(bits: u32) -> TableSlot {
-        TableSlot(bits)
-    }
-
-    /// The bits to store.
-    #[inline]
-    pub const fn bits(self) -> u32 {
-        self.0
     }
 
     /// The record's state: one of the four, or something else in a corrupted record.

@@ -75,6 +75,35 @@
 
 use std::sync::atomic::Ordering;
 
+/// A packed word as a `#[repr(transparent)]` newtype over its bits, with the two conversions
+/// every packed word has: [`from_bits`] for what was loaded (any bits, however a corrupted segment
+/// left them) and [`bits`] for what is to be stored. The fields are the type's own methods.
+///
+/// [`from_bits`]: keys::HolderKey::from_bits
+/// [`bits`]: keys::HolderKey::bits
+macro_rules! packed_word {
+    ($(#[$meta:meta])* pub struct $name:ident($bits:ty);) => {
+        $(#[$meta])*
+        #[repr(transparent)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name($bits);
+
+        impl $name {
+            /// The word stored as `bits`.
+            #[inline]
+            pub const fn from_bits(bits: $bits) -> $name {
+                $name(bits)
+            }
+
+            /// The bits to store.
+            #[inline]
+            pub const fn bits(self) -> $bits {
+                self.0
+            }
+        }
+    };
+}
+
 pub mod handle;
 pub mod holding;
 pub mod keys;
