@@ -18,6 +18,7 @@ mod wait;
 pub use crate::{
     error::{Error, Result},
     holders::{Party, Reclaimed},
+    namespace::handle::Namespace,
     ps::{Activity, State, ps},
     scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, validate_name},
     semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},

@@ -198,7 +198,7 @@ impl Semaphore {
         Options::default()
     }
 
-    fn new(
+    pub(crate) fn new(
         ns: Arc<Namespace>,
         name: &str,
         found: Found,

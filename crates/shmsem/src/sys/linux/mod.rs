@@ -8,6 +8,7 @@ mod fds;
 mod fork;
 mod lock;
 mod proc;
+#[cfg(feature = "failpoints")]
 mod signal;
 mod users;
 
@@ -19,9 +20,8 @@ pub use self::{
     fork::*,
     lock::{byte_locked, lock_byte_wait, lock_holder, range_locked, try_lock_byte, unlock_byte},
     proc::{current, euid, identity, liveness, pid_namespace, process_uid, uid},
-    signal::kill_self,
     users::{group_name, user_name},
 };
 
 #[cfg(feature = "failpoints")]
-pub use self::signal::stop_self;
+pub use self::signal::{kill_self, stop_self};

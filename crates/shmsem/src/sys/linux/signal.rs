@@ -1,14 +1,13 @@
-//! Signals this process sends itself: the stop and kill points of crash tests.
+//! Signals this process sends itself: the stop and kill points of crash tests (only with the
+//! `failpoints` feature).
 
 /// Stop this process with SIGSTOP, until someone sends SIGCONT (a test's pause point).
-#[cfg(feature = "failpoints")]
 pub fn stop_self() {
     // SAFETY: raise has no memory effects.
     unsafe { libc::raise(libc::SIGSTOP) };
 }
 
 /// End this process at once with SIGKILL (crash tests).
-#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 pub fn kill_self() -> ! {
     // SAFETY: raise(2) with a valid signal number; SIGKILL cannot be caught, so it never returns.
     unsafe { libc::raise(libc::SIGKILL) };
