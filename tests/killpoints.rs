@@ -168,7 +168,7 @@ fn role_victim() {
 
 /// Reap through the library and report what came back: `name:pid:weight,...` or `-`.
 fn role_reaper() {
-    let got = Semaphore::options().reap();
+    let got = shmsem::Namespace::default().reap();
     match got {
         Ok(list) => {
             let s: Vec<String> = list

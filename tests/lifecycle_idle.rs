@@ -90,7 +90,7 @@ fn role_sweeper() {
     let (mut deletions, mut lists, mut most, mut over) = (0u64, 0u64, 0usize, 0u64);
     let mut present = false;
     while deletions < rounds && Instant::now() < deadline && parent_alive() {
-        let infos = opts.list().expect("listing");
+        let infos = opts.to_namespace().and_then(|n| n.list()).expect("listing");
         let mine: Vec<_> = infos.iter().filter(|i| i.name == name).collect();
         most = most.max(mine.len());
         over += mine.iter().filter(|i| i.value > i.capacity).count() as u64;

@@ -226,9 +226,8 @@ fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::List => {
-                let list = Semaphore::options()
-                    .namespace(ns)
-                    .list()
+                let list = shmsem::Namespace::new(shmsem::Scope::Local, ns)
+                    .and_then(|n| n.list())
                     .map_err(|e| TestCaseError::fail(format!("{}: list: {e}", ctx!())))?;
                 let got: Vec<(String, u32, u32)> = list
                     .iter()

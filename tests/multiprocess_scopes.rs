@@ -98,7 +98,8 @@ fn role_racer() {
 }
 
 /// The root of a `self` tree: opens a tree-scoped semaphore, holds weight 1 of it, starts a
-/// descendant that must see it, and exits once the descendant has checked (leaving it running).
+/// descendant that must see it (brought into the tree with `Tree::command`), and exits once the
+/// descendant has checked (leaving it running).
 fn role_tree_root() {
     assert!(std::env::var_os(shmsem::SELF_ENV).is_none());
     let sem = Semaphore::options()
@@ -106,7 +107,12 @@ fn role_tree_root() {
         .capacity(3)
         .open("tree")
         .expect("root open");
-    let published = std::env::var(shmsem::SELF_ENV).expect("the root publishes SHMSEM_SELF");
+    let tree = shmsem::Tree::current().expect("the root's tree");
+    assert!(
+        std::env::var_os(shmsem::SELF_ENV).is_none(),
+        "the library never sets SHMSEM_SELF"
+    );
+    let published = tree.id();
     report("self", &published);
     assert!(
         published.starts_with(&format!("{}-", std::process::id())),
@@ -114,10 +120,11 @@ fn role_tree_root() {
     );
     let permit = sem.acquire().expect("root acquire");
     report("root_value", sem.info().expect("info").value);
-    // A grandchild of the harness: inherits SHMSEM_SELF, and our stdout, so the parent reads
-    // its reports too and sees the pipe close only when the whole tree is gone.
+    // A grandchild of the harness: given SHMSEM_SELF, and inherits our stdout, so the parent
+    // reads its reports too and sees the pipe close only when the whole tree is gone.
     let exe = std::env::current_exe().expect("current_exe");
-    let child = Command::new(exe)
+    let child = tree
+        .command(&mut Command::new(exe))
         .args([
             "--exact",
             common::CHILD_TEST,
@@ -173,7 +180,7 @@ fn role_tree_unrelated() {
     report("unrelated_detail", format!("{r:?}"));
     report(
         "unrelated_self",
-        std::env::var(shmsem::SELF_ENV).unwrap_or_default(),
+        shmsem::Tree::current().expect("its own tree").id(),
     );
     // Get-or-create in its own tree: a different semaphore, with its own capacity.
     let own = Semaphore::options()

@@ -140,7 +140,7 @@ fn role_reaper() {
     let stop = parent_lines();
     let mut n = 0;
     loop {
-        let reaped = match Semaphore::options().reap() {
+        let reaped = match shmsem::Namespace::default().reap() {
             Ok(list) if list.is_empty() => "-".to_owned(),
             Ok(list) => list
                 .iter()

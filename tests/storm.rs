@@ -364,7 +364,7 @@ fn role_worker() {
 
 /// A fresh process: reap, then report the semaphore's state.
 fn role_audit() {
-    let reaped = Semaphore::options().reap().expect("reap");
+    let reaped = shmsem::Namespace::default().reap().expect("reap");
     report(
         "reaped",
         reaped.iter().map(|r| r.weight).sum::<u64>().to_string(),

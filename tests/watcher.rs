@@ -84,7 +84,8 @@ fn role_forking_watcher() {
     report("waiting", std::process::id());
     wait_for_signal("fork", SIGNAL_TIMEOUT);
     let forks = common::arg_u32("forks", 30);
-    let reaper = Semaphore::options().namespace(common::arg("ns"));
+    let reaper =
+        shmsem::Namespace::new(shmsem::Scope::Local, common::arg("ns")).expect("namespace");
     let mut hung = 0;
     for _ in 0..forks {
         // SAFETY: the child only calls the library and `_exit`s.

@@ -357,7 +357,7 @@ fn run(cur: &Current, ops: &[Op]) {
                 touched = handles.iter().flatten().copied().find(|&(_, n)| n == name);
             }
             Op::Reap => {
-                let got = opts().reap().unwrap_or_else(|e| panic!("{what}: {e}"));
+                let got = opts().to_namespace().and_then(|n| n.reap()).unwrap_or_else(|e| panic!("{what}: {e}"));
                 let mut got: Vec<(String, u32, u64)> = got
                     .into_iter()
                     .map(|r| (r.semaphore, r.pid, r.weight))
@@ -388,7 +388,7 @@ fn run(cur: &Current, ops: &[Op]) {
                 }
             }
             Op::List => {
-                let list = opts().list().unwrap_or_else(|e| panic!("{what}: {e}"));
+                let list = opts().to_namespace().and_then(|n| n.list()).unwrap_or_else(|e| panic!("{what}: {e}"));
                 let got: Vec<(String, u32, u32)> = list
                     .iter()
                     .filter(|i| i.name.starts_with(&format!("i{input}-")))
@@ -418,7 +418,8 @@ fn run(cur: &Current, ops: &[Op]) {
     }
     if !forged.is_empty() {
         let got: u64 = opts()
-            .reap()
+            .to_namespace()
+            .and_then(|n| n.reap())
             .expect("reap at the end")
             .iter()
             .map(|r| r.weight)

@@ -162,7 +162,7 @@ fn file_mode(data: &[u8]) {
     }
 
     let opts = Semaphore::options().namespace(ns.as_str());
-    if let Some(list) = seen(opts.list()) {
+    if let Some(list) = seen(opts.to_namespace().and_then(|n| n.list())) {
         shmsem_fuzz::stat("file: accepted");
         render_list(&list);
         if deep {
@@ -173,7 +173,7 @@ fn file_mode(data: &[u8]) {
         }
     }
     use_existing(&opts, "a");
-    if let Some(r) = seen(opts.reap()) {
+    if let Some(r) = seen(opts.to_namespace().and_then(|n| n.reap())) {
         render_reap(&ns, &r);
     }
     if deep {
@@ -451,7 +451,7 @@ fn overlay_mode(data: &[u8]) {
                     hit_sems.extend(apply(live, t, b));
                 }
                 Step::List => {
-                    if let Some(list) = seen(opts.list()) {
+                    if let Some(list) = seen(opts.to_namespace().and_then(|n| n.list())) {
                         render_list(&list);
                     }
                 }
@@ -493,7 +493,7 @@ fn overlay_mode(data: &[u8]) {
                     if reaps > 2 {
                         continue;
                     }
-                    if let Some(r) = seen(opts.reap()) {
+                    if let Some(r) = seen(opts.to_namespace().and_then(|n| n.reap())) {
                         shmsem_fuzz::stat(if r.is_empty() {
                             "reap: nothing"
                         } else {

@@ -8,6 +8,6 @@ use crate::{cli::GrantArgs, group};
 /// files' owner (or root); anyone else gets permission denied (exit 77).
 pub fn grant(opts: Options, args: GrantArgs) -> anyhow::Result<()> {
     let gid = group::resolve(&args.group)?;
-    opts.grant(gid)?;
+    opts.to_namespace()?.grant(gid)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::{
 
 /// List every semaphore of the scope and namespace.
 pub fn ls(opts: Options, json: bool) -> anyhow::Result<()> {
-    let infos = opts.list()?;
+    let infos = opts.to_namespace()?.list()?;
     if json {
         let all: Value = infos.iter().map(output::summary_json).collect();
         return emit_json(&all);

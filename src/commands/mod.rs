@@ -33,7 +33,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Ps(args) => ps::ps(args.pid, args.json),
         Command::Set(args) => set::set(opts, args),
         Command::Rm(args) => rm::rm(opts, args),
-        Command::Reap(args) => reap::reap(opts, scope, &cli.namespace, args.json),
+        Command::Reap(args) => reap::reap(&opts.to_namespace()?, args.json),
         Command::Grant(args) => grant::grant(opts, args),
         Command::Watch(args) => return watch::watch(opts, args),
         Command::Bench(args) => shmsem_bench::run(

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::Context;
-use shmsem::{FdPermit, Options};
+use shmsem::{FdPermit, Options, Scope, Tree};
 
 use super::with_lock_timeout;
 use crate::{cli::RunArgs, signals};
@@ -31,6 +31,7 @@ const NOT_FOUND: u8 = 127;
 /// process that inherited the description from it, has exited (or closed it).
 pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
     let take = args.take;
+    let scope = opts.scope_of();
     let sem = with_lock_timeout(opts.capacity(take.capacity), take.timeout).open(&take.name)?;
     let timeout = take.timeout.map(Duration::from_millis);
     let permit = sem.acquire_fd(take.weight, timeout)?;
@@ -46,6 +47,10 @@ pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
     let fd = permit.descriptor().as_raw_fd();
     let mut command = Command::new(program);
     command.args(rest);
+    if scope == Scope::Tree {
+        // The command joins this process's `self` tree, whose semaphore it holds.
+        Tree::current()?.command(&mut command);
+    }
     // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
     // async-signal-safe; it allocates nothing.
     unsafe { command.pre_exec(move || FdPermit::inherit(fd)) };

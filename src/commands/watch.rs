@@ -22,7 +22,7 @@ use ratatui::{
         terminal::{self, EnterAlternateScreen, LeaveAlternateScreen},
     },
 };
-use shmsem::{Info, Options};
+use shmsem::{Info, Namespace, Options};
 
 use crate::{cli::WatchArgs, dashboard::Dashboard, output, signals};
 
@@ -39,8 +39,9 @@ pub fn watch(opts: Options, args: WatchArgs) -> anyhow::Result<u8> {
         );
     }
     let only = args.name.as_deref();
+    let ns = opts.to_namespace()?;
     // The first snapshot before the screen changes: a refused namespace is a plain error line.
-    let mut infos = snapshot(&opts, only)?;
+    let mut infos = snapshot(&ns, only)?;
     signals::catch_ending().context("installing the signal handlers")?;
     let _restore = Restore::install();
     let mut terminal = enter().context("setting up the terminal")?;
@@ -48,8 +49,8 @@ pub fn watch(opts: Options, args: WatchArgs) -> anyhow::Result<u8> {
     loop {
         let view = Dashboard {
             infos: &infos,
-            scope: opts.scope_of(),
-            namespace: opts.namespace_of(),
+            scope: ns.scope(),
+            namespace: ns.name(),
             only,
             interval_ms: args.interval,
             now_ms: output::now_ms(),
@@ -75,13 +76,13 @@ pub fn watch(opts: Options, args: WatchArgs) -> anyhow::Result<u8> {
                 _ => {}
             }
         }
-        infos = snapshot(&opts, only)?;
+        infos = snapshot(&ns, only)?;
     }
 }
 
 /// The semaphores to show: every one of the namespace, or just `only`.
-fn snapshot(opts: &Options, only: Option<&str>) -> anyhow::Result<Vec<Info>> {
-    let mut infos = opts.list()?;
+fn snapshot(ns: &Namespace, only: Option<&str>) -> anyhow::Result<Vec<Info>> {
+    let mut infos = ns.list()?;
     if let Some(name) = only {
         infos.retain(|i| i.name == name);
     }

@@ -220,7 +220,7 @@ impl Actor {
     }
 
     pub fn list(&mut self) {
-        match ns().list() {
+        match ns().to_namespace().and_then(|n| n.list()) {
             Ok(infos) => {
                 self.w.bump(Stat::Lists);
                 for i in &infos {
@@ -232,7 +232,7 @@ impl Actor {
     }
 
     pub fn reap(&mut self) {
-        match ns().reap() {
+        match ns().to_namespace().and_then(|n| n.reap()) {
             Ok(r) => {
                 self.w.bump(Stat::Reaps);
                 self.w

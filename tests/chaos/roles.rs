@@ -112,9 +112,9 @@ pub fn role_reaper() {
 
 /// Reap, then report every semaphore: `sem.NAME value holders-sum holders waiters kind cap`.
 pub fn role_audit() {
-    let reaped = ns().reap().expect("reap");
+    let reaped = ns().to_namespace().and_then(|n| n.reap()).expect("reap");
     report("reaped", reaped.iter().map(|r| r.weight).sum::<u64>());
-    let infos = ns().list().expect("list");
+    let infos = ns().to_namespace().and_then(|n| n.list()).expect("list");
     for i in &infos {
         report(
             &format!("sem.{}", i.name),
@@ -143,10 +143,10 @@ pub fn role_audit() {
 /// Sweep, wait past every idle period, sweep again, and report what is left.
 pub fn role_idle() {
     for _ in 0..3 {
-        ns().list().expect("list");
+        ns().to_namespace().and_then(|n| n.list()).expect("list");
         thread::sleep(Duration::from_millis(200));
     }
-    let infos = ns().list().expect("list");
+    let infos = ns().to_namespace().and_then(|n| n.list()).expect("list");
     for i in &infos {
         report(
             &format!("left.{}", i.name),

@@ -138,7 +138,11 @@ pub fn role_victim() {
         );
     };
 
-    note(&mut out, "list1", &opts.list().map(drop));
+    note(
+        &mut out,
+        "list1",
+        &opts.to_namespace().and_then(|n| n.list()).map(drop),
+    );
     match opts.open_existing("s") {
         Ok(sem) => {
             note(&mut out, "existing", &Ok(()));
@@ -176,8 +180,16 @@ pub fn role_victim() {
             }
         }
     }
-    note(&mut out, "list2", &opts.list().map(drop));
-    note(&mut out, "reap", &opts.reap().map(drop));
+    note(
+        &mut out,
+        "list2",
+        &opts.to_namespace().and_then(|n| n.list()).map(drop),
+    );
+    note(
+        &mut out,
+        "reap",
+        &opts.to_namespace().and_then(|n| n.reap()).map(drop),
+    );
     note(
         &mut out,
         "fresh",
@@ -204,8 +216,8 @@ pub fn role_probe() {
         let t = sem.try_acquire(1);
         report("try", letter(&t));
     }
-    report("list", letter(&opts.list()));
-    let reaped = opts.reap();
+    report("list", letter(&opts.to_namespace().and_then(|n| n.list())));
+    let reaped = opts.to_namespace().and_then(|n| n.reap());
     report("reap", letter(&reaped));
     if let Ok(r) = reaped {
         report("reaped", r.iter().map(|r| r.weight).sum::<u64>());

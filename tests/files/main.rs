@@ -155,8 +155,8 @@ fn run_steps(steps: &str) {
             "existing_try" => opts
                 .open_existing(&name)
                 .and_then(|s| s.try_acquire(1).map(drop)),
-            "list" => opts.list().map(drop),
-            "reap" => opts.reap().map(drop),
+            "list" => opts.to_namespace().and_then(|n| n.list()).map(drop),
+            "reap" => opts.to_namespace().and_then(|n| n.reap()).map(drop),
             s if s.starts_with("sleep") => {
                 let ms: u64 = s["sleep".len()..].parse().expect("sleepN");
                 std::thread::sleep(Duration::from_millis(ms));

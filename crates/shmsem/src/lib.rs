@@ -19,8 +19,9 @@ mod wait;
 pub use crate::{
     error::{Error, Result},
     holders::{Party, Reclaimed},
+    namespace::handle::Namespace,
     ps::{Activity, State, ps},
-    scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, validate_name},
+    scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, Tree, validate_name},
     semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
 };
 

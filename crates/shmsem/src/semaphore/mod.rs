@@ -174,7 +174,7 @@ impl Semaphore {
         Options::default()
     }
 
-    fn new(
+    pub(crate) fn new(
         ns: Arc<Namespace>,
         name: &str,
         found: Found,

@@ -6,7 +6,7 @@ use super::{Info, Semaphore};
 use crate::{
     error::{Error, Result},
     holders,
-    namespace::Namespace,
+    namespace::{Namespace as Mapped, handle::Namespace},
     scope::{DEFAULT_NAMESPACE, Scope, validate_name},
     segment::Creation,
     table::{self, DEFAULT_IDLE_MS, NewRecord},
@@ -155,7 +155,7 @@ impl Options {
 
     /// Refuse an existing namespace whose file does not have the group and mode that were asked
     /// for explicitly.
-    fn check_owner(&self, ns: &Namespace) -> Result<()> {
+    fn check_owner(&self, ns: &Mapped) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         if self.mode.is_none() && self.group.is_none() {
             return Ok(());
@@ -219,7 +219,7 @@ impl Options {
         validate_name(name)?;
         super::check_capacity(self.capacity)?;
         self.check_mode()?;
-        let ns = Namespace::open_named(self.scope, &self.namespace, Some(self.creation()))?
+        let ns = Mapped::open_named(self.scope, &self.namespace, Some(self.creation()))?
             .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
         self.check_owner(&ns)?;
         let new = self.new_record();
@@ -242,57 +242,49 @@ impl Options {
         let not_found = || Error::NotFound {
             name: name.to_owned(),
         };
-        let ns = Namespace::open_named(self.scope, &self.namespace, None)?.ok_or_else(not_found)?;
+        let ns = Mapped::open_named(self.scope, &self.namespace, None)?.ok_or_else(not_found)?;
         ns.sweep_idle()?;
         let (found, life) = table::lookup_life(&ns.seg, name).ok_or_else(not_found)?;
         Ok(Semaphore::new(ns, name, found, life, None))
     }
 
+    /// The namespace these options open in, as a handle for the operations that concern all
+    /// its semaphores ([`Namespace::list`], [`Namespace::reap`], [`Namespace::grant`]). Fails
+    /// with [`Error::InvalidName`] when the namespace name is not valid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmsem::{Scope, Semaphore};
+    ///
+    /// let ns = Semaphore::options().scope(Scope::Global).namespace("ci").to_namespace()?;
+    /// assert_eq!((ns.scope(), ns.name()), (Scope::Global, "ci"));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn to_namespace(&self) -> Result<Namespace> {
+        Namespace::new(self.scope, self.namespace.clone())
+    }
+
     /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
     /// Auto semaphores past their idle period are removed first.
+    #[deprecated(note = "use `Namespace::list` instead (`options.to_namespace()?.list()`)")]
     pub fn list(&self) -> Result<Vec<Info>> {
-        let Some(ns) = Namespace::open_named(self.scope, &self.namespace, None)? else {
-            return Ok(Vec::new());
-        };
-        ns.sweep_idle()?;
-        let mut out: Vec<Info> = table::live(&ns.seg)
-            .into_iter()
-            .map(|(found, name)| {
-                let life = ns.seg.sem(found.index).map_or(0, |r| {
-                    r.incarnation.load(std::sync::atomic::Ordering::Acquire)
-                });
-                Semaphore::new(ns.clone(), &name, found, life, None).info()
-            })
-            .filter_map(Result::ok)
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.to_namespace()?.list()
     }
 
     /// Reclaim what dead holders hold in the scope and namespace, and remove auto semaphores past
     /// their idle period. Returns what came back, including what this process's own opening of
     /// the namespace reclaimed.
+    #[deprecated(note = "use `Namespace::reap` instead (`options.to_namespace()?.reap()`)")]
     pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
-        match Namespace::open_named(self.scope, &self.namespace, None)? {
-            Some(ns) => {
-                let out = ns.reap()?;
-                ns.sweep_idle()?;
-                Ok(out)
-            }
-            None => Ok(Vec::new()),
-        }
+        self.to_namespace()?.reap()
     }
 
     /// Let group `gid` use the namespace too: a POSIX ACL entry giving the group read and write
     /// access to the namespace's files. The namespace must exist.
+    #[deprecated(note = "use `Namespace::grant` instead (`options.to_namespace()?.grant(gid)`)")]
     pub fn grant(&self, gid: u32) -> Result<()> {
-        let ns = Namespace::open_named(self.scope, &self.namespace, None)?.ok_or_else(|| {
-            Error::NoNamespace {
-                scope: self.scope.to_string(),
-                namespace: self.namespace.clone(),
-            }
-        })?;
-        ns.grant_group(gid)
+        self.to_namespace()?.grant(gid)
     }
 
     /// The scope these options open in.

@@ -1,23 +1,18 @@
 //! Operating-system services other than waiting: byte-range locks that the kernel drops when a
-//! process dies, process identity and liveness, the wall clock, and `fork` (its epoch, hooks and
-//! gate, in `fork.rs`).
+//! process dies, process identity and liveness, the wall clock, users and groups, access control
+//! lists, descriptors, and `fork` (its epoch, hooks and gate).
 //!
-//! One file per OS behind this one switch, with the same signatures. Nothing here knows what a
-//! semaphore is.
+//! This file is the one switch between operating systems: each OS has a folder of its own whose
+//! items keep the same names and signatures, re-exported here, so that the rest of the crate
+//! calls `sys::name` whatever the OS. Nothing here knows what a semaphore is.
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-#[path = "linux.rs"]
-mod imp;
+mod linux;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use linux::*;
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 compile_error!("shmsem's process liveness is only wired in for Linux and Android");
-
-pub use imp::*;
-
-#[cfg(unix)]
-mod fork;
-#[cfg(unix)]
-pub use fork::*;
 
 /// What a liveness probe of a process found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,9 +36,15 @@ use crate::{
     sys,
 };
 
+mod tree;
+
+pub use self::tree::Tree;
+pub(crate) use self::tree::parse_tree_id;
+
 /// The environment variable that overrides where every scope keeps its files.
 pub const DIR_ENV: &str = "SHMSEM_DIR";
-/// The environment variable that carries a `self` scope's identity to child processes.
+/// The environment variable that carries a `self` tree's identity to child processes (see
+/// [`Tree`]).
 pub const SELF_ENV: &str = "SHMSEM_SELF";
 /// The namespace used when none is given.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -54,9 +60,15 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Scope {
-    /// This process and its descendants (`self` on the command line). The first process of the
-    /// tree to use it names the tree after itself in `SHMSEM_SELF`, which children inherit. The
-    /// files are removed once the root has exited and no process of the tree has them open.
+    /// This process and the descendants it brings into its tree (`self` on the command line).
+    ///
+    /// A process started without `SHMSEM_SELF` is the root of a tree of its own; one started
+    /// with `SHMSEM_SELF=PID-START` belongs to that tree (see [`Tree`]). The library never sets
+    /// the variable: a child joins its parent's tree when the parent starts it with the variable
+    /// set, through [`Tree::command`] (or [`Tree::env`]), or when the program sets the variable
+    /// itself before it starts any thread, so that every child inherits it. `shmsem run --scope
+    /// self` does this for its command. The files are removed once the root has exited and no
+    /// process of the tree has them open.
     Tree,
     /// Every process of the current user (real uid), wherever it started: a login shell, cron,
     /// `sudo -u`, a service. Decided by the uid alone, never by `XDG_RUNTIME_DIR`: the files
@@ -161,7 +173,7 @@ impl Location {
             Scope::Global => (format!("{global_prefix}{namespace}"), None),
             Scope::Local => (format!("local.{namespace}"), None),
             Scope::Tree => {
-                let root = tree_root()?;
+                let root = Tree::current()?.root();
                 (
                     format!("self.{}-{}.{namespace}", root.pid, root.start_time),
                     Some(root),
@@ -252,34 +264,6 @@ pub(crate) fn custom_dir() -> Option<std::ffi::OsString> {
     static DIR: OnceLock<Option<std::ffi::OsString>> = OnceLock::new();
     DIR.get_or_init(|| std::env::var_os(DIR_ENV).filter(|d| !d.is_empty()))
         .clone()
-}
-
-/// Parse a tree identity, `PID-START`.
-pub(crate) fn parse_tree_id(s: &str) -> Option<sys::Identity> {
-    let (pid, start) = s.split_once('-')?;
-    let pid: u32 = pid.parse().ok().filter(|&p| p > 0)?;
-    let start_time: u64 = start.parse().ok()?;
-    Some(sys::Identity { pid, start_time })
-}
-
-/// The root of this process's `self` tree: from `SHMSEM_SELF`, or this process, which then
-/// publishes itself in `SHMSEM_SELF` for its children.
-pub(crate) fn tree_root() -> Result<sys::Identity> {
-    static ROOT: OnceLock<std::result::Result<sys::Identity, String>> = OnceLock::new();
-    let root = ROOT.get_or_init(|| match std::env::var(SELF_ENV) {
-        Ok(v) => parse_tree_id(&v).ok_or_else(|| {
-            format!("{SELF_ENV}={v:?} is not PID-START; unset it to start a new tree")
-        }),
-        Err(_) => {
-            let me = sys::current();
-            // SAFETY: `set_var` races with other threads reading the environment. It runs once,
-            // on the first use of the `self` scope; the `Scope::Tree` docs tell programs with
-            // threads that read the environment to set `SHMSEM_SELF` themselves before.
-            unsafe { std::env::set_var(SELF_ENV, format!("{}-{}", me.pid, me.start_time)) };
-            Ok(me)
-        }
-    });
-    root.clone().map_err(Error::invalid)
 }
 
 /// Where the per-user directory of `uid` is: a function of the uid alone, never of the
@@ -412,75 +396,21 @@ mod tests {
 
     /// The `local` (and `self`) directory is a function of the uid alone: `XDG_RUNTIME_DIR`,
     /// which a login shell has and cron, `sudo -u` and services do not, must not move it, or one
-    /// user would have two `local` scopes.
+    /// user would have two `local` scopes. The path is computed from the uid only
+    /// ([`user_dir_path`] takes nothing else), and what resolving finds is that path whatever
+    /// this test's environment holds. (That processes with and without the variable meet is
+    /// checked across processes by the `multiprocess_scopes` tests.)
     #[test]
-    fn the_per_user_directory_ignores_xdg_runtime_dir() {
-        const XDG: &str = "XDG_RUNTIME_DIR";
+    fn the_per_user_directory_is_a_function_of_the_uid_alone() {
         let uid = sys::uid();
         let expected = PathBuf::from(format!("/dev/shm/shmsem.user.{uid}"));
         assert_eq!(user_dir_path(uid), expected);
-        let xdg = std::env::temp_dir().join(format!(
-            "shmsem-unit-xdg-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&xdg)
-            .expect("creating a stand-in XDG_RUNTIME_DIR");
-        let saved = std::env::var_os(XDG);
-        let mut seen = Vec::new();
-        for value in [Some(xdg.as_os_str()), None] {
-            // SAFETY: `set_var` is unsound only while another thread reads the environment
-            // outside `std::env` (whose lock serializes it with this). No code of this crate's
-            // unit tests does: the library reads the environment through `std::env` only.
-            unsafe {
-                match value {
-                    Some(v) => std::env::set_var(XDG, v),
-                    None => std::env::remove_var(XDG),
-                }
-            }
-            let dir = user_dir();
-            let resolved = Location::resolve(Scope::Local, DEFAULT_NAMESPACE);
-            seen.push((value.is_some(), dir, resolved));
-        }
-        // SAFETY: as above.
-        unsafe {
-            match &saved {
-                Some(v) => std::env::set_var(XDG, v),
-                None => std::env::remove_var(XDG),
-            }
-        }
-        let _ = std::fs::remove_dir_all(&xdg);
-        for (xdg_set, dir, resolved) in seen {
-            let dir = dir.expect("the per-user directory");
-            assert_eq!(dir, expected, "XDG_RUNTIME_DIR set: {xdg_set}");
-            // `SHMSEM_DIR`, when the test runs with it, overrides the per-user directory.
-            if custom_dir().is_none() {
-                let resolved = resolved.expect("resolving the local scope");
-                assert_eq!(
-                    resolved.segment,
-                    expected.join("local.default"),
-                    "XDG_RUNTIME_DIR set: {xdg_set}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn tree_ids_parse_strictly() {
-        assert_eq!(
-            parse_tree_id("12-345"),
-            Some(sys::Identity {
-                pid: 12,
-                start_time: 345
-            })
-        );
-        for bad in ["", "12", "-3", "0-1", "a-1", "1-b", "1-2-3"] {
-            assert_eq!(parse_tree_id(bad), None, "{bad:?}");
+        assert_eq!(user_dir().expect("the per-user directory"), expected);
+        // `SHMSEM_DIR`, when the test runs with it, overrides the per-user directory.
+        if custom_dir().is_none() {
+            let resolved =
+                Location::resolve(Scope::Local, DEFAULT_NAMESPACE).expect("resolving local");
+            assert_eq!(resolved.segment, expected.join("local.default"));
         }
     }
 }

@@ -1,0 +1,203 @@
+//! The public handle for the operations that concern a whole namespace rather than one
+//! semaphore: listing its semaphores, reaping what dead holders left, and granting a group access.
+
+use std::sync::{Arc, atomic::Ordering::Acquire};
+
+use super::Namespace as Mapped;
+use crate::{
+    error::{Error, Result},
+    holders::Reclaimed,
+    scope::{DEFAULT_NAMESPACE, Scope, validate_name},
+    semaphore::{Info, Semaphore},
+    table,
+};
+
+/// A namespace of a scope: the set of semaphores that share one segment, for the operations that
+/// concern all of them.
+///
+/// Making a handle opens and creates nothing: each operation looks the namespace up (mapping it
+/// once per process), and one that does not exist yet lists no semaphores and has nothing to
+/// reap. A semaphore is opened with [`Semaphore::options`]; [`Options::to_namespace`] gives the
+/// handle of the namespace those options open in.
+///
+/// None of these operations waits for the namespace's table lock: the idle sweep they run skips
+/// a round when another process holds it, and reaping waits for a stopped process only as long
+/// as each reclaim's own bound allows, so a stopped or hostile lock holder cannot hang them.
+///
+/// [`Options::to_namespace`]: crate::Options::to_namespace
+///
+/// # Examples
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("shmsem-doc-ns-{}", std::process::id()));
+/// # // SAFETY: set before this example starts any thread.
+/// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+/// use shmsem::{Namespace, Scope, Semaphore};
+///
+/// let ci = Namespace::new(Scope::Local, "ci")?;
+/// assert!(ci.list()?.is_empty());
+///
+/// let _sem = Semaphore::options().namespace("ci").persistent().open("deploy")?;
+/// let names: Vec<String> = ci.list()?.into_iter().map(|info| info.name).collect();
+/// assert_eq!(names, ["deploy"]);
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Namespace {
+    scope: Scope,
+    name: String,
+}
+
+impl Default for Namespace {
+    /// The namespace `default` of [`Scope::Local`], where semaphore options open by default.
+    fn default() -> Self {
+        Namespace {
+            scope: Scope::Local,
+            name: DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+}
+
+impl Namespace {
+    /// The namespace `name` of `scope`. Fails with [`Error::InvalidName`] when `name` breaks
+    /// the naming rule of [`validate_name`]; touches no file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmsem::{Error, Namespace, Scope};
+    ///
+    /// let ns = Namespace::new(Scope::Global, "builds")?;
+    /// assert_eq!((ns.scope(), ns.name()), (Scope::Global, "builds"));
+    /// assert!(matches!(
+    ///     Namespace::new(Scope::Local, "../etc"),
+    ///     Err(Error::InvalidName { .. })
+    /// ));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn new(scope: Scope, name: impl Into<String>) -> Result<Namespace> {
+        let name = name.into();
+        validate_name(&name)?;
+        Ok(Namespace { scope, name })
+    }
+
+    /// The scope the namespace belongs to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmsem::Namespace::default().scope(), shmsem::Scope::Local);
+    /// ```
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The namespace's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmsem::Namespace::default().name(), shmsem::DEFAULT_NAMESPACE);
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every semaphore in the namespace, sorted by name. A namespace that does not exist has
+    /// none. Auto semaphores past their idle period are removed first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-nsls-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Namespace, Scope, Semaphore};
+    ///
+    /// let opts = Semaphore::options().namespace("pools").capacity(4).persistent();
+    /// let sem = opts.open("db")?;
+    /// let _permit = sem.acquire()?;
+    /// let infos = opts.to_namespace()?.list()?;
+    /// // One of the four is held.
+    /// assert_eq!((infos[0].name.as_str(), infos[0].capacity, infos[0].value), ("db", 4, 1));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn list(&self) -> Result<Vec<Info>> {
+        let Some(ns) = self.mapped()? else {
+            return Ok(Vec::new());
+        };
+        ns.sweep_idle()?;
+        let mut out: Vec<Info> = table::live(&ns.seg)
+            .into_iter()
+            .map(|(found, name)| {
+                // Acquire: pairs with the (SeqCst) store that publishes a new incarnation, so the
+                // handle made here names the semaphore the table entry describes.
+                let life = ns
+                    .seg
+                    .sem(found.index)
+                    .map_or(0, |r| r.incarnation.load(Acquire));
+                Semaphore::new(ns.clone(), &name, found, life, None).info()
+            })
+            .filter_map(Result::ok)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Reclaim what dead holders hold in the namespace, and remove auto semaphores past their
+    /// idle period. Returns what came back, including what this process's own opening of the
+    /// namespace reclaimed. A namespace that does not exist has nothing to reap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-nsreap-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Namespace, Scope};
+    ///
+    /// // Nobody has died holding anything here.
+    /// assert!(Namespace::new(Scope::Local, "quiet")?.reap()?.is_empty());
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn reap(&self) -> Result<Vec<Reclaimed>> {
+        match self.mapped()? {
+            Some(ns) => {
+                let out = ns.reap()?;
+                ns.sweep_idle()?;
+                Ok(out)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Let group `gid` use the namespace too: a POSIX ACL entry giving the group read and write
+    /// access to the namespace's files. The namespace must exist ([`Error::NoNamespace`]
+    /// otherwise), and only its owner (or root) may change who has access
+    /// ([`Error::PermissionDenied`] otherwise).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-nsgrant-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Error, Namespace, Scope};
+    ///
+    /// let absent = Namespace::new(Scope::Local, "not-yet")?;
+    /// assert!(matches!(absent.grant(1234), Err(Error::NoNamespace { .. })));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn grant(&self, gid: u32) -> Result<()> {
+        let ns = self.mapped()?.ok_or_else(|| Error::NoNamespace {
+            scope: self.scope.to_string(),
+            namespace: self.name.clone(),
+        })?;
+        ns.grant_group(gid)
+    }
+
+    /// The namespace as this process maps it; `None` if it does not exist.
+    fn mapped(&self) -> Result<Option<Arc<Mapped>>> {
+        Mapped::open_named(self.scope, &self.name, None)
+    }
+}
