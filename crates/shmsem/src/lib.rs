@@ -2,6 +2,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod admin;
 mod error;
 #[doc(hidden)]
 pub mod failpoint;
@@ -17,9 +18,9 @@ mod table;
 mod wait;
 
 pub use crate::{
+    admin::Namespace,
     error::{Error, Result},
     holders::{Party, Reclaimed},
-    namespace::handle::Namespace,
     ps::{Activity, State, ps},
     scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, Tree, validate_name},
     semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},

@@ -5,9 +5,10 @@
 //! process slot, and the liveness lock that goes with it, must outlive every handle. The other
 //! jobs have files of their own: the registry of mapped namespaces (`registry`), registration
 //! and records (`registration`), the namespace's locks (`locks`), split detection (`split`),
-//! thread lanes (`lanes`), cleanup of `self` trees (`tree`), the watch thread (`watch`), and
-//! the public handle for namespace-wide operations (`handle`, exported as `shmsem::Namespace`,
-//! not to be confused with the mapped namespace of this file).
+//! thread lanes (`lanes`) and the fast path's per-thread memory of records (`fast`), cleanup of
+//! `self` trees (`tree`), and the watch thread (`watch`). The public handle for namespace-wide
+//! operations is `crate::admin`'s `Namespace`, not to be confused with the mapped namespace of
+//! this file.
 
 use std::{
     collections::HashMap,
@@ -20,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-pub(crate) mod handle;
+pub(crate) mod fast;
 mod lanes;
 mod locks;
 mod registration;

@@ -150,7 +150,7 @@ impl Namespace {
             .map(|(&key, _)| key)
             .collect();
         // This thread's fast-path entry may name one of them.
-        crate::semaphore::forget_fast_path();
+        super::fast::clear();
         for key in &idle {
             if let Some(index) = inner.records.remove(key) {
                 holders::free_record(ctx, index);
@@ -170,7 +170,7 @@ impl Namespace {
             && let Ok(ctx) = self.ctx()
         {
             // This thread's fast-path entry may name it.
-            crate::semaphore::forget_fast_path();
+            super::fast::clear();
             holders::free_record(ctx, index);
         }
     }

@@ -60,7 +60,7 @@ impl Namespace {
     pub fn open(loc: Location, creation: Option<Creation>) -> Result<Option<Arc<Namespace>>> {
         sys::install_fork_hook();
         // A forked child starts with no fast-path entry: it holds nothing of its parent's.
-        sys::on_fork_child(crate::semaphore::forget_fast_path);
+        sys::on_fork_child(super::fast::clear);
         let mut registry = lock(&REGISTRY);
         let map = registry.get_or_insert_with(HashMap::new);
         if let Some(ns) = map.get(&loc.segment) {

@@ -68,7 +68,7 @@ pub struct Lane<'a, A, H = NoHook> {
     pub word: &'a A,
     /// The lane's holder record word (see [`holding`]).
     pub holding: &'a A,
-    /// Called at the kill points of each transition (see [`Hook`]).
+    /// Called at the kill points of each transition (see `Hook`).
     pub hook: H,
 }
 

@@ -188,6 +188,6 @@ pub enum Refused {
     Removed,
     /// A release would take the value below zero: the word or the caller's count is wrong.
     Underflow(u64),
-    /// The word changed [`MAX_RETRIES`] times in a row under this operation.
+    /// The word changed `MAX_RETRIES` times in a row under this operation.
     Contended,
 }

@@ -11,15 +11,15 @@ use std::{
 };
 
 use super::{
-    FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, fast,
-    frozen_pause, lane_of, note_since,
+    FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, frozen_pause,
+    lane_of, note_since,
     sleep::{POLL_NAP, SpinLuck, fits_now, nap},
     unpack,
 };
 use crate::{
     error::{Error, Result},
     failpoint::{self, KillPoints},
-    namespace::{current_lane, with_lane},
+    namespace::{current_lane, fast, with_lane},
     protocol::{
         self, Lane, Refused, holding,
         keys::{Found, Reservation},

@@ -9,7 +9,6 @@
 
 mod acquire;
 mod external;
-mod fast;
 mod fd_permit;
 mod info;
 mod options;
@@ -19,9 +18,7 @@ mod sleep;
 mod until;
 
 use self::acquire::{Contended, fair_capacity};
-pub(crate) use self::fast::clear as forget_fast_path;
 #[doc(hidden)]
-pub use self::fast::on_fast_path;
 use self::until::Until;
 pub use self::{
     fd_permit::FdPermit,
@@ -46,7 +43,7 @@ use crate::{
     error::{Error, Result},
     failpoint::KillPoints,
     holders,
-    namespace::Namespace,
+    namespace::{Namespace, fast},
     protocol::{
         self, Lane,
         handle::{Entered, Held, LIFE_BITS, pack, unpack},
@@ -60,6 +57,12 @@ use crate::{
     table::{self, Found, KIND_PERSISTENT, NewRecord},
     wait,
 };
+
+/// Whether the calling thread remembers `sem` in the life the handle names now: its next
+/// uncontended acquire (and the release of what that takes) then goes straight to the words.
+pub fn on_fast_path(sem: &Semaphore) -> bool {
+    fast::get(sem.inner.serial, sem.inner.found.load(Relaxed)).is_some()
+}
 
 /// The longest a waiter sleeps before it looks for dead holders and re-checks, when no watch
 /// thread looks after it (see `namespace::watch`).

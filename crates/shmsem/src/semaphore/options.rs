@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use super::{Info, Semaphore};
+use super::Semaphore;
 use crate::{
     error::{Error, Result},
-    holders,
-    namespace::{Namespace as Mapped, handle::Namespace},
+    namespace::Namespace as Mapped,
     scope::{DEFAULT_NAMESPACE, Scope, validate_name},
     segment::Creation,
     table::{self, DEFAULT_IDLE_MS, NewRecord},
@@ -246,45 +245,6 @@ impl Options {
         ns.sweep_idle()?;
         let (found, life) = table::lookup_life(&ns.seg, name).ok_or_else(not_found)?;
         Ok(Semaphore::new(ns, name, found, life, None))
-    }
-
-    /// The namespace these options open in, as a handle for the operations that concern all
-    /// its semaphores ([`Namespace::list`], [`Namespace::reap`], [`Namespace::grant`]). Fails
-    /// with [`Error::InvalidName`] when the namespace name is not valid.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shmsem::{Scope, Semaphore};
-    ///
-    /// let ns = Semaphore::options().scope(Scope::Global).namespace("ci").to_namespace()?;
-    /// assert_eq!((ns.scope(), ns.name()), (Scope::Global, "ci"));
-    /// # Ok::<(), shmsem::Error>(())
-    /// ```
-    pub fn to_namespace(&self) -> Result<Namespace> {
-        Namespace::new(self.scope, self.namespace.clone())
-    }
-
-    /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
-    /// Auto semaphores past their idle period are removed first.
-    #[deprecated(note = "use `Namespace::list` instead (`options.to_namespace()?.list()`)")]
-    pub fn list(&self) -> Result<Vec<Info>> {
-        self.to_namespace()?.list()
-    }
-
-    /// Reclaim what dead holders hold in the scope and namespace, and remove auto semaphores past
-    /// their idle period. Returns what came back, including what this process's own opening of
-    /// the namespace reclaimed.
-    #[deprecated(note = "use `Namespace::reap` instead (`options.to_namespace()?.reap()`)")]
-    pub fn reap(&self) -> Result<Vec<holders::Reclaimed>> {
-        self.to_namespace()?.reap()
-    }
-
-    /// Let group `gid` use the namespace too: a POSIX ACL entry giving the group read and write
-    /// access to the namespace's files. The namespace must exist.
-    #[deprecated(note = "use `Namespace::grant` instead (`options.to_namespace()?.grant(gid)`)")]
-    pub fn grant(&self, gid: u32) -> Result<()> {
-        self.to_namespace()?.grant(gid)
     }
 
     /// The scope these options open in.

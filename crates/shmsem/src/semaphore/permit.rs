@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use super::{Semaphore, fast, unpack};
+use super::{Semaphore, unpack};
+use crate::namespace::fast;
 use crate::sys;
 
 /// Weight held until dropped.

@@ -3,7 +3,8 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, fast, frozen_pause, lane_of};
+use super::{BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, frozen_pause, lane_of};
+use crate::namespace::fast;
 use crate::{
     error::{Error, Result},
     namespace::with_lane,

@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, atomic::Ordering::Acquire};
 
-use super::Namespace as Mapped;
 use crate::{
     error::{Error, Result},
     holders::Reclaimed,
+    namespace::Namespace as Mapped,
     scope::{DEFAULT_NAMESPACE, Scope, validate_name},
-    semaphore::{Info, Semaphore},
+    semaphore::{Info, Options, Semaphore},
     table,
 };
 
@@ -199,5 +199,48 @@ impl Namespace {
     /// The namespace as this process maps it; `None` if it does not exist.
     fn mapped(&self) -> Result<Option<Arc<Mapped>>> {
         Mapped::open_named(self.scope, &self.name, None)
+    }
+}
+
+/// The way from a semaphore builder to its namespace, and the namespace-wide operations that
+/// used to hang off the builder.
+impl Options {
+    /// The namespace these options open in, as a handle for the operations that concern all
+    /// its semaphores ([`Namespace::list`], [`Namespace::reap`], [`Namespace::grant`]). Fails
+    /// with [`Error::InvalidName`] when the namespace name is not valid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmsem::{Scope, Semaphore};
+    ///
+    /// let ns = Semaphore::options().scope(Scope::Global).namespace("ci").to_namespace()?;
+    /// assert_eq!((ns.scope(), ns.name()), (Scope::Global, "ci"));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn to_namespace(&self) -> Result<Namespace> {
+        Namespace::new(self.scope_of(), self.namespace_of())
+    }
+
+    /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.
+    /// Auto semaphores past their idle period are removed first.
+    #[deprecated(note = "use `Namespace::list` instead (`options.to_namespace()?.list()`)")]
+    pub fn list(&self) -> Result<Vec<Info>> {
+        self.to_namespace()?.list()
+    }
+
+    /// Reclaim what dead holders hold in the scope and namespace, and remove auto semaphores past
+    /// their idle period. Returns what came back, including what this process's own opening of
+    /// the namespace reclaimed.
+    #[deprecated(note = "use `Namespace::reap` instead (`options.to_namespace()?.reap()`)")]
+    pub fn reap(&self) -> Result<Vec<Reclaimed>> {
+        self.to_namespace()?.reap()
+    }
+
+    /// Let group `gid` use the namespace too: a POSIX ACL entry giving the group read and write
+    /// access to the namespace's files. The namespace must exist.
+    #[deprecated(note = "use `Namespace::grant` instead (`options.to_namespace()?.grant(gid)`)")]
+    pub fn grant(&self, gid: u32) -> Result<()> {
+        self.to_namespace()?.grant(gid)
     }
 }

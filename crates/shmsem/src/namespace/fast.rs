@@ -40,7 +40,7 @@ use crate::{
 };
 
 /// How many semaphores a thread remembers (a power of two).
-pub(super) const WAYS: usize = 4;
+pub(crate) const WAYS: usize = 4;
 
 /// One remembered semaphore: a way's fields side by side in one cache line, so that a hit
 /// reads one line (laid out by field, every way's serial side by side and so on, a hit read
@@ -96,7 +96,7 @@ fn way(serial: u64) -> usize {
 static SERIALS: AtomicU64 = AtomicU64::new(1);
 
 /// A serial for a new handle.
-pub(super) fn serial() -> u64 {
+pub(crate) fn serial() -> u64 {
     SERIALS.fetch_add(1, Relaxed)
 }
 
@@ -105,7 +105,7 @@ pub(super) fn serial() -> u64 {
 /// Raw pointers, not references, so that `Option<Hit>` has a tag of its own: the caller's branch
 /// is then the key comparison itself, with no test of a pointer for the niche.
 #[derive(Clone, Copy)]
-pub(super) struct Hit {
+pub(crate) struct Hit {
     rec: *const SemRecord,
     holder: *const HolderRecord,
     /// The fresh word of the life (`word::empty` of its generation).
@@ -135,7 +135,7 @@ impl Hit {
 
 /// This thread's entry, if it is for the handle with `serial` in the life packed in `found`.
 #[inline(always)]
-pub(super) fn get(serial: u64, found: u64) -> Option<Hit> {
+pub(crate) fn get(serial: u64, found: u64) -> Option<Hit> {
     REMEMBERED.with(|ways| {
         let w = &ways[way(serial)];
         if w.serial.get() == serial && w.found.get() == found {
@@ -152,7 +152,7 @@ pub(super) fn get(serial: u64, found: u64) -> Option<Hit> {
 }
 
 /// Remember `rec` and `holder` for the handle with `serial`, in the life packed in `found`.
-pub(super) fn fill(serial: u64, found: u64, epoch: u32, rec: &SemRecord, holder: &HolderRecord) {
+pub(crate) fn fill(serial: u64, found: u64, epoch: u32, rec: &SemRecord, holder: &HolderRecord) {
     REMEMBERED.with(|ways| {
         let w = &ways[way(serial)];
         w.serial.set(serial);
@@ -162,12 +162,6 @@ pub(super) fn fill(serial: u64, found: u64, epoch: u32, rec: &SemRecord, holder:
         w.empty.set(word::empty(unpack(found).0.generation));
         w.epoch.set(epoch);
     });
-}
-
-/// Whether the calling thread remembers `sem` in the life the handle names now: its next
-/// uncontended acquire (and the release of what that takes) then goes straight to the words.
-pub fn on_fast_path(sem: &super::Semaphore) -> bool {
-    get(sem.inner.serial, sem.inner.found.load(Relaxed)).is_some()
 }
 
 /// Forget what this thread remembers: called by a thread before it frees one of its lane's
