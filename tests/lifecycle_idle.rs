@@ -19,7 +19,7 @@ use common::{
     Kid, Spawn, TestDir, Witness, arg, arg_u32,
     cli::{Sleeper, ls, names, ok, run, show, sleep_until},
     life::{CHILD_TIMEOUT, parent_alive},
-    report, role,
+    report,
     roles::open_arg,
     send_signal, work_dir,
 };
@@ -29,15 +29,15 @@ use shmsem::Semaphore;
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process. In the harness itself (no role) it does nothing.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "cycler" => role_cycler(),
         "sweeper" => role_sweeper(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 /// Acquire and release weight 1 through one handle of an auto semaphore until the file `stop`
