@@ -69,6 +69,41 @@ pub fn is_stopped(pid: u32) -> bool {
         .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
 }
 
+/// What `/proc` says of one thread: its state letter and how often it was switched out.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadInfo {
+    pub state: char,
+    /// Voluntary and involuntary context switches: they do not change while it stays asleep.
+    pub switches: u64,
+}
+
+/// The thread of child `pid` that runs its [`CHILD_TEST`] entry point (the test harness names the
+/// thread after the test), or `None` if there is none (yet).
+pub fn test_thread(pid: u32) -> Option<ThreadInfo> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let comm = fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != CHILD_TEST {
+            continue;
+        }
+        let stat = fs::read_to_string(dir.join("stat")).ok()?;
+        let state = stat.rsplit(") ").next()?.chars().next()?;
+        let status = fs::read_to_string(dir.join("status")).ok()?;
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .map(|l| {
+                l.split_whitespace()
+                    .last()
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .sum::<Option<u64>>()?;
+        return Some(ThreadInfo { state, switches });
+    }
+    None
+}
+
 // ===== time =====
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes, unlike `Instant`.
