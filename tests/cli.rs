@@ -5,47 +5,35 @@
 //! `--holder PID`, except where the default holder (the parent process: this test harness) is
 //! what is tested.
 
+mod common;
+
 use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering::SeqCst},
-    thread,
+    path::Path,
+    process::{Command, Output, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use common::{
+    TestDir,
+    cli::{BIN, Sleeper as Helper, eventually},
+};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmsem");
-
-/// A fresh `SHMSEM_DIR`, removed at the end of the test.
+/// A test's fresh directory (its `SHMSEM_DIR` and its own files), removed at the end of the test.
 struct Env {
-    dir: PathBuf,
+    dir: TestDir,
 }
 
 impl Env {
     fn new(test: &str) -> Env {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "shmsem-cli-{test}-{}-{nanos}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, SeqCst)
-        ));
-        fs::create_dir_all(&dir).expect("creating the test directory");
-        Env { dir }
+        Env {
+            dir: TestDir::new(test),
+        }
     }
 
     /// `shmsem ARGS` with this test's directory and no inherited `self` tree.
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("SHMSEM_DIR", &self.dir)
-            .env_remove("SHMSEM_SELF")
-            .stdin(Stdio::null());
-        c
+        common::cli::command(&self.dir, args)
     }
 
     /// Run `shmsem ARGS` to completion.
@@ -65,12 +53,6 @@ impl Env {
     /// `show NAME --json`.
     fn show(&self, name: &str) -> Value {
         self.ok(&["show", name, "--json"]).json()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -111,51 +93,9 @@ impl Run {
     }
 }
 
-/// A process that can hold weight: `sleep 60`, killed when dropped.
-struct Helper(Child);
-
-impl Helper {
-    fn spawn() -> Helper {
-        Helper(
-            Command::new("sleep")
-                .arg("60")
-                .spawn()
-                .expect("spawning sleep"),
-        )
-    }
-
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-
-    /// SIGKILL it and wait until it is gone.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Fields of an `ls` text row.
 fn fields(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
-}
-
-/// Wait up to 10 s for `cond`.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn exists(path: &Path) -> bool {
@@ -441,7 +381,7 @@ fn run_times_out_without_running_the_command() {
         "--holder",
         &holder.pid(),
     ]);
-    let marker = env.dir.join("ran");
+    let marker = env.dir.work_file("ran");
     let marker_s = marker.to_str().unwrap();
     let r = env.run(&["run", "one", "--timeout", "100", "--", "touch", marker_s]);
     r.failed(75);
@@ -455,7 +395,7 @@ fn run_times_out_without_running_the_command() {
 #[test]
 fn sigterm_to_run_reaches_the_child() {
     let env = Env::new("sigterm");
-    let ready = env.dir.join("trap-set");
+    let ready = env.dir.work_file("trap-set");
     let script = r#"trap "exit 42" TERM; touch "$1"; sleep 5 & wait"#;
     let start = Instant::now();
     // The orphaned `sleep 5` would keep a captured pipe open: no pipes.

@@ -39,21 +39,22 @@ use std::{
     time::Instant,
 };
 
-use common::{TestDir, role};
+use common::TestDir;
 
 /// Namespaces, and so cases run at once.
 use common::corruption::*;
 
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "create" => role_create(),
         "hold_all" => role_hold_all(),
         "victim" => role_victim(),
         "probe" => role_probe(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use std::{fs, mem::offset_of};
 
-use common::{Kid, Spawn, TestDir, role};
+use common::{Kid, Spawn, TestDir};
 use shmsem::internals::layout::{
     HOLDERS_OFFSET, HolderRecord, PROCS_OFFSET, ProcSlot, SEMS_OFFSET, SemRecord,
 };
@@ -14,16 +14,17 @@ use shmsem::internals::layout::{
 /// Namespaces, and so cases run at once.
 use common::corruption::*;
 
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "create" => role_create(),
         "hold_all" => role_hold_all(),
         "victim" => role_victim(),
         "probe" => role_probe(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 /// Not a corruption: the state a live holder is in when it is stopped (SIGSTOP, a debugger)

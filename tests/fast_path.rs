@@ -9,18 +9,18 @@
 
 mod common;
 
-use common::{Spawn, TestDir, mp::CHILD_TIMEOUT, report, role};
+use common::{Spawn, TestDir, mp::CHILD_TIMEOUT, report};
 use shmsem::{Error, Semaphore, internals::on_fast_path};
 
-/// The entry point of every child process. In the harness itself (no role) it does nothing.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "alternate" => role_alternate(),
         "exclusion" => role_exclusion(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 /// `n` handles on semaphores `s0`, `s1`, … of capacity `capacity`.

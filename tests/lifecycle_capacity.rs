@@ -18,7 +18,7 @@ use common::{
     Kid, Spawn, TestDir, arg_u32,
     cli::{Sleeper, eventually, ok, parties, run, show},
     life::{CHILD_TIMEOUT, SIGNAL_TIMEOUT, parent_alive, role_wait},
-    mono_ns, report, role,
+    mono_ns, report,
     roles::{open_arg, role_hold},
     work_dir,
 };
@@ -28,18 +28,18 @@ use shmsem::Error;
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process. In the harness itself (no role) it does nothing.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "hold" => role_hold(SIGNAL_TIMEOUT),
         "wait" => role_wait(),
         "churn" => role_churn(),
         "big" => role_big(),
         "poller" => role_poller(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 /// Take weight 1, hold it `hold_ms`, give it back, again and again until the file `stop`.

@@ -32,7 +32,8 @@ use std::{
 };
 
 use proptest::{collection::vec, prelude::*};
-use shmsem::{Error, Permit, Semaphore};
+use shmsem::{Permit, Semaphore};
+use shmsem_model::{Sem, exit, outcome};
 
 const MAX_OPS: usize = 50;
 const HANDLES: usize = 4;
@@ -66,42 +67,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A short, comparable description of an outcome.
-fn outcome<T>(r: &Result<T, Error>) -> String {
-    match r {
-        Ok(_) => "ok".into(),
-        Err(Error::WouldBlock { weight, available }) => format!("WouldBlock({weight},{available})"),
-        Err(Error::Timeout { weight, .. }) => format!("Timeout({weight})"),
-        Err(Error::WeightTooLarge { weight, capacity }) => {
-            format!("WeightTooLarge({weight},{capacity})")
-        }
-        Err(Error::NotHeld { count, held }) => format!("NotHeld({count},{held})"),
-        Err(Error::InvalidArgument { .. }) => "InvalidArgument".into(),
-        Err(e) => format!("unexpected: {e:?}"),
-    }
-}
-
-/// The model of one name.
-#[derive(Debug, Clone, Copy)]
-struct Sem {
-    capacity: u32,
-    value: u32,
-}
-
-/// What an acquire of `w` on `s` gives, in the model: `blocked` is the error when it does not
-/// fit now.
-fn expect_take(s: Sem, w: u32, blocked: &str) -> String {
-    if w == 0 {
-        "InvalidArgument".into()
-    } else if w > s.capacity {
-        format!("WeightTooLarge({w},{})", s.capacity)
-    } else if s.value + w > s.capacity {
-        blocked.into()
-    } else {
-        "ok".into()
-    }
-}
-
 fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
     let me = std::process::id();
     let name_of = |i: usize| format!("n{i}");
@@ -131,10 +96,7 @@ fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let sem = r.map_err(|e| TestCaseError::fail(format!("{}: open: {e}", ctx!())))?;
-                let s = model.entry(name).or_insert(Sem {
-                    capacity: cap,
-                    value: 0,
-                });
+                let s = model.entry(name).or_insert(Sem::new(cap));
                 prop_assert_eq!(sem.capacity(), s.capacity, "get-or-create kept: {}", ctx!());
                 let _ = arena[used].set(sem);
                 handles[h] = Some((used, name));
@@ -146,18 +108,14 @@ fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
                 };
                 let sem = arena[a].get().unwrap();
                 let s = model[&name];
-                let (r, blocked) = match *op {
-                    Op::Try { .. } => (
-                        sem.try_acquire(w),
-                        format!("WouldBlock({w},{})", s.capacity.saturating_sub(s.value)),
-                    ),
+                let (r, want) = match *op {
+                    Op::Try { .. } => (sem.try_acquire(w), s.try_take(w)),
                     Op::Timed { ms, .. } => (
                         sem.acquire_timeout(w, Duration::from_millis(ms)),
-                        format!("Timeout({w})"),
+                        s.timed_take(w),
                     ),
                     _ => unreachable!(),
                 };
-                let want = expect_take(s, w, &blocked);
                 prop_assert_eq!(outcome(&r), want, "{}", ctx!());
                 if let Ok(p) = r {
                     model.get_mut(&name).unwrap().value += w;
@@ -178,7 +136,7 @@ fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
                     continue;
                 };
                 let s = model[&name];
-                let want = expect_take(s, w, "blocks");
+                let want = s.take(w, "blocks");
                 if want == "blocks" {
                     continue; // it would wait forever
                 }
@@ -194,14 +152,7 @@ fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
                     continue;
                 };
                 let r = arena[a].get().unwrap().exit(c);
-                let want = if c == 0 {
-                    "InvalidArgument".to_owned()
-                } else if c > entered[a] {
-                    format!("NotHeld({c},{})", entered[a])
-                } else {
-                    "ok".to_owned()
-                };
-                prop_assert_eq!(outcome(&r), want, "{}", ctx!());
+                prop_assert_eq!(outcome(&r), exit(c, entered[a]), "{}", ctx!());
                 if r.is_ok() {
                     model.get_mut(&name).unwrap().value -= c;
                     entered[a] -= c;
@@ -212,7 +163,7 @@ fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
                     continue;
                 };
                 let r = arena[a].get().unwrap().set_capacity(cap);
-                let want = if cap == 0 { "InvalidArgument" } else { "ok" };
+                let want = model[&name].set_capacity(cap);
                 prop_assert_eq!(outcome(&r), want, "{}", ctx!());
                 if r.is_ok() {
                     model.get_mut(&name).unwrap().capacity = cap;
@@ -286,19 +237,16 @@ fn run(ns: &str, ops: &[Op]) -> Result<(), TestCaseError> {
 fn setup() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!(
-            "shmsem-model-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("shmsem-model-")
+            .tempdir()
+            .expect("creating the test's SHMSEM_DIR");
         // SAFETY: this is the only test of this binary that calls the library, and it sets the
         // variable before the library's first use, before any other thread reads it.
-        unsafe { std::env::set_var(shmsem::DIR_ENV, &dir) };
-        DIR.set(dir).unwrap();
+        unsafe { std::env::set_var(shmsem::DIR_ENV, dir.path()) };
+        DIR.set(dir.path().to_path_buf()).unwrap();
+        // The directory outlives every test; it is removed when the process exits.
+        let _ = dir.keep();
         extern "C" fn remove_dir() {
             if let Some(d) = DIR.get() {
                 let _ = std::fs::remove_dir_all(d);

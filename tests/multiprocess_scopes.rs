@@ -5,8 +5,8 @@
 //! and to a later process.
 //!
 //! Every child process re-executes this test binary (`current_exe`) running only the
-//! [`child_role`] test, with `SHMSEM_TEST_ROLE` naming what it does; that test returns at once
-//! in the harness itself. Each test has its own fresh `SHMSEM_DIR`, given to its children in
+//! [`child_role`] entry point (an ignored test, see `common::child_main`), with `SHMSEM_TEST_ROLE`
+//! naming what it does. Each test has its own fresh `SHMSEM_DIR`, given to its children in
 //! their environment, and the harness process never calls the library: the tests run in
 //! parallel threads of one process, and `SHMSEM_DIR` (like `SHMSEM_SELF`) is process-global.
 //! The one exception, [`local_scope_is_one_per_user_whatever_xdg_runtime_dir`], must run its
@@ -21,7 +21,7 @@ mod common;
 use std::{
     os::unix::{fs::DirBuilderExt, process::ExitStatusExt},
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -31,7 +31,7 @@ use common::{
     mp::{
         CHILD_TIMEOUT, SIGNAL_TIMEOUT, attempts, observe, role_attempts, role_observe, start_holder,
     },
-    report, role,
+    report,
     roles::{holders_of, kind, role_hold},
     send_signal, wait_for_signal, work_dir,
 };
@@ -41,11 +41,11 @@ use shmsem::{Scope, Semaphore};
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process. In the harness itself (no role) it does nothing.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "hold" => role_hold(SIGNAL_TIMEOUT),
         "attempts" => role_attempts(),
         "observe" => role_observe(),
@@ -55,7 +55,7 @@ fn child_role() {
         "tree_unrelated" => role_tree_unrelated(),
         "local_hold" => role_local_hold(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 /// One of several processes that open the same new namespace at the same moment.
@@ -123,15 +123,9 @@ fn role_tree_root() {
     // A grandchild of the harness: given SHMSEM_SELF, and inherits our stdout, so the parent
     // reads its reports too and sees the pipe close only when the whole tree is gone.
     let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = common::child_command(&exe, "tree_child");
     let child = tree
-        .command(&mut Command::new(exe))
-        .args([
-            "--exact",
-            common::CHILD_TEST,
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(common::ROLE_ENV, "tree_child")
+        .command(&mut cmd)
         .env("MP_ARG_ROOT_PID", std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())

@@ -10,28 +10,21 @@
 //! stopped. Then `H` is continued and releases, and `W` must get the permit, after `H` began its
 //! release (`CLOCK_MONOTONIC` of both, compared).
 //!
-//! Children re-execute this test binary (`--exact child_role`) with `SHMSEM_STOP_ROLE` naming
-//! their role; the harness process never calls the library.
+//! Children re-execute this test binary in a role through `common`'s harness; the harness
+//! process never calls the library.
+
+mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    os::unix::process::ExitStatusExt,
-    path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, Ordering::SeqCst},
-        mpsc::{self, Receiver, RecvTimeoutError},
-    },
+    io::BufRead,
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
     thread,
     time::{Duration, Instant},
 };
 
+use common::{Kid, Spawn, TestDir, mono_ns, report};
 use shmsem::{Error, Semaphore};
 
-const ROLE_ENV: &str = "SHMSEM_STOP_ROLE";
-const CHILD_TEST: &str = "child_role";
-const MARK: &str = "@@stop ";
 const SEM: &str = "stopped";
 /// How long the holder stays stopped.
 const STOP: Duration = Duration::from_secs(3);
@@ -42,38 +35,20 @@ const REAP_EVERY: Duration = Duration::from_millis(200);
 /// The most any child may take: generous, for a loaded two-core machine.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes, unlike `Instant`.
-fn mono_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid, exclusively borrowed timespec.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    assert_eq!(r, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
 // =====================================================================================
 // Child side
 // =====================================================================================
 
-/// The entry point of every child process; in the harness (no role) it returns at once.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
-        return;
-    };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "holder" => role_holder(),
         "waiter" => role_waiter(),
         "reaper" => role_reaper(),
         other => panic!("unknown role {other:?}"),
-    }
-}
-
-fn report(key: &str, value: impl std::fmt::Display) {
-    println!("\n{MARK}{key} {value}");
+    });
 }
 
 fn open() -> Semaphore {
@@ -178,201 +153,12 @@ fn role_reaper() {
 // Parent side
 // =====================================================================================
 
-/// A fresh directory under the system temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "shmsem-stop-{test}-{}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, SeqCst),
-            mono_ns()
-        ));
-        std::fs::create_dir_all(&p).expect("creating the test directory");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process running this test binary in a role.
-struct Kid {
-    label: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<(String, String)>,
-    seen: Vec<(String, String)>,
-    log: Arc<Mutex<String>>,
-    status: Option<ExitStatus>,
-}
-
-impl Kid {
-    fn spawn(shm: &Path, role: &str) -> Kid {
-        let mut child = Command::new(std::env::current_exe().expect("current_exe"))
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, role)
-            .env(shmsem::DIR_ENV, shm)
-            .env_remove(shmsem::SELF_ENV)
-            .env_remove(shmsem::failpoint::ENV)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {role}: {e}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().expect("piped stdout");
-        let out_log = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find(MARK) {
-                    let rest = &line[at + MARK.len()..];
-                    let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-                    let _ = tx.send((k.to_owned(), v.trim().to_owned()));
-                }
-                let mut l = out_log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut err = child.stderr.take().expect("piped stderr");
-        let err_log = log.clone();
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            err_log.lock().unwrap().push_str(&s);
-        });
-        let stdin = child.stdin.take();
-        Kid {
-            label: role.to_owned(),
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-            log,
-            status: None,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn transcript(&self) -> String {
-        format!(
-            "--- {} (pid {}) status {:?}\n{}",
-            self.label,
-            self.child.id(),
-            self.status,
-            self.log.lock().unwrap()
-        )
-    }
-
-    /// Take in whatever the child reported so far.
-    fn drain(&mut self) {
-        while let Ok(kv) = self.lines.try_recv() {
-            self.seen.push(kv);
-        }
-    }
-
-    fn has(&mut self, key: &str) -> bool {
-        self.drain();
-        self.seen.iter().any(|(k, _)| k == key)
-    }
-
-    /// The value the child reports under `key`, waiting for it.
-    fn expect(&mut self, key: &str) -> String {
-        if let Some((_, v)) = self.seen.iter().find(|(k, _)| k == key) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((k, v)) => {
-                    self.seen.push((k.clone(), v.clone()));
-                    if k == key {
-                        return v;
-                    }
-                }
-                Err(_) => {
-                    thread::sleep(Duration::from_millis(20));
-                    panic!(
-                        "{} did not report {key:?}\n{}",
-                        self.label,
-                        self.transcript()
-                    )
-                }
-            }
-        }
-    }
-
-    fn all(&mut self, key: &str) -> Vec<String> {
-        self.drain();
-        self.seen
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("writing to a child");
-        stdin.flush().expect("flushing a child's stdin");
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Wait for a normal exit with status 0 (killing it and failing after the timeout).
-    fn success(&mut self) {
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not exit within {CHILD_TIMEOUT:?}\n{}",
-                    self.label,
-                    self.transcript()
-                );
-            }
-            thread::sleep(Duration::from_millis(2));
-        };
-        self.status = Some(status);
-        // Let the readers catch the last lines.
-        thread::sleep(Duration::from_millis(20));
-        self.drain();
-        assert!(
-            status.success(),
-            "{} failed: {status:?} (signal {:?})\n{}",
-            self.label,
-            status.signal(),
-            self.transcript()
-        );
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            // A stopped child dies of SIGKILL too.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A child of this test binary in `role`, with a pipe on its stdin.
+fn spawn(dir: &TestDir, role: &str) -> Kid {
+    Spawn::new(dir, role)
+        .env_remove(shmsem::failpoint::ENV)
+        .stdin_piped()
+        .spawn()
 }
 
 fn signal(pid: u32, sig: i32) {
@@ -386,48 +172,21 @@ fn signal(pid: u32, sig: i32) {
     );
 }
 
-/// The state letter of `/proc/PID/stat` (`T` for stopped).
-fn proc_state(pid: u32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
-    let after = &stat[stat.rfind(')').expect("stat has a comm") + 1..];
-    after.trim_start().chars().next().expect("a state")
-}
-
-fn cli(shm: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_shmsem"))
-        .args(args)
-        .env(shmsem::DIR_ENV, shm)
-        .env_remove(shmsem::SELF_ENV)
-        .env_remove(shmsem::failpoint::ENV)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the shmsem CLI");
-    assert!(
-        out.status.success(),
-        "shmsem {args:?}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "shmsem {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+fn cli(dir: &TestDir, args: &[&str]) -> serde_json::Value {
+    common::cli::ok(dir, args).json()
 }
 
 #[test]
 fn a_stopped_holder_keeps_its_permit() {
-    let dir = TempDir::new("held");
-    let shm = dir.0.clone();
+    let dir = TestDir::new("held");
 
-    let mut holder = Kid::spawn(&shm, "holder");
-    let h: u32 = holder.expect("held").parse().expect("pid");
+    let mut holder = spawn(&dir, "holder");
+    let h: u32 = holder.expect("held", CHILD_TIMEOUT).parse().expect("pid");
     assert_eq!(h, holder.pid());
 
     signal(h, libc::SIGSTOP);
     let stopped_at = Instant::now();
-    while proc_state(h) != 'T' {
+    while !common::is_stopped(h) {
         assert!(
             stopped_at.elapsed() < Duration::from_secs(5),
             "holder {h} did not stop"
@@ -435,14 +194,14 @@ fn a_stopped_holder_keeps_its_permit() {
         thread::sleep(Duration::from_millis(1));
     }
 
-    let mut waiter = Kid::spawn(&shm, "waiter");
-    let mut reaper = Kid::spawn(&shm, "reaper");
-    waiter.expect("waiting");
+    let mut waiter = spawn(&dir, "waiter");
+    let mut reaper = spawn(&dir, "reaper");
+    waiter.expect("waiting", CHILD_TIMEOUT);
 
     // From outside: the CLI sees the stopped holder, and reaps nothing.
     thread::sleep(Duration::from_millis(500));
-    let shown = cli(&shm, &["show", SEM, "--json"]);
-    let reaped = cli(&shm, &["reap", "--json"]);
+    let shown = cli(&dir, &["show", SEM, "--json"]);
+    let reaped = cli(&dir, &["reap", "--json"]);
     assert_eq!(shown["value"], 1, "shmsem show while stopped: {shown}");
     assert_eq!(
         shown["holders"],
@@ -458,13 +217,13 @@ fn a_stopped_holder_keeps_its_permit() {
     // The stop lasts STOP; the reaper stops sampling before the holder is continued.
     thread::sleep(STOP.saturating_sub(stopped_at.elapsed()));
     reaper.send("stop");
-    reaper.success();
+    reaper.success(CHILD_TIMEOUT);
     let stop_len = stopped_at.elapsed();
-    assert_eq!(proc_state(h), 'T', "the holder must still be stopped");
+    assert!(common::is_stopped(h), "the holder must still be stopped");
+    let waiter_reports = waiter.reports();
     assert!(
-        !waiter.has("result"),
-        "the waiter finished while the holder was stopped: {:?}",
-        waiter.seen
+        waiter_reports.get("result").is_none(),
+        "the waiter finished while the holder was stopped: {waiter_reports:?}"
     );
     assert!(
         waiter.alive(),
@@ -474,13 +233,23 @@ fn a_stopped_holder_keeps_its_permit() {
     // Continue and release: the waiter gets the permit.
     signal(h, libc::SIGCONT);
     holder.send("release");
-    let release_ns: u64 = holder.expect("release_ns").parse().expect("ns");
-    assert_eq!(holder.expect("released"), "ok", "the holder's release");
-    holder.success();
-    let result = waiter.expect("result");
-    let end_ns: u64 = waiter.expect("end_ns").parse().expect("ns");
-    let waited_ms: u64 = waiter.expect("waited_ms").parse().expect("ms");
-    waiter.success();
+    let release_ns: u64 = holder
+        .expect("release_ns", CHILD_TIMEOUT)
+        .parse()
+        .expect("ns");
+    assert_eq!(
+        holder.expect("released", CHILD_TIMEOUT),
+        "ok",
+        "the holder's release"
+    );
+    holder.success(CHILD_TIMEOUT);
+    let result = waiter.expect("result", CHILD_TIMEOUT);
+    let end_ns: u64 = waiter.expect("end_ns", CHILD_TIMEOUT).parse().expect("ns");
+    let waited_ms: u64 = waiter
+        .expect("waited_ms", CHILD_TIMEOUT)
+        .parse()
+        .expect("ms");
+    waiter.success(CHILD_TIMEOUT);
     assert_eq!(
         result, "ok",
         "the waiter did not get the permit after the release"
@@ -492,7 +261,7 @@ fn a_stopped_holder_keeps_its_permit() {
     );
 
     // Every reaper sample, all taken while the holder was stopped.
-    let samples = reaper.all("sample");
+    let samples = reaper.reports().all("sample");
     let expect_prefix = format!("reaped=- value=1 holders={h}:1 waiters=");
     for s in &samples {
         assert!(
@@ -518,7 +287,7 @@ fn a_stopped_holder_keeps_its_permit() {
         waiter.pid()
     );
 
-    let after = cli(&shm, &["show", SEM, "--json"]);
+    let after = cli(&dir, &["show", SEM, "--json"]);
     assert_eq!(after["value"], 0, "after the waiter gave back: {after}");
     assert_eq!(after["holders"], serde_json::json!([]), "{after}");
 

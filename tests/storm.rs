@@ -41,37 +41,29 @@
 //! add and sub, after the sub). The subtraction is exact; there is no window in which it can be
 //! wrong either way.
 
+mod common;
+
 use std::{
     fs,
-    io::{BufRead, BufReader},
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
         unix::process::ExitStatusExt,
     },
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering::SeqCst},
-        mpsc::{self, Receiver, TryRecvError},
-    },
+    sync::atomic::{AtomicU64, Ordering::SeqCst},
     thread,
     time::{Duration, Instant},
 };
 
+use common::{Kid, Spawn, TestDir, report, shared::SharedFile};
 use shmsem::{Error, Semaphore, internals::layout::MAX_PROCESSES};
 
-/// The environment variable naming a child's role; absent in the harness itself.
-const ROLE_ENV: &str = "SHMSEM_STORM_ROLE";
 /// The worker's index (0..WORKERS).
 const INDEX_ENV: &str = "SHMSEM_STORM_INDEX";
 /// The witness file's path.
 const WITNESS_ENV: &str = "SHMSEM_STORM_WITNESS";
 /// Raises the number of kills.
 const KILLS_ENV: &str = "SHMSEM_STORM_KILLS";
-/// The test children run.
-const CHILD_TEST: &str = "child_role";
-/// Marker of a child's report lines on stdout.
-const MARK: &str = "@@storm ";
 
 const SEM: &str = "storm";
 const WORKERS: usize = 8;
@@ -91,7 +83,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(20);
 
 /// Counters shared by the test and every worker, in a file each maps itself.
 struct Witness {
-    map: memmap2::MmapRaw,
+    file: SharedFile,
 }
 
 /// Low half of the occupancy word: the weight inside.
@@ -111,29 +103,17 @@ impl Witness {
     const HELD: usize = 16;
 
     fn create(path: &Path) {
-        let f = fs::File::create(path).expect("creating the witness");
-        f.set_len(Self::LEN as u64).expect("sizing the witness");
+        SharedFile::create(path, Self::LEN);
     }
 
     fn open(path: &Path) -> Witness {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .expect("opening the witness");
-        let map = memmap2::MmapOptions::new()
-            .len(Self::LEN)
-            .map_raw(&f)
-            .expect("mapping the witness");
-        Witness { map }
+        Witness {
+            file: SharedFile::open(path, Self::LEN),
+        }
     }
 
     fn cell(&self, index: usize) -> &AtomicU64 {
-        assert!(index < Self::LEN / 8);
-        // SAFETY: the mapping is LEN bytes, page-aligned, shared and alive as long as `self`;
-        // `index < LEN / 8` keeps the 8-byte, 8-aligned cell in bounds; every process only
-        // accesses it atomically.
-        unsafe { &*self.map.as_mut_ptr().add(index * 8).cast::<AtomicU64>() }
+        self.file.u64_at(index)
     }
 
     fn occ(&self) -> &AtomicU64 {
@@ -160,21 +140,15 @@ fn presence(i: usize) -> u64 {
 // Child side
 // =====================================================================================
 
-/// The entry point of every child process; in the harness (no role) it returns at once.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
-        return;
-    };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "worker" => role_worker(),
         "audit" => role_audit(),
         other => panic!("unknown role {other:?}"),
-    }
-}
-
-fn report(key: &str, value: impl std::fmt::Display) {
-    println!("\n{MARK}{key} {value}");
+    });
 }
 
 fn open() -> Semaphore {
@@ -388,104 +362,23 @@ fn role_audit() {
 // Parent side
 // =====================================================================================
 
-/// A fresh directory under the system temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let p = std::env::temp_dir().join(format!(
-            "shmsem-storm-{test}-{}-{}-{nanos}",
-            std::process::id(),
-            SEQ.fetch_add(1, SeqCst)
-        ));
-        fs::create_dir_all(p.join("shm")).expect("creating the test directory");
-        TempDir(p)
-    }
-    fn shm(&self) -> PathBuf {
-        self.0.join("shm")
-    }
-    fn witness(&self) -> PathBuf {
-        self.0.join("witness")
-    }
+/// The witness file of the test in `dir`.
+fn witness_path(dir: &TestDir) -> PathBuf {
+    dir.work_file("witness")
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+/// A child of this test binary in `role`; a worker gets its index.
+fn spawn(dir: &TestDir, role: &str, index: Option<usize>) -> Kid {
+    let mut spawn = Spawn::new(dir, role)
+        .env(WITNESS_ENV, witness_path(dir))
+        .env_remove(shmsem::failpoint::ENV)
+        .inherit_stderr();
+    if let Some(i) = index {
+        spawn = spawn
+            .env(INDEX_ENV, i.to_string())
+            .label(format!("worker {i}"));
     }
-}
-
-/// A child of this test binary in a role; stdout lines with the marker come through `lines`.
-struct Kid {
-    child: Child,
-    lines: Receiver<(String, String)>,
-    exited: bool,
-}
-
-impl Kid {
-    fn spawn(dir: &TempDir, role: &str, index: Option<usize>) -> Kid {
-        let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-        cmd.args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, role)
-            .env(shmsem::DIR_ENV, dir.shm())
-            .env(WITNESS_ENV, dir.witness())
-            .env_remove(shmsem::SELF_ENV)
-            .env_remove(shmsem::failpoint::ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(i) = index {
-            cmd.env(INDEX_ENV, i.to_string());
-        }
-        let mut child = cmd.spawn().expect("spawning a child");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find(MARK) {
-                    let rest = &line[at + MARK.len()..];
-                    let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-                    let _ = tx.send((k.to_owned(), v.trim().to_owned()));
-                }
-            }
-        });
-        Kid {
-            child,
-            lines,
-            exited: false,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Everything reported, waiting for the child's output to end (at most `timeout`).
-    fn reports(&self, timeout: Duration) -> Vec<(String, String)> {
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(kv) => out.push(kv),
-                Err(_) => return out,
-            }
-        }
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        if !self.exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    spawn.spawn()
 }
 
 /// A worker slot of the controller.
@@ -495,9 +388,9 @@ struct Slot {
     fd: Option<i32>,
 }
 
-fn spawn_worker(dir: &TempDir, i: usize) -> Slot {
+fn spawn_worker(dir: &TestDir, i: usize) -> Slot {
     Slot {
-        kid: Kid::spawn(dir, "worker", Some(i)),
+        kid: spawn(dir, "worker", Some(i)),
         fd: None,
     }
 }
@@ -538,10 +431,10 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(MIN_KILLS, |k| k.max(MIN_KILLS));
-    let dir = TempDir::new("storm");
-    Witness::create(&dir.witness());
-    let w = Witness::open(&dir.witness());
-    let segment = fs::canonicalize(dir.shm())
+    let dir = TestDir::new("storm");
+    Witness::create(&witness_path(&dir));
+    let w = Witness::open(&witness_path(&dir));
+    let segment = fs::canonicalize(&dir.shm)
         .expect("canonical SHMSEM_DIR")
         .join(format!("local.{}", shmsem::DEFAULT_NAMESPACE));
     let started = Instant::now();
@@ -573,15 +466,10 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
         );
         // Collect descriptor reports, and fail on a worker that died on its own.
         for (i, s) in slots.iter_mut().enumerate() {
-            loop {
-                match s.kid.lines.try_recv() {
-                    Ok((k, v)) if k == "fd" => s.fd = Some(v.parse().expect("fd number")),
-                    Ok(_) => {}
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            if let Some(fd) = s.kid.reports().get("fd") {
+                s.fd = Some(fd.parse().expect("fd number"));
             }
-            if let Some(status) = s.kid.child.try_wait().expect("try_wait") {
-                s.kid.exited = true;
+            if let Some(status) = s.kid.try_wait() {
                 panic!("worker {i} exited on its own during the storm: {status:?}");
             }
         }
@@ -590,7 +478,7 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
             continue;
         }
         let i = ready[rng.range(0, ready.len() as u64 - 1) as usize];
-        let pid = slots[i].kid.pid();
+        let pid = slots[i].kid.pid() as i32;
         let fd = slots[i].fd.expect("ready");
 
         // Keep the worker alive to the engine: our copy of its lock description.
@@ -614,9 +502,7 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
             "our copy of worker {i}'s descriptor {fd} carries no slot byte's lock: {locks:?}"
         );
         // SIGKILL and reap the corpse.
-        slots[i].kid.child.kill().expect("SIGKILL");
-        let status = slots[i].kid.child.wait().expect("waitpid");
-        slots[i].kid.exited = true;
+        let status = slots[i].kid.sigkill();
         assert_eq!(
             status.signal(),
             Some(libc::SIGKILL),
@@ -647,8 +533,7 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
     let stop_deadline = Instant::now() + STOP_LIMIT;
     for (i, s) in slots.iter_mut().enumerate() {
         loop {
-            if let Some(status) = s.kid.child.try_wait().expect("try_wait") {
-                s.kid.exited = true;
+            if let Some(status) = s.kid.try_wait() {
                 assert!(status.success(), "worker {i} failed at stop: {status:?}");
                 break;
             }
@@ -661,17 +546,13 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
     }
 
     // A fresh process reaps and audits.
-    let mut audit = Kid::spawn(&dir, "audit", None);
-    let status = audit.child.wait().expect("waitpid");
-    audit.exited = true;
-    let reports = audit.reports(Duration::from_secs(10));
+    let mut audit = spawn(&dir, "audit", None);
+    let (status, reports) = audit.finish(STOP_LIMIT);
     assert!(status.success(), "the audit failed: {status:?} {reports:?}");
     let get = |key: &str| -> String {
         reports
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
+            .get(key)
+            .map(str::to_owned)
             .unwrap_or_else(|| panic!("the audit did not report {key:?}: {reports:?}"))
     };
     let value: u64 = get("value").parse().expect("value");
@@ -681,15 +562,7 @@ fn sigkill_storm_never_over_grants_and_loses_nothing() {
     let reaped = get("reaped");
 
     // `shmsem show --json` agrees.
-    let show = Command::new(env!("CARGO_BIN_EXE_shmsem"))
-        .args(["show", SEM, "--json"])
-        .env(shmsem::DIR_ENV, dir.shm())
-        .env_remove(shmsem::SELF_ENV)
-        .output()
-        .expect("running shmsem show");
-    assert!(show.status.success(), "shmsem show: {show:?}");
-    let shown: serde_json::Value =
-        serde_json::from_slice(&show.stdout).expect("shmsem show --json prints JSON");
+    let shown = common::cli::show(&dir, SEM);
 
     let violations = w.get(Witness::VIOLATIONS);
     let errors = w.get(Witness::ERRORS);

@@ -29,8 +29,9 @@ use std::{
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmsem::{Error, Permit, Semaphore};
+use shmsem::{Permit, Semaphore};
 use shmsem_fuzz::{Raw, forge_dead_process, forge_holding, lock_path, segment_path, shm_dir};
+use shmsem_model::{Sem as Model, exit, outcome};
 
 const MAX_OPS: usize = 64;
 const HANDLES: usize = 6;
@@ -101,38 +102,6 @@ fn fresh_namespace() -> Current {
     s.remove(true).expect("removing the init semaphore");
     let raw = Raw::open(&segment_path(dir, &ns));
     Current { ns, raw }
-}
-
-fn outcome<T>(r: &Result<T, Error>) -> String {
-    match r {
-        Ok(_) => "ok".into(),
-        Err(Error::WouldBlock { weight, available }) => format!("WouldBlock({weight},{available})"),
-        Err(Error::Timeout { weight, .. }) => format!("Timeout({weight})"),
-        Err(Error::WeightTooLarge { weight, capacity }) => {
-            format!("WeightTooLarge({weight},{capacity})")
-        }
-        Err(Error::NotHeld { count, held }) => format!("NotHeld({count},{held})"),
-        Err(Error::InvalidArgument { .. }) => "InvalidArgument".into(),
-        Err(e) => format!("unexpected: {e}"),
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Model {
-    capacity: u32,
-    value: u32,
-}
-
-fn expect_take(m: Model, w: u32, blocked: String) -> String {
-    if w == 0 {
-        "InvalidArgument".into()
-    } else if w > m.capacity {
-        format!("WeightTooLarge({w},{})", m.capacity)
-    } else if m.value + w > m.capacity {
-        blocked
-    } else {
-        "ok".into()
-    }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -217,10 +186,7 @@ fn run(cur: &Current, ops: &[Op]) {
                     continue;
                 }
                 let sem = r.unwrap_or_else(|e| panic!("{what}: {e}"));
-                let m = model.entry(name).or_insert(Model {
-                    capacity: cap,
-                    value: 0,
-                });
+                let m = model.entry(name).or_insert(Model::new(cap));
                 assert_eq!(sem.capacity(), m.capacity, "{what}: get-or-create");
                 let _ = arena[used].set(sem);
                 handles[h as usize % HANDLES] = Some((used, name));
@@ -234,18 +200,15 @@ fn run(cur: &Current, ops: &[Op]) {
                 let w = u32::from(w % 10);
                 let sem = arena[a].get().unwrap();
                 let m = model[&name];
-                let (r, blocked) = match *op {
-                    Op::Try { .. } => (
-                        sem.try_acquire(w),
-                        format!("WouldBlock({w},{})", m.capacity.saturating_sub(m.value)),
-                    ),
+                let (r, want) = match *op {
+                    Op::Try { .. } => (sem.try_acquire(w), m.try_take(w)),
                     Op::Timed { one_ms, .. } => (
                         sem.acquire_timeout(w, Duration::from_millis(u64::from(one_ms))),
-                        format!("Timeout({w})"),
+                        m.timed_take(w),
                     ),
                     _ => unreachable!(),
                 };
-                assert_eq!(outcome(&r), expect_take(m, w, blocked), "{what}");
+                assert_eq!(outcome(&r), want, "{what}");
                 if let Ok(p) = r {
                     shmsem_fuzz::stat("acquired");
                     model.get_mut(&name).unwrap().value += w;
@@ -267,7 +230,7 @@ fn run(cur: &Current, ops: &[Op]) {
                     continue;
                 };
                 let w = u32::from(w % 10);
-                let want = expect_take(model[&name], w, "blocks".into());
+                let want = model[&name].take(w, "blocks");
                 if want == "blocks" {
                     continue;
                 }
@@ -285,14 +248,7 @@ fn run(cur: &Current, ops: &[Op]) {
                 };
                 let c = u32::from(c % 10);
                 let r = arena[a].get().unwrap().exit(c);
-                let want = if c == 0 {
-                    "InvalidArgument".to_owned()
-                } else if c > entered[a] {
-                    format!("NotHeld({c},{})", entered[a])
-                } else {
-                    "ok".to_owned()
-                };
-                assert_eq!(outcome(&r), want, "{what}");
+                assert_eq!(outcome(&r), exit(c, entered[a]), "{what}");
                 if r.is_ok() {
                     model.get_mut(&name).unwrap().value -= c;
                     entered[a] -= c;
@@ -305,11 +261,7 @@ fn run(cur: &Current, ops: &[Op]) {
                 };
                 let cap = u32::from(cap % 10);
                 let r = arena[a].get().unwrap().set_capacity(cap);
-                assert_eq!(
-                    outcome(&r),
-                    if cap == 0 { "InvalidArgument" } else { "ok" },
-                    "{what}"
-                );
+                assert_eq!(outcome(&r), model[&name].set_capacity(cap), "{what}");
                 if r.is_ok() {
                     model.get_mut(&name).unwrap().capacity = cap;
                 }

@@ -1,25 +1,23 @@
 //! The final accounting (see the test's module docs) and the report of the counts.
 
-use std::{
-    os::unix::process::ExitStatusExt, process::Stdio, sync::atomic::Ordering::SeqCst,
-    time::Duration,
-};
+use std::{os::unix::process::ExitStatusExt, sync::atomic::Ordering::SeqCst, time::Duration};
 
 use crate::{
+    common::Kid,
     config::{CHILD_LIMIT, NAMES, SPECS, without},
-    procs::{Kid, cli_command, role_command},
+    procs::{cli_command, role_spawn},
     run::Run,
     witness::{GRANTS_BY_NAME, MAX_INSIDE, STOP, Stat},
 };
 
 impl Run {
     fn audit(&mut self, when: &str) -> Vec<(String, String)> {
-        let mut kid = Kid::spawn(role_command(&self.dir, "audit", 0));
-        let (status, reports) = kid.finish(CHILD_LIMIT);
+        let mut kid = role_spawn(&self.dir, "audit", 0).spawn();
+        let (status, reports) = kid.try_finish(CHILD_LIMIT);
         if !status.is_some_and(|s| s.success()) {
             self.fail(format!("the audit {when} failed: {status:?} {reports:?}"));
         }
-        reports
+        reports.0
     }
 
     /// Every semaphore in `reports` (of an audit): value, holders' sum, holders, waiters.
@@ -78,20 +76,16 @@ impl Run {
         // Live holders: every value is what they hold.
         self.w.cell(STOP).store(0, SeqCst);
         let mut holders: Vec<Kid> = (0..2)
-            .map(|i| {
-                let mut cmd = role_command(&self.dir, "hold", i);
-                cmd.stderr(Stdio::inherit());
-                Kid::spawn(cmd)
-            })
+            .map(|i| role_spawn(&self.dir, "hold", i).spawn())
             .collect();
         let mut held = [0u64; NAMES];
         for h in &mut holders {
-            if h.expect("ready", CHILD_LIMIT).is_none() {
+            if h.wait_for("ready", CHILD_LIMIT).is_none() {
                 self.fail("a final holder did not get ready".to_owned());
             }
             for (n, spec) in SPECS.iter().enumerate() {
                 held[n] += h
-                    .expect(&format!("held.{}", spec.name), Duration::ZERO)
+                    .wait_for(&format!("held.{}", spec.name), Duration::ZERO)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
             }
@@ -120,7 +114,7 @@ impl Run {
             ));
         }
         self.w.cell(STOP).store(1, SeqCst);
-        let (status, reports) = holders[0].finish(CHILD_LIMIT);
+        let (status, reports) = holders[0].try_finish(CHILD_LIMIT);
         if !status.is_some_and(|s| s.success()) {
             self.fail(format!(
                 "the first final holder failed: {status:?} {reports:?}"
@@ -132,12 +126,12 @@ impl Run {
         if without("idle") {
             return;
         }
-        let mut kid = Kid::spawn(role_command(&self.dir, "idle", 0));
-        let (status, reports) = kid.finish(CHILD_LIMIT);
+        let mut kid = role_spawn(&self.dir, "idle", 0).spawn();
+        let (status, reports) = kid.try_finish(CHILD_LIMIT);
         if !status.is_some_and(|s| s.success()) {
             self.fail(format!("the idle check failed: {status:?} {reports:?}"));
         }
-        for (k, v) in &reports {
+        for (k, v) in &reports.0 {
             if let Some(name) = k.strip_prefix("left.")
                 && v.starts_with("auto")
             {

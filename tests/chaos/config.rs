@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use shmsem::Options;
 
-/// The environment variable naming a child's role; absent in the harness itself.
-pub const ROLE_ENV: &str = "SHMSEM_CHAOS_ROLE";
 /// The role's index (which worker, which forker).
 pub const INDEX_ENV: &str = "SHMSEM_CHAOS_INDEX";
 /// The witness file's path.
@@ -22,10 +20,6 @@ pub const SECS_ENV: &str = "SHMSEM_CHAOS_SECS";
 /// semaphores get a 60 s idle period), `capacity`, `enter` (and exits across threads), `reap`
 /// (and `shmsem reap`).
 pub const WITHOUT_ENV: &str = "SHMSEM_CHAOS_WITHOUT";
-/// The test children run.
-pub const CHILD_TEST: &str = "child_role";
-/// Marker of a child's report lines on stdout.
-pub const MARK: &str = "@@chaos ";
 /// The namespace everything happens in.
 pub const NS: &str = "chaos";
 

@@ -129,6 +129,8 @@
 //! whichever is more), or when no grant happens for [`STALL_LIMIT`]. To narrow a failure down,
 //! `SHMSEM_CHAOS_WITHOUT=fork,external,...` turns operations off (see [`WITHOUT_ENV`]).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod config;
 mod rng;
 mod witness;
@@ -156,9 +158,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use config::{
-    DEFAULT_LIMIT, KILLS_ENV, MIN_KILLS, MIN_RUN, ROLE_ENV, SECS_ENV, SOAK_SECS_PER_KILL,
-};
+use config::{DEFAULT_LIMIT, KILLS_ENV, MIN_KILLS, MIN_RUN, SECS_ENV, SOAK_SECS_PER_KILL};
 // The module docs link to these.
 #[cfg(doc)]
 use config::{FORKERS, MAX_CAP, NS, OP_THREADS, STALL_LIMIT, WITHOUT_ENV, WORKERS};
@@ -166,13 +166,11 @@ use roles::{role_audit, role_forker, role_hold, role_idle, role_reaper, role_wor
 use run::Run;
 use witness::Stat;
 
-/// The entry point of every child process; in the harness (no role) it returns at once.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
-        return;
-    };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "worker" => role_worker(),
         "forker" => role_forker(),
         "reaper" => role_reaper(),
@@ -180,7 +178,7 @@ fn child_role() {
         "idle" => role_idle(),
         "hold" => role_hold(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 /// The chaos run: kill, purge, let go, respawn, until enough kills; then stop everything, reap

@@ -2,7 +2,6 @@
 //! test.
 
 use std::{
-    fmt,
     path::Path,
     sync::{atomic::Ordering::SeqCst, mpsc},
     thread,
@@ -13,18 +12,14 @@ use shmsem::{Error, Semaphore};
 
 use crate::{
     actor::{Actor, Token, parties},
+    common::report,
     config::{
-        CHILD_LIMIT, INDEX_ENV, MARK, NAMES, OP_THREADS, SLEEPER_ENV, SPECS, WITNESS_ENV, ns,
-        without,
+        CHILD_LIMIT, INDEX_ENV, NAMES, OP_THREADS, SLEEPER_ENV, SPECS, WITNESS_ENV, ns, without,
     },
     witness::{
         M_PID, REAPER_OWNER, STOP, Witness, child_owner, forker_owner, remover_bit, worker_owner,
     },
 };
-
-fn report(key: &str, value: impl fmt::Display) {
-    println!("\n{MARK}{key} {value}");
-}
 
 fn index() -> usize {
     std::env::var(INDEX_ENV)

@@ -3,14 +3,15 @@
 use std::{
     fs,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use crate::{
+    common::TestDir,
     config::{EARLY_MS, EARLY_PERCENT, FORKERS, MAX_MIN_LIFE_MS, REAPERS, SLEEPER_ENV, WORKERS},
     kill::{Kills, kill_point},
-    procs::{TempDir, die_with_parent, role_command},
+    procs::{role_spawn, sleeper_command, witness_path},
     rng::Rng,
     witness::{Witness, child_owner, forker_owner, worker_owner},
 };
@@ -66,7 +67,7 @@ impl Drop for Role {
 }
 
 pub struct Run {
-    pub dir: TempDir,
+    pub dir: TestDir,
     pub w: Witness,
     pub shm: PathBuf,
     pub rng: Rng,
@@ -81,10 +82,10 @@ pub struct Run {
 
 impl Run {
     pub fn new() -> Run {
-        let dir = TempDir::new();
-        Witness::create(&dir.witness());
-        let w = Witness::open(&dir.witness());
-        let shm = fs::canonicalize(dir.shm()).expect("canonical SHMSEM_DIR");
+        let dir = TestDir::new("chaos");
+        Witness::create(&witness_path(&dir));
+        let w = Witness::open(&witness_path(&dir));
+        let shm = fs::canonicalize(&dir.shm).expect("canonical SHMSEM_DIR");
         Run {
             dir,
             w,
@@ -112,16 +113,11 @@ impl Run {
             Kind::Reaper(k) => ("reaper", k),
         };
         let sleeper = match kind {
-            Kind::Worker(_) => {
-                let mut cmd = Command::new("sleep");
-                cmd.arg("100000").stdin(Stdio::null()).stdout(Stdio::null());
-                die_with_parent(&mut cmd);
-                Some(cmd.spawn().expect("spawning sleep"))
-            }
+            Kind::Worker(_) => Some(sleeper_command().spawn().expect("spawning sleep")),
             _ => None,
         };
-        let mut cmd = role_command(&self.dir, role, index);
-        cmd.stdout(Stdio::null());
+        let mut cmd = role_spawn(&self.dir, role, index).command();
+        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
         if let Some(s) = &sleeper {
             cmd.env(SLEEPER_ENV, s.id().to_string());
         }

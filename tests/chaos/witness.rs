@@ -2,13 +2,14 @@
 //! every process map, independent of shmsem, and the statistics kept in it.
 
 use std::{
-    fmt, fs,
+    fmt,
     path::Path,
     sync::atomic::{AtomicU64, Ordering::SeqCst},
     thread,
     time::{Duration, Instant},
 };
 
+use crate::common::shared::SharedFile;
 use crate::config::{
     FIRST_PER_INCARNATION, FORKERS, NAMES, OP_THREADS, PER_INCARNATION, PRINT_LIMIT, Rule, SPECS,
     WORKERS,
@@ -164,7 +165,7 @@ pub const fn remover_bit(owner: usize, t: usize) -> u64 {
 
 /// Counters shared by the test and every process, in a file each maps itself.
 pub struct Witness {
-    map: memmap2::MmapRaw,
+    file: SharedFile,
 }
 
 /// What [`Witness::enter`] did.
@@ -192,29 +193,18 @@ impl Witness {
     const LEN: usize = CELLS * 8;
 
     pub fn create(path: &Path) {
-        let f = fs::File::create(path).expect("creating the witness");
-        f.set_len(Self::LEN as u64).expect("sizing the witness");
+        SharedFile::create(path, Self::LEN);
     }
 
     pub fn open(path: &Path) -> Witness {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .expect("opening the witness");
-        let map = memmap2::MmapOptions::new()
-            .len(Self::LEN)
-            .map_raw(&f)
-            .expect("mapping the witness");
-        Witness { map }
+        Witness {
+            file: SharedFile::open(path, Self::LEN),
+        }
     }
 
     pub fn cell(&self, index: usize) -> &AtomicU64 {
         assert!(index < CELLS);
-        // SAFETY: the mapping is LEN bytes, page-aligned, shared and alive as long as `self`;
-        // `index < CELLS` keeps the 8-byte, 8-aligned cell in bounds; every process only
-        // accesses it atomically.
-        unsafe { &*self.map.as_mut_ptr().add(index * 8).cast::<AtomicU64>() }
+        self.file.u64_at(index)
     }
 
     pub fn get(&self, index: usize) -> u64 {

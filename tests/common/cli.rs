@@ -122,12 +122,17 @@ impl Sleeper {
     pub fn pid(&self) -> String {
         self.0.id().to_string()
     }
+
+    /// SIGKILL it and wait until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Drop for Sleeper {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.kill();
     }
 }
 

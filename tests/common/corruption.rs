@@ -7,7 +7,7 @@ use std::{
     mem::offset_of,
     os::unix::{fs::FileExt, process::ExitStatusExt},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::Arc,
     thread,
     time::{Duration, Instant},
@@ -412,14 +412,7 @@ pub fn run_victim(
     let err = out.try_clone().unwrap();
     let exe = std::env::current_exe().unwrap();
     let start = Instant::now();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            super::CHILD_TEST,
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(super::ROLE_ENV, "victim")
+    let mut child = super::child_command(&exe, "victim")
         .env(shmsem::DIR_ENV, &dir.shm)
         .env(super::WORK_ENV, &dir.work)
         .env_remove(shmsem::SELF_ENV)

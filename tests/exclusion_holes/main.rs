@@ -43,7 +43,6 @@ use common::{
     TestDir,
     cli::{command, parties, show},
     mp::SIGNAL_TIMEOUT,
-    role,
     roles::role_hold,
     work_dir,
 };
@@ -52,11 +51,11 @@ use common::{
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process. In the harness itself (no role) it does nothing.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "cycler" => removal::role_cycler(),
         "remover" => removal::role_remover(),
         "forker" => fork::role_forker(),
@@ -70,7 +69,7 @@ fn child_role() {
         "hold" => role_hold(SIGNAL_TIMEOUT),
         "attempts" => common::mp::role_attempts(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
 
 /// Whether the file `work/name` exists; `true` also once the work directory is gone (the test

@@ -13,10 +13,11 @@ use std::{
     time::Duration,
 };
 
-use crate::users::{User, World};
+use crate::{
+    common,
+    users::{User, World},
+};
 
-/// The environment variable that selects a child role.
-pub const ROLE_ENV: &str = "SHX_ROLE";
 /// The prefix of a role's report lines on stdout.
 const REPORT: &str = "SHX ";
 
@@ -82,12 +83,8 @@ impl World {
         unlink: bool,
     ) -> Result<Locker, String> {
         let mut child = self
-            .command(
-                who,
-                &self.test_exe.clone(),
-                &["child_role", "--exact", "--nocapture", "--test-threads=1"],
-            )
-            .env(ROLE_ENV, "lock")
+            .command(who, &self.test_exe.clone(), &common::CHILD_ARGS)
+            .env(common::ROLE_ENV, "lock")
             .env("SHX_PATH", path)
             .env("SHX_START", start.to_string())
             .env("SHX_LEN", len.to_string())

@@ -52,6 +52,8 @@
 //! [`HOSTILE`]: users::HOSTILE
 
 mod commands;
+#[path = "../common/mod.rs"]
+mod common;
 mod files;
 mod holders;
 mod hostile;
@@ -61,7 +63,7 @@ mod users;
 
 use std::time::Duration;
 
-use hostile::{ROLE_ENV, role_lock};
+use hostile::role_lock;
 
 /// The `shmsem` binary of this build.
 pub const SHMSEM: &str = env!("CARGO_BIN_EXE_shmsem");
@@ -83,14 +85,12 @@ pub const NO_PERMISSION: i32 = 77;
 // The child side: this binary re-executed as another user
 // =====================================================================================
 
-/// The entry point of every child process. In the harness itself (no role) it does nothing.
+/// The entry point of every child process (see `common::child_main`).
 #[test]
+#[ignore = "entry point of the child processes that the other tests start"]
 fn child_role() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
-        return;
-    };
-    match role.as_str() {
+    common::child_main(|role| match role {
         "lock" => role_lock(),
         other => panic!("unknown role {other:?}"),
-    }
+    });
 }
