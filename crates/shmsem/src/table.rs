@@ -479,6 +479,78 @@ pub fn is_current(rec: &SemRecord, generation_: u16) -> bool {
 mod tests {
     use super::*;
 
+    /// A fresh segment in a temporary directory holding one auto semaphore `s` with idle period
+    /// `idle_ms`, just used.
+    fn segment_with_auto(idle_ms: u32) -> (tempfile::TempDir, Segment, Found) {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = Segment::open_or_create(
+            &dir.path().join("local.t"),
+            crate::segment::Creation {
+                mode: 0o600,
+                group: None,
+            },
+            crate::segment::Expect {
+                owner: None,
+                private: true,
+            },
+        )
+        .unwrap();
+        let new = NewRecord {
+            capacity: 1,
+            persistent: false,
+            idle_ms,
+        };
+        let (found, _, created) = insert_life(&seg, "s", new).unwrap();
+        assert!(created);
+        seg.sem(found.index)
+            .unwrap()
+            .last_used_ms
+            .store(USED, Relaxed);
+        (dir, seg, found)
+    }
+
+    #[test]
+    fn an_unused_auto_semaphore_goes_at_the_first_sweep_a_whole_idle_period_after_the_one_that_stamped_it()
+     {
+        let (_dir, seg, found) = segment_with_auto(300);
+        assert!(
+            sweep_idle(&seg, 1_000).is_empty(),
+            "the first sweep only stamps"
+        );
+        assert!(sweep_idle(&seg, 1_000).is_empty());
+        assert!(
+            sweep_idle(&seg, 1_299).is_empty(),
+            "1 ms before its idle period ends"
+        );
+        assert_eq!(sweep_idle(&seg, 1_300), vec![found]);
+        assert!(lookup_life(&seg, "s").is_none());
+    }
+
+    #[test]
+    fn a_use_between_sweeps_starts_the_idle_period_again() {
+        let (_dir, seg, found) = segment_with_auto(300);
+        assert!(sweep_idle(&seg, 1_000).is_empty());
+        seg.sem(found.index)
+            .unwrap()
+            .last_used_ms
+            .store(USED, Relaxed);
+        assert!(sweep_idle(&seg, 1_300).is_empty(), "a use restamps");
+        assert!(sweep_idle(&seg, 1_599).is_empty());
+        assert_eq!(sweep_idle(&seg, 1_600), vec![found]);
+    }
+
+    #[test]
+    fn a_persistent_semaphore_is_never_swept() {
+        let (_dir, seg, found) = segment_with_auto(300);
+        seg.sem(found.index)
+            .unwrap()
+            .flags
+            .fetch_or(KIND_PERSISTENT, Relaxed);
+        assert!(sweep_idle(&seg, 1_000).is_empty());
+        assert!(sweep_idle(&seg, u64::MAX / 2).is_empty());
+        assert!(lookup_life(&seg, "s").is_some());
+    }
+
     #[test]
     fn fnv_matches_reference_vectors() {
         assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
