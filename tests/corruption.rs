@@ -44,17 +44,9 @@ use common::TestDir;
 /// Namespaces, and so cases run at once.
 use common::corruption::*;
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "create" => role_create(),
-        "hold_all" => role_hold_all(),
-        "victim" => role_victim(),
-        "probe" => role_probe(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "create" => role_create(), "hold_all" => role_hold_all(), "victim" => role_victim(),
+    "probe" => role_probe(),
 }
 
 #[test]

@@ -14,17 +14,9 @@ use shmsem::internals::layout::{
 /// Namespaces, and so cases run at once.
 use common::corruption::*;
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "create" => role_create(),
-        "hold_all" => role_hold_all(),
-        "victim" => role_victim(),
-        "probe" => role_probe(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "create" => role_create(), "hold_all" => role_hold_all(), "victim" => role_victim(),
+    "probe" => role_probe(),
 }
 
 /// Not a corruption: the state a live holder is in when it is stopped (SIGSTOP, a debugger)

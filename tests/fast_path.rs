@@ -12,15 +12,8 @@ mod common;
 use common::{Spawn, TestDir, mp::CHILD_TIMEOUT, report};
 use shmsem::{Error, Semaphore, internals::on_fast_path};
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "alternate" => role_alternate(),
-        "exclusion" => role_exclusion(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "alternate" => role_alternate(), "exclusion" => role_exclusion(),
 }
 
 /// `n` handles on semaphores `s0`, `s1`, … of capacity `capacity`.

@@ -63,17 +63,9 @@ const REPEATS: u32 = 5;
 // Child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "hold" => role_hold(),
-        "victim" => role_victim(),
-        "reaper" => role_reaper(),
-        "check" => role_check(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "hold" => role_hold(), "victim" => role_victim(), "reaper" => role_reaper(),
+    "check" => role_check(),
 }
 
 /// A required numeric role parameter.

@@ -28,18 +28,9 @@ use shmsem::Error;
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "hold" => role_hold(SIGNAL_TIMEOUT),
-        "wait" => role_wait(),
-        "churn" => role_churn(),
-        "big" => role_big(),
-        "poller" => role_poller(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "hold" => role_hold(SIGNAL_TIMEOUT), "wait" => role_wait(), "churn" => role_churn(),
+    "big" => role_big(), "poller" => role_poller(),
 }
 
 /// Take weight 1, hold it `hold_ms`, give it back, again and again until the file `stop`.

@@ -29,15 +29,8 @@ use shmsem::Semaphore;
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "cycler" => role_cycler(),
-        "sweeper" => role_sweeper(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "cycler" => role_cycler(), "sweeper" => role_sweeper(),
 }
 
 /// Acquire and release weight 1 through one handle of an auto semaphore until the file `stop`

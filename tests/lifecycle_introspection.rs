@@ -29,15 +29,8 @@ use serde_json::json;
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "hold" => role_hold(SIGNAL_TIMEOUT),
-        "wait" => role_wait(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "hold" => role_hold(SIGNAL_TIMEOUT), "wait" => role_wait(),
 }
 
 // =====================================================================================

@@ -28,15 +28,8 @@ use shmsem::{Scope, Semaphore};
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "bad_input" => role_bad_input(),
-        "observe" => role_observe(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "bad_input" => role_bad_input(), "observe" => role_observe(),
 }
 
 /// Records failed expectations of [`role_bad_input`] and what the semaphore must look like.

@@ -35,17 +35,9 @@ use shmsem::Error;
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "hold" => role_hold(SIGNAL_TIMEOUT),
-        "attempts" => role_attempts(),
-        "crowd" => role_crowd(),
-        "observe" => role_observe(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "hold" => role_hold(SIGNAL_TIMEOUT), "attempts" => role_attempts(), "crowd" => role_crowd(),
+    "observe" => role_observe(),
 }
 
 /// Enter a capacity-limited section `iters` times, counting who is inside on the witness.

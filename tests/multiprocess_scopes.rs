@@ -41,21 +41,10 @@ use shmsem::{Scope, Semaphore};
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "hold" => role_hold(SIGNAL_TIMEOUT),
-        "attempts" => role_attempts(),
-        "observe" => role_observe(),
-        "racer" => role_racer(),
-        "tree_root" => role_tree_root(),
-        "tree_child" => role_tree_child(),
-        "tree_unrelated" => role_tree_unrelated(),
-        "local_hold" => role_local_hold(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "hold" => role_hold(SIGNAL_TIMEOUT), "attempts" => role_attempts(), "observe" => role_observe(),
+    "racer" => role_racer(), "tree_root" => role_tree_root(), "tree_child" => role_tree_child(),
+    "tree_unrelated" => role_tree_unrelated(), "local_hold" => role_local_hold(),
 }
 
 /// One of several processes that open the same new namespace at the same moment.

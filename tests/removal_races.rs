@@ -27,14 +27,8 @@ use common::{
 };
 use shmsem::{Error, Semaphore};
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "enter_remove_exit" => role_enter_remove_exit(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "enter_remove_exit" => role_enter_remove_exit(),
 }
 
 /// One handle enters weight 1 of auto semaphore `e`; another handle removes `e` with force; the

@@ -39,16 +39,8 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 // Child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "holder" => role_holder(),
-        "waiter" => role_waiter(),
-        "reaper" => role_reaper(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "holder" => role_holder(), "waiter" => role_waiter(), "reaper" => role_reaper(),
 }
 
 fn open() -> Semaphore {

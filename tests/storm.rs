@@ -140,15 +140,8 @@ fn presence(i: usize) -> u64 {
 // Child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "worker" => role_worker(),
-        "audit" => role_audit(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "worker" => role_worker(), "audit" => role_audit(),
 }
 
 fn open() -> Semaphore {

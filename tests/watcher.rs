@@ -25,18 +25,10 @@ use shmsem::Semaphore;
 /// the figures are milliseconds; this is for a loaded machine.
 const PROMPTLY: Duration = Duration::from_secs(10);
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "hold" => role_hold(SIGNAL_TIMEOUT),
-        "wait" => role_wait(),
-        "hold_then_wait" => role_hold_then_wait(),
-        "release_and_stay" => role_release_and_stay(),
-        "forking_watcher" => role_forking_watcher(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "hold" => role_hold(SIGNAL_TIMEOUT), "wait" => role_wait(),
+    "hold_then_wait" => role_hold_then_wait(), "release_and_stay" => role_release_and_stay(),
+    "forking_watcher" => role_forking_watcher(),
 }
 
 /// Take weight 1 of `name` at once, report `held`, then wait (up to 60 s) for weight 1 of

@@ -166,19 +166,9 @@ use roles::{role_audit, role_forker, role_hold, role_idle, role_reaper, role_wor
 use run::Run;
 use witness::Stat;
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "worker" => role_worker(),
-        "forker" => role_forker(),
-        "reaper" => role_reaper(),
-        "audit" => role_audit(),
-        "idle" => role_idle(),
-        "hold" => role_hold(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "worker" => role_worker(), "forker" => role_forker(), "reaper" => role_reaper(),
+    "audit" => role_audit(), "idle" => role_idle(), "hold" => role_hold(),
 }
 
 /// The chaos run: kill, purge, let go, respawn, until enough kills; then stop everything, reap

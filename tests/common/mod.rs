@@ -200,6 +200,24 @@ pub fn child_main(run: impl FnOnce(&str)) {
     run(&role);
 }
 
+/// A test binary's `child_role`: the ignored test its child processes run (see [`CHILD_ARGS`]),
+/// which runs the role named in the environment through [`child_main`]. Each role is written
+/// `"name" => expression`.
+#[macro_export]
+macro_rules! child_roles {
+    ($($name:literal => $run:expr),+ $(,)?) => {
+        /// The entry point of every child process (see `common::child_main`).
+        #[test]
+        #[ignore = "entry point of the child processes that the other tests start"]
+        fn child_role() {
+            $crate::common::child_main(|role| match role {
+                $($name => $run,)+
+                other => panic!("unknown role {other:?}"),
+            });
+        }
+    };
+}
+
 /// Report `key value` to the parent.
 pub fn report(key: &str, value: impl std::fmt::Display) {
     // A leading newline keeps the marker off the harness's own `test child_role ... ` line.

@@ -51,25 +51,13 @@ use common::{
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "cycler" => removal::role_cycler(),
-        "remover" => removal::role_remover(),
-        "forker" => fork::role_forker(),
-        "permit_forker" => fork::role_permit_forker(),
-        "hold_each" => reclaim::role_hold_each(),
-        "old_holder" => lives::role_old_holder(),
-        "recreator" => lives::role_recreator(),
-        "waiter" => waiters::role_waiter(),
-        "actor" => acting::role_actor(),
-        "registrar" => acting::role_registrar(),
-        "hold" => role_hold(SIGNAL_TIMEOUT),
-        "attempts" => common::mp::role_attempts(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "cycler" => removal::role_cycler(), "remover" => removal::role_remover(),
+    "forker" => fork::role_forker(), "permit_forker" => fork::role_permit_forker(),
+    "hold_each" => reclaim::role_hold_each(), "old_holder" => lives::role_old_holder(),
+    "recreator" => lives::role_recreator(), "waiter" => waiters::role_waiter(),
+    "actor" => acting::role_actor(), "registrar" => acting::role_registrar(),
+    "hold" => role_hold(SIGNAL_TIMEOUT), "attempts" => common::mp::role_attempts(),
 }
 
 /// Whether the file `work/name` exists; `true` also once the work directory is gone (the test

@@ -85,15 +85,8 @@ const SIGNAL_TIMEOUT: Duration = Duration::from_secs(60);
 // The child side
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "steps" => run_steps(&arg("steps")),
-        "hold" => role_hold(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "steps" => run_steps(&arg("steps")), "hold" => role_hold(),
 }
 
 /// A short, stable word for an outcome.

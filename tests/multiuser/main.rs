@@ -85,12 +85,6 @@ pub const NO_PERMISSION: i32 = 77;
 // The child side: this binary re-executed as another user
 // =====================================================================================
 
-/// The entry point of every child process (see `common::child_main`).
-#[test]
-#[ignore = "entry point of the child processes that the other tests start"]
-fn child_role() {
-    common::child_main(|role| match role {
-        "lock" => role_lock(),
-        other => panic!("unknown role {other:?}"),
-    });
+crate::child_roles! {
+    "lock" => role_lock(),
 }
