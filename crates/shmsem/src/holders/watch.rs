@@ -1,11 +1,11 @@
-//! Learning of deaths from the kernel: a pidfd for every process registered in a namespace,
-//! slept on all at once, so that the watcher of the namespace (see `namespace::watch`) wakes as
-//! soon as one of them dies, rather than looking every so often.
+//! Learning of deaths from the kernel: an exit handle (`sys::exit_handle`) for every process
+//! registered in a namespace, slept on all at once, so that the watcher of the namespace (see
+//! `namespace::watch`) wakes as soon as one of them dies, rather than looking every so often.
 //!
-//! A pidfd is opened by pid and then checked against the slot's pid and start time: a process
+//! A handle is opened by pid and then checked against the slot's pid and start time: a process
 //! that died before the open (its pid perhaps taken by another) is found dead at once. Slots
 //! that cannot be watched this way — a process of another pid namespace, more processes than
-//! [`MAX_WATCHED`], a kernel without pidfds — are *uncovered*: the watcher then reclaims at every
+//! [`MAX_WATCHED`], a kernel without exit handles — are *uncovered*: the watcher then reclaims at every
 //! period instead, as every waiter used to.
 
 use std::{
@@ -18,25 +18,25 @@ use std::{
 use super::{ENGINE, EXTERNAL, kind, slot_generation};
 use crate::{
     segment::{Segment, layout::MAX_PROCESSES},
-    sys::{self, Identity, Liveness},
+    sys::{self, ExitHandle, Identity, Liveness},
 };
 
-/// Most processes watched by pidfd (each is a descriptor of the watching process).
+/// Most processes watched by exit handle (each is a descriptor of the watching process).
 pub const MAX_WATCHED: usize = 256;
 
-/// What a slot held when its pidfd was opened: a new registration in the slot is a new process.
+/// What a slot held when its exit handle was opened: a new registration in the slot is a new process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Occupant {
     generation: u32,
     who: Identity,
 }
 
-/// The pidfds of the processes registered in one namespace.
+/// The exit handles of the processes registered in one namespace.
 #[derive(Debug, Default)]
 pub struct Deaths {
-    /// Slot → its occupant and the pidfd that says when it exits.
+    /// Slot → its occupant and the handle that says when it exits.
     watched: HashMap<u32, (Occupant, OwnedFd)>,
-    /// Some registered process is not watched by pidfd.
+    /// Some registered process is not watched by exit handle.
     uncovered: bool,
     /// Some process was found dead while the set was refreshed.
     found_dead: bool,
@@ -90,8 +90,8 @@ impl Deaths {
                 uncovered = true;
                 continue;
             }
-            match sys::pidfd(occupant.who.pid) {
-                Ok(fd) => {
+            match sys::exit_handle(occupant.who.pid) {
+                ExitHandle::Open(fd) => {
                     // Opened by pid: make sure it is still the process the slot recorded.
                     if sys::liveness(occupant.who) == Liveness::Dead {
                         self.found_dead = true;
@@ -99,8 +99,8 @@ impl Deaths {
                         self.watched.insert(slot, (occupant, fd));
                     }
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => self.found_dead = true,
-                Err(_) => uncovered = true,
+                ExitHandle::Gone => self.found_dead = true,
+                ExitHandle::Unavailable => uncovered = true,
             }
         }
         self.uncovered = uncovered;
@@ -127,7 +127,7 @@ impl Deaths {
         let ready = sys::poll_readable(&fds, period).unwrap_or(Some(0));
         let died = ready.is_some_and(|i| i < fds.len() - 1);
         if died {
-            // A readable pidfd stays readable: forget it, and look at the slots again after the
+            // A readable exit handle stays readable: forget it, and look at the slots again after the
             // reclaim (which frees the dead one's slot).
             self.watched.clear();
             self.seen = None;

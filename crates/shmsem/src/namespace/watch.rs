@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | idle | sleeps on this process's count of waiting threads | a thread of this process waits |
 //! | queued | blocks on the namespace's watch lock byte ([`WATCH_LOCK`]) | it holds the lock: the watcher stopped watching, or died |
-//! | watching | holds the lock, sleeps on the pidfds of every registered process (see `holders::watch`), and reclaims when one dies | no thread of this process has waited for [`LINGER`]; then it unlocks |
+//! | watching | holds the lock, sleeps on the exit handles of every registered process (see `holders::watch`), and reclaims when one dies | no thread of this process has waited for [`LINGER`]; then it unlocks |
 //!
 //! The watcher lingers so that a process that waits again and again (a contended hand-off)
 //! neither wakes its watch thread nor passes the role on each time: a waiting thread makes a
@@ -47,7 +47,7 @@ use crate::{
 };
 
 /// How often the watcher looks at the slots for processes registered since it last looked (a
-/// load when none was), and, when some registered process cannot be watched by pidfd, reclaims.
+/// load when none was), and, when some registered process cannot be watched by exit handle, reclaims.
 pub const WATCH_PERIOD: Duration = Duration::from_millis(50);
 
 /// How long the watcher goes on watching after the last of its process's waiters left.

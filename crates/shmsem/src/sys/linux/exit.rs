@@ -6,14 +6,29 @@ use std::{
     time::Duration,
 };
 
-/// A descriptor that becomes readable when process `pid` (of this pid namespace) exits.
-pub fn pidfd(pid: u32) -> io::Result<OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    Ok(rustix::process::pidfd_open(
-        pid,
-        rustix::process::PidfdFlags::empty(),
-    )?)
+/// What [`exit_handle`] found.
+#[derive(Debug)]
+pub enum ExitHandle {
+    /// A descriptor that becomes readable when the process exits.
+    Open(OwnedFd),
+    /// No process has that pid: it has exited already.
+    Gone,
+    /// The process cannot be watched this way (a kernel without pidfds, no descriptors left, a
+    /// pid outside this pid namespace).
+    Unavailable,
+}
+
+/// A descriptor that becomes readable when process `pid` (of this pid namespace) exits: a
+/// pidfd.
+pub fn exit_handle(pid: u32) -> ExitHandle {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return ExitHandle::Unavailable;
+    };
+    match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => ExitHandle::Open(fd),
+        Err(rustix::io::Errno::SRCH) => ExitHandle::Gone,
+        Err(_) => ExitHandle::Unavailable,
+    }
 }
 
 /// Sleep until one of `fds` is readable or `timeout` passes; the index of the first readable
