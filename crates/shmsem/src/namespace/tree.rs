@@ -73,8 +73,5 @@ pub(super) fn install_exit_hook() {
             }
         });
     }
-    ONCE.call_once(|| {
-        // SAFETY: `at_exit` is a valid `extern "C" fn()` for the whole program.
-        unsafe { libc::atexit(at_exit) };
-    });
+    ONCE.call_once(|| sys::at_exit(at_exit));
 }

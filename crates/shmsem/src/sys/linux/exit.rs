@@ -1,4 +1,5 @@
-//! Waiting for processes to exit: pidfds, `poll`, and a doorbell that wakes a polling thread.
+//! Processes exiting: waiting for others to (pidfds, `poll`, and a doorbell that wakes a polling
+//! thread), and running a function when this one does.
 
 use std::{
     io,
@@ -76,4 +77,12 @@ pub fn ring(bell: BorrowedFd<'_>) {
 pub fn silence(bell: BorrowedFd<'_>) {
     let mut buf = [0u8; 8];
     let _ = rustix::io::read(bell, &mut buf);
+}
+
+/// Run `f` when this process exits normally (returns from `main` or calls `exit`), after the
+/// functions registered before it; never on a signal. Failure to register (the C library's
+/// table full) is ignored: the caller's cleanup then has another way.
+pub fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a valid `extern "C" fn()` for the whole life of the program.
+    unsafe { libc::atexit(f) };
 }

@@ -15,7 +15,7 @@ mod users;
 pub use self::{
     acl::grant_group,
     clock::wall_ms,
-    exit::{ExitHandle, doorbell, exit_handle, poll_readable, ring, silence},
+    exit::{ExitHandle, at_exit, doorbell, exit_handle, poll_readable, ring, silence},
     fds::{find_unlinked, keep_across_exec, reopen},
     fork::*,
     lock::{byte_locked, lock_byte_wait, lock_holder, range_locked, try_lock_byte, unlock_byte},
