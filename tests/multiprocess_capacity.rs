@@ -68,12 +68,7 @@ fn role_crowd() {
                 }
             }
         };
-        let inside = witness.inside().fetch_add(1, SeqCst) + 1;
-        witness.max_inside().fetch_max(inside, SeqCst);
-        witness.entries().fetch_add(1, SeqCst);
-        if inside > cap {
-            witness.violations().fetch_add(1, SeqCst);
-        }
+        witness.enter(cap);
         if i % 3 == 0 {
             thread::sleep(Duration::from_millis(1));
         } else {
@@ -82,7 +77,7 @@ fn role_crowd() {
                 std::hint::spin_loop();
             }
         }
-        witness.inside().fetch_sub(1, SeqCst);
+        witness.leave();
         drop(permit);
     }
     report("done", iters);

@@ -33,6 +33,7 @@ mod removal;
 mod waiters;
 
 use std::{
+    fmt,
     io::Read,
     process::{Child, ExitStatus, Stdio},
     thread,
@@ -42,7 +43,7 @@ use std::{
 use common::{
     TestDir,
     cli::{command, parties, show},
-    mp::SIGNAL_TIMEOUT,
+    mp::{CHILD_TIMEOUT, SIGNAL_TIMEOUT},
     roles::role_hold,
     work_dir,
 };
@@ -176,6 +177,52 @@ fn shown(dir: &TestDir, name: &str) -> Shown {
         parties(&v, "holders"),
         parties(&v, "waiters"),
     )
+}
+
+/// What other processes see of a capacity-1 semaphore: `show`'s value and holders, and what a
+/// third process's `try_acquire(1)` got.
+struct Others {
+    value: u64,
+    holders: Vec<(u64, u64)>,
+    third: String,
+}
+
+impl Others {
+    fn look(dir: &TestDir, name: &str) -> Others {
+        let (value, holders, _) = shown(dir, name);
+        let third = common::mp::attempts(dir, name, 1, 1, "try")
+            .spawn()
+            .success(CHILD_TIMEOUT);
+        Others {
+            value,
+            holders,
+            third: third.req("result0").to_owned(),
+        }
+    }
+
+    /// Assert that process `pid`, `who` in the messages, alone holds weight 1 and that the third
+    /// process was refused.
+    fn assert_held_alone_by(&self, pid: u32, who: &str, summary: &str) {
+        assert_eq!(
+            (self.value, self.holders.as_slice()),
+            (1, &[(u64::from(pid), 1)][..]),
+            "{who} no longer holds alone: {summary}"
+        );
+        assert_eq!(
+            self.third, "WouldBlock",
+            "a third process was granted while {who} holds: {summary}"
+        );
+    }
+}
+
+impl fmt::Display for Others {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "value {}, holders {:?}, a third process's try: {}",
+            self.value, self.holders, self.third
+        )
+    }
 }
 
 /// Poll `cond` every 10 ms for at most `limit`; whether it came true.
