@@ -163,21 +163,48 @@ fn let_go(dir: &TestDir, kids: &mut [&mut Kid]) {
     }
 }
 
+/// The scene of the release tests, in order: `t` held until `release-t`, `s` held by
+/// `s_holder` (a role that reports `held` and gives `s` back at `release-s`), the watcher blocked
+/// on `t`, and a waiter blocked on `s` that is not the watcher, given long enough for any bounded
+/// sleep it might still take to show.
+struct Scene {
+    t_holder: Kid,
+    s_holder: Kid,
+    watcher: Kid,
+    s_waiter: Kid,
+}
+
+impl Scene {
+    fn set(dir: &TestDir, s_holder: Spawn) -> Scene {
+        let t_holder = holding_t(dir);
+        let s_holder = s_holder
+            .arg("release", "release-s")
+            .spawn_until("held", CHILD_TIMEOUT);
+        // The first waiter of the namespace: the watcher.
+        let watcher = blocked_on(dir, "t");
+        let s_waiter = blocked_on(dir, "s");
+        thread::sleep(Duration::from_millis(300));
+        Scene {
+            t_holder,
+            s_holder,
+            watcher,
+            s_waiter,
+        }
+    }
+}
+
 /// A waiter on `s` that is not the watcher (another process, waiting on `t` since before, is)
 /// sleeps with no timer, so only a release can wake it: the release in a third process does,
 /// at once.
 #[test]
 fn a_waiter_that_is_not_the_watcher_is_woken_by_a_release_in_another_process() {
     let dir = TestDir::new("watch-release");
-    let mut t_holder = holding_t(&dir);
-    let mut s_holder = on_w(&dir, "release_and_stay", "s holder", "s")
-        .arg("release", "release-s")
-        .spawn_until("held", CHILD_TIMEOUT);
-    // The first waiter of the namespace: the watcher.
-    let mut watcher = blocked_on(&dir, "t");
-    let mut w = blocked_on(&dir, "s");
-    // Long enough for any bounded sleep the waiter might still take to show.
-    thread::sleep(Duration::from_millis(300));
+    let Scene {
+        mut t_holder,
+        mut s_holder,
+        mut watcher,
+        s_waiter: mut w,
+    } = Scene::set(&dir, on_w(&dir, "release_and_stay", "s holder", "s"));
 
     dir.signal("release-s");
     // Stamped just before the release: the waiter may well have the weight before the holder
@@ -323,15 +350,14 @@ fn a_fork_while_the_watcher_reclaims_leaves_the_child_every_lock_free() {
 #[test]
 fn a_releaser_killed_between_crediting_and_waking_strands_no_sleeper() {
     let dir = TestDir::new("watch-dead-releaser");
-    let mut t_holder = holding_t(&dir);
-    let mut releaser = on_w(&dir, "hold", "dying releaser", "s")
-        .arg("release", "release-s")
-        .env(shmsem::failpoint::ENV, "release:swapped")
-        .spawn_until("held", CHILD_TIMEOUT);
-    // The first waiter of the namespace: the watcher.
-    let mut watcher = blocked_on(&dir, "t");
-    let mut w = blocked_on(&dir, "s");
-    thread::sleep(Duration::from_millis(300));
+    let dying =
+        on_w(&dir, "hold", "dying releaser", "s").env(shmsem::failpoint::ENV, "release:swapped");
+    let Scene {
+        mut t_holder,
+        s_holder: mut releaser,
+        mut watcher,
+        s_waiter: mut w,
+    } = Scene::set(&dir, dying);
 
     dir.signal("release-s");
     let status = releaser.wait_exit(CHILD_TIMEOUT);

@@ -6,8 +6,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shmsem::Semaphore;
-
 use super::{
     Others,
     common::{
@@ -17,7 +15,7 @@ use super::{
         report,
         roles::kind,
     },
-    report_raw, signalled, within,
+    open_persistent, report_raw, signalled, within,
 };
 
 /// Bug 3: enter weight 1 of the persistent capacity-1 semaphore `name`, then `fork`. The child
@@ -26,12 +24,7 @@ use super::{
 /// waits for the signal `child_go` before `_exit(0)`. The parent reports `child_pid`, waits for
 /// `parent_go`, reaps its child and ends (its entered weight comes back when it dies).
 pub fn role_forker() {
-    let name = arg("name");
-    let sem = Semaphore::options()
-        .capacity(1)
-        .persistent()
-        .open(&name)
-        .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+    let sem = open_persistent(&arg("name"), 1);
     sem.enter(1).expect("entering weight 1");
     report("entered", sem.info().expect("info").value);
     let ops = arg("child_ops");
@@ -79,12 +72,7 @@ pub fn role_forker() {
 /// `child_dropped`, `child_exit` with `child_exited`). The parent reports `child_status` and
 /// the value (`parent_value`) after the child ended, and still holds both.
 pub fn role_permit_forker() {
-    let name = arg("name");
-    let sem = Semaphore::options()
-        .capacity(3)
-        .persistent()
-        .open(&name)
-        .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+    let sem = open_persistent(&arg("name"), 3);
     let first = sem.acquire().expect("taking weight 1");
     let second = sem.acquire().expect("taking weight 1 more");
     // SAFETY: the child only calls the library, formats, writes to stdout and `_exit`s.

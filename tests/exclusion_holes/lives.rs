@@ -12,18 +12,14 @@ use super::{
         report,
         roles::kind,
     },
+    open_persistent,
 };
 
 /// Bug 6, handle A: take weight 1 of the persistent semaphore `name`, report `held`, drop the
 /// permit at the signal `drop`, and live on until the signal `exit` (a dead process's records
 /// would be recounted, which would hide what its drop did).
 pub fn role_old_holder() {
-    let name = arg("name");
-    let sem = Semaphore::options()
-        .capacity(1)
-        .persistent()
-        .open(&name)
-        .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+    let sem = open_persistent(&arg("name"), 1);
     let permit = sem.try_acquire(1).expect("the first holder takes weight 1");
     report("held", std::process::id());
     common::wait_for_signal("drop", SIGNAL_TIMEOUT);

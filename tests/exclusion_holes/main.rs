@@ -40,6 +40,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use shmsem::Semaphore;
+
 use common::{
     TestDir,
     cli::{command, parties, show},
@@ -59,6 +61,15 @@ crate::child_roles! {
     "recreator" => lives::role_recreator(), "waiter" => waiters::role_waiter(),
     "actor" => acting::role_actor(), "registrar" => acting::role_registrar(),
     "hold" => role_hold(SIGNAL_TIMEOUT), "attempts" => common::mp::role_attempts(),
+}
+
+/// The persistent semaphore `name` with capacity `capacity`, get-or-create.
+fn open_persistent(name: &str, capacity: u32) -> Semaphore {
+    Semaphore::options()
+        .capacity(capacity)
+        .persistent()
+        .open(name)
+        .unwrap_or_else(|e| panic!("opening {name}: {e}"))
 }
 
 /// Whether the file `work/name` exists; `true` also once the work directory is gone (the test

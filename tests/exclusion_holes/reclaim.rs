@@ -2,20 +2,17 @@
 
 use shmsem::Semaphore;
 
-use super::common::{self, arg, mp::SIGNAL_TIMEOUT, report};
+use super::{
+    common::{self, arg, mp::SIGNAL_TIMEOUT, report},
+    open_persistent,
+};
 
 /// Hold weight 1 of each of the persistent capacity-2 semaphores named in `names`
 /// (comma-separated), report `held`, and keep them until the signal `release` (or death).
 pub fn role_hold_each() {
     let sems: Vec<Semaphore> = arg("names")
         .split(',')
-        .map(|name| {
-            Semaphore::options()
-                .capacity(2)
-                .persistent()
-                .open(name)
-                .unwrap_or_else(|e| panic!("opening {name}: {e}"))
-        })
+        .map(|name| open_persistent(name, 2))
         .collect();
     let permits: Vec<_> = sems
         .iter()
