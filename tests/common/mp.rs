@@ -67,22 +67,30 @@ pub fn role_observe() {
 
 // ===== parent side =====
 
-pub fn holder<'a>(dir: &'a TestDir, name: &str, cap: u32, weight: u32, release: &str) -> Spawn<'a> {
-    Spawn::new(dir, "hold")
-        .label(format!("holder {name} w{weight}"))
+/// A child in `role` that takes weight `weight` of `name` (capacity `cap`), `label` in messages.
+fn weighted<'a>(
+    dir: &'a TestDir,
+    role: &str,
+    label: String,
+    name: &str,
+    cap: u32,
+    weight: u32,
+) -> Spawn<'a> {
+    Spawn::new(dir, role)
+        .label(label)
         .arg("name", name)
         .arg("cap", cap)
         .arg("weight", weight)
-        .arg("release", release)
+}
+
+pub fn holder<'a>(dir: &'a TestDir, name: &str, cap: u32, weight: u32, release: &str) -> Spawn<'a> {
+    let label = format!("holder {name} w{weight}");
+    weighted(dir, "hold", label, name, cap, weight).arg("release", release)
 }
 
 pub fn attempts<'a>(dir: &'a TestDir, name: &str, cap: u32, weight: u32, list: &str) -> Spawn<'a> {
-    Spawn::new(dir, "attempts")
-        .label(format!("attempts {name} w{weight} [{list}]"))
-        .arg("name", name)
-        .arg("cap", cap)
-        .arg("weight", weight)
-        .arg("attempts", list)
+    let label = format!("attempts {name} w{weight} [{list}]");
+    weighted(dir, "attempts", label, name, cap, weight).arg("attempts", list)
 }
 
 pub fn observe(dir: &TestDir, name: &str) -> Reports {
