@@ -100,6 +100,15 @@ pub fn observe(dir: &TestDir, name: &str) -> Reports {
         .success(CHILD_TIMEOUT)
 }
 
+/// Assert, from another process, that all the weight of `name` came back: value 0 and no
+/// holders. Returns what the observer saw.
+pub fn assert_all_back(dir: &TestDir, name: &str) -> Reports {
+    let o = observe(dir, name);
+    assert_eq!(o.req("value"), "0", "not all weight came back: {:?}", o.0);
+    assert_eq!(o.req("holders"), "", "holders are left: {:?}", o.0);
+    o
+}
+
 /// Start a holder and wait until it holds.
 pub fn start_holder(dir: &TestDir, name: &str, cap: u32, weight: u32, release: &str) -> Kid {
     let mut kid = holder(dir, name, cap, weight, release).spawn();
