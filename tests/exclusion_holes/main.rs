@@ -26,6 +26,7 @@
 mod common;
 
 mod acting;
+mod bg;
 mod fork;
 mod lives;
 mod reclaim;
@@ -33,18 +34,16 @@ mod removal;
 mod waiters;
 
 use std::{
-    fmt,
-    io::Read,
-    process::{Child, ExitStatus, Stdio},
-    thread,
+    fmt, thread,
     time::{Duration, Instant},
 };
 
 use shmsem::Semaphore;
 
+use bg::Bg;
 use common::{
     TestDir,
-    cli::{command, parties, show},
+    cli::{parties, show},
     mp::{CHILD_TIMEOUT, SIGNAL_TIMEOUT},
     roles::role_hold,
     work_dir,
@@ -89,94 +88,6 @@ fn report_raw(key: &str, value: impl std::fmt::Display) {
 // =====================================================================================
 // Parent-side helpers
 // =====================================================================================
-
-/// A CLI process started in the background, with a deadline.
-struct Bg {
-    child: Child,
-    started: Instant,
-    status: Option<ExitStatus>,
-    elapsed: Duration,
-}
-
-impl Bg {
-    fn spawn(dir: &TestDir, args: &[&str]) -> Bg {
-        Bg::spawn_env(dir, args, None)
-    }
-
-    fn spawn_env(dir: &TestDir, args: &[&str], failpoint: Option<&str>) -> Bg {
-        let mut c = command(dir, args);
-        c.env_remove(shmsem::failpoint::ENV)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(fp) = failpoint {
-            c.env(shmsem::failpoint::ENV, fp);
-        }
-        let child = c.spawn().expect("spawning shmsem");
-        Bg {
-            child,
-            started: Instant::now(),
-            status: None,
-            elapsed: Duration::ZERO,
-        }
-    }
-
-    /// Whether it has exited (recording when).
-    fn poll(&mut self) -> bool {
-        if self.status.is_some() {
-            return true;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(s) => {
-                self.status = Some(s);
-                self.elapsed = self.started.elapsed();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Wait until it exits or `deadline`; `false` if it was still running then (it is then
-    /// SIGKILLed and reaped).
-    fn wait_until(&mut self, deadline: Instant) -> bool {
-        loop {
-            if self.poll() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return false;
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn kill(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if self.status.is_some()
-            && let Some(mut e) = self.child.stderr.take()
-        {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-
-    fn code(&self) -> Option<i32> {
-        self.status.and_then(|s| s.code())
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// `show NAME --json` through the CLI: value, holders and waiters as `(pid, weight)` lists.
 type Shown = (u64, Vec<(u64, u64)>, Vec<(u64, u64)>);
