@@ -44,10 +44,7 @@ use common::TestDir;
 /// Namespaces, and so cases run at once.
 use common::corruption::*;
 
-crate::child_roles! {
-    "create" => role_create(), "hold_all" => role_hold_all(), "victim" => role_victim(),
-    "probe" => role_probe(),
-}
+crate::child_roles!(dispatch common::corruption::role);
 
 #[test]
 fn every_single_field_corruption_gives_ok_or_a_typed_error_in_bounded_time() {

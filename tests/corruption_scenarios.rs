@@ -6,7 +6,7 @@ mod common;
 
 use std::{fs, mem::offset_of};
 
-use common::{Kid, Spawn, TestDir};
+use common::{Spawn, TestDir};
 use shmsem::internals::layout::{
     HOLDERS_OFFSET, HolderRecord, PROCS_OFFSET, ProcSlot, SEMS_OFFSET, SemRecord,
 };
@@ -14,10 +14,7 @@ use shmsem::internals::layout::{
 /// Namespaces, and so cases run at once.
 use common::corruption::*;
 
-crate::child_roles! {
-    "create" => role_create(), "hold_all" => role_hold_all(), "victim" => role_victim(),
-    "probe" => role_probe(),
-}
+crate::child_roles!(dispatch common::corruption::role);
 
 /// Not a corruption: the state a live holder is in when it is stopped (SIGSTOP, a debugger)
 /// between marking its record busy and its compare-exchange — here made by setting the busy flag
@@ -30,23 +27,7 @@ crate::child_roles! {
 #[test]
 fn a_holder_stopped_mid_operation_does_not_make_the_namespace_unopenable() {
     let dir = TestDir::new("stopped");
-    Spawn::new(&dir, "create")
-        .arg("lanes", "stop")
-        .spawn()
-        .success(SETUP_TIMEOUT);
-    let mut live: Kid = Spawn::new(&dir, "hold_all")
-        .label("L")
-        .arg("lanes", "stop")
-        .arg("weight", 2)
-        .spawn();
-    let live_pid: u32 = live.expect("held", SETUP_TIMEOUT).parse().unwrap();
-    let mut dead: Kid = Spawn::new(&dir, "hold_all")
-        .label("D")
-        .arg("lanes", "stop")
-        .arg("weight", 1)
-        .spawn();
-    let dead_pid: u32 = dead.expect("held", SETUP_TIMEOUT).parse().unwrap();
-    dead.sigkill();
+    let (mut live, live_pid, dead_pid) = live_and_dead_holders(&dir, "stop");
 
     let seg = dir.shm.join("local.stop");
     let snap = fs::read(&seg).unwrap();

@@ -231,12 +231,12 @@ fn lowering_the_capacity_revokes_nothing_and_blocks_new_acquires() {
 #[test]
 fn a_large_waiter_is_not_starved_by_a_stream_of_small_acquires() {
     let dir = TestDir::new("fair");
+    // Every child works on `pool`, capacity 4.
+    let on_pool = |role: &str| Spawn::new(&dir, role).arg("name", "pool").arg("cap", 4);
     let mut churn: Vec<Kid> = (0..3)
         .map(|i| {
-            Spawn::new(&dir, "churn")
+            on_pool("churn")
                 .label(format!("churn{i}"))
-                .arg("name", "pool")
-                .arg("cap", 4)
                 .arg("hold_ms", 5)
                 .spawn()
         })
@@ -246,16 +246,12 @@ fn a_large_waiter_is_not_starved_by_a_stream_of_small_acquires() {
     }
     // The control: a taker without a reservation (trying once a millisecond) all but never
     // finds the 4 free while three processes take turns with 1 each.
-    let control = Spawn::new(&dir, "poller")
-        .arg("name", "pool")
-        .arg("cap", 4)
+    let control = on_pool("poller")
         .arg("ms", 2000)
         .spawn()
         .success(CHILD_TIMEOUT);
     // A waiter for 4 reserves them: the small ones drain and it gets its turn, every time.
-    let big = Spawn::new(&dir, "big")
-        .arg("name", "pool")
-        .arg("cap", 4)
+    let big = on_pool("big")
         .arg("rounds", 5)
         .spawn()
         .success(CHILD_TIMEOUT);

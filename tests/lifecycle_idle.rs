@@ -46,16 +46,11 @@ fn role_cycler() {
     while !stop.exists() && parent_alive() && Instant::now() < deadline {
         match sem.acquire_timeout(1, Duration::from_secs(10)) {
             Ok(permit) => {
-                let inside = witness.inside().fetch_add(1, SeqCst) + 1;
-                witness.max_inside().fetch_max(inside, SeqCst);
-                witness.entries().fetch_add(1, SeqCst);
-                if inside > 1 {
-                    witness.violations().fetch_add(1, SeqCst);
-                }
+                witness.enter(1);
                 for _ in 0..200 {
                     std::hint::spin_loop();
                 }
-                witness.inside().fetch_sub(1, SeqCst);
+                witness.leave();
                 drop(permit);
                 ops += 1;
             }

@@ -74,6 +74,18 @@ fn mode_of(path: &Path) -> u32 {
     fs::metadata(path).expect("stat").mode() & 0o777
 }
 
+/// Run `shmsem --scope global ARGS` from a shell with umask 077; it must succeed.
+fn global_under_umask_077(dir: &TestDir, args: &str) {
+    let script = format!("umask 077; exec {BIN} --scope global {args}");
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env(shmsem::DIR_ENV, &dir.shm)
+        .env_remove(shmsem::SELF_ENV)
+        .output()
+        .expect("running sh");
+    assert!(out.status.success(), "{out:?}");
+}
+
 const NOBODY: u32 = 65534;
 /// The group the namespace is created for: one `nobody` is not in.
 const TEAM_GID: u32 = 4242;
@@ -83,29 +95,14 @@ fn another_user_is_refused_until_their_group_is_granted() {
     let dir = TestDir::new("owner");
 
     // The mode asked for is the mode the file gets, whatever the umask.
-    let script =
-        format!("umask 077; exec {BIN} --scope global --namespace um create s --mode 0660");
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .env(shmsem::DIR_ENV, &dir.shm)
-        .env_remove(shmsem::SELF_ENV)
-        .output()
-        .expect("running sh");
-    assert!(out.status.success(), "{out:?}");
+    global_under_umask_077(&dir, "--namespace um create s --mode 0660");
     assert_eq!(mode_of(&dir.shm.join("global.um")), 0o660);
     assert_eq!(
         dir.shm_files(),
         ["global.um"],
         "a namespace is one file, no lock file beside it"
     );
-    let script = format!("umask 077; exec {BIN} --scope global --namespace um2 create s");
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .env(shmsem::DIR_ENV, &dir.shm)
-        .env_remove(shmsem::SELF_ENV)
-        .output()
-        .expect("running sh");
-    assert!(out.status.success(), "{out:?}");
+    global_under_umask_077(&dir, "--namespace um2 create s");
     assert_eq!(
         mode_of(&dir.shm.join("global.um2")),
         0o666,

@@ -192,36 +192,50 @@ fn role_bad_input() {
             .push(format!("capacity changed to {}", sem.capacity()));
     }
 
-    // Exit more than entered. The permit held is not "entered": it cannot be exited.
-    let r = sem.exit(1);
-    c.check(
-        &sem,
-        "exit(1), nothing entered",
-        format!("{r:?}"),
-        "Err(NotHeld { count: 1, held: 0 })",
-    );
-    let r = sem.exit(0);
-    c.check(&sem, "exit(0)", kind(&r), "InvalidArgument");
-    let r = sem.enter(2);
-    c.now_holding(3);
-    c.check(&sem, "enter(2)", kind(&r), "ok");
-    let r = sem.exit(3);
-    c.check(
-        &sem,
-        "exit(3) after enter(2)",
-        format!("{r:?}"),
-        "Err(NotHeld { count: 3, held: 2 })",
-    );
-    let r = sem.exit(2);
-    c.now_holding(1);
-    c.check(&sem, "exit(2) after enter(2)", kind(&r), "ok");
-    let r = sem.exit(1);
-    c.check(
-        &sem,
-        "exit(1) after everything was exited",
-        format!("{r:?}"),
-        "Err(NotHeld { count: 1, held: 0 })",
-    );
+    // Exit more than entered. The permit held is not "entered": it cannot be exited. Each step
+    // enters or exits `weight`, must give what its `Debug` starts with, and leaves this process
+    // holding the weight given, if any changed.
+    let entered_steps = [
+        (
+            "exit",
+            1,
+            ", nothing entered",
+            "Err(NotHeld { count: 1, held: 0 })",
+            None,
+        ),
+        ("exit", 0, "", "Err(InvalidArgument", None),
+        ("enter", 2, "", "Ok(())", Some(3)),
+        (
+            "exit",
+            3,
+            " after enter(2)",
+            "Err(NotHeld { count: 3, held: 2 })",
+            None,
+        ),
+        ("exit", 2, " after enter(2)", "Ok(())", Some(1)),
+        (
+            "exit",
+            1,
+            " after everything was exited",
+            "Err(NotHeld { count: 1, held: 0 })",
+            None,
+        ),
+    ];
+    for (op, weight, when, want, holding) in entered_steps {
+        let r = match op {
+            "enter" => sem.enter(weight),
+            _ => sem.exit(weight),
+        };
+        if let Some(held) = holding {
+            c.now_holding(held);
+        }
+        c.check(
+            &sem,
+            &format!("{op}({weight}){when}"),
+            format!("{r:?}"),
+            want,
+        );
+    }
 
     // Everything still works after all that.
     let r = sem.try_acquire(2);

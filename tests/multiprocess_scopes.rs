@@ -29,7 +29,8 @@ use std::{
 use common::{
     Kid, Spawn, TestDir, arg, arg_u32, mono_ns,
     mp::{
-        CHILD_TIMEOUT, SIGNAL_TIMEOUT, attempts, observe, role_attempts, role_observe, start_holder,
+        CHILD_TIMEOUT, SIGNAL_TIMEOUT, assert_all_back, attempts, role_attempts, role_observe,
+        start_holder,
     },
     report,
     roles::{holders_of, kind, role_hold},
@@ -362,9 +363,7 @@ fn sigkilled_holders_permit_comes_back_to_a_blocked_waiter() {
         format!("{}:2", w.pid()),
         "the dead holder is gone"
     );
-    let o = observe(&dir, "k");
-    assert_eq!(o.req("value"), "0");
-    assert_eq!(o.req("holders"), "");
+    assert_all_back(&dir, "k");
 }
 
 /// a permit held by a process that was SIGKILLed comes back to a process that

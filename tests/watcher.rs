@@ -110,12 +110,17 @@ fn role_forking_watcher() {
     waiter.join().expect("the waiting thread");
 }
 
-/// A waiter for `name` in namespace `ns`, waiting at most `timeout`.
-fn waiter(dir: &TestDir, label: &str, name: &str, timeout: Duration) -> Kid {
-    Spawn::new(dir, "wait")
+/// A child in `role`, `label` in messages, on `name` in namespace `w`.
+fn on_w<'a>(dir: &'a TestDir, role: &str, label: &str, name: &str) -> Spawn<'a> {
+    Spawn::new(dir, role)
         .label(label)
         .arg("ns", "w")
         .arg("name", name)
+}
+
+/// A waiter for `name` in namespace `w`, waiting at most `timeout`.
+fn waiter(dir: &TestDir, label: &str, name: &str, timeout: Duration) -> Kid {
+    on_w(dir, "wait", label, name)
         .arg("timeout_ms", timeout.as_millis())
         .arg("done", "done")
         .spawn()
@@ -132,29 +137,20 @@ fn show_in(dir: &TestDir, name: &str) -> serde_json::Value {
 
 /// A process holding weight 1 of `t` until the signal `release-t`.
 fn holding_t(dir: &TestDir) -> Kid {
-    let mut kid = Spawn::new(dir, "hold")
-        .label("t holder")
-        .arg("ns", "w")
-        .arg("name", "t")
+    on_w(dir, "hold", "t holder", "t")
         .arg("release", "release-t")
-        .spawn();
-    kid.expect("held", CHILD_TIMEOUT);
-    kid
+        .spawn_until("held", CHILD_TIMEOUT)
 }
 
-/// The first waiter of the namespace, on `t`, blocked: the watcher.
-fn watcher_on_t(dir: &TestDir) -> Kid {
-    let mut kid = waiter(dir, "t waiter", "t", Duration::from_secs(60));
+/// A waiter on `name`, blocked. The first waiter of the namespace is the watcher; with a watcher
+/// there already, it is not.
+fn blocked_on(dir: &TestDir, name: &str) -> Kid {
+    let label = format!("{name} waiter");
+    let mut kid = waiter(dir, &label, name, Duration::from_secs(60));
     kid.expect("waiting_ns", CHILD_TIMEOUT);
-    eventually("the t waiter is blocked", || waiters_of(dir, "t") == 1);
-    kid
-}
-
-/// A waiter on `s`, blocked; with a watcher there already, not the watcher.
-fn blocked_on_s(dir: &TestDir) -> Kid {
-    let mut kid = waiter(dir, "s waiter", "s", Duration::from_secs(60));
-    kid.expect("waiting_ns", CHILD_TIMEOUT);
-    eventually("the s waiter is blocked", || waiters_of(dir, "s") == 1);
+    eventually(&format!("the {label} is blocked"), || {
+        waiters_of(dir, name) == 1
+    });
     kid
 }
 
@@ -167,24 +163,48 @@ fn let_go(dir: &TestDir, kids: &mut [&mut Kid]) {
     }
 }
 
+/// The scene of the release tests, in order: `t` held until `release-t`, `s` held by
+/// `s_holder` (a role that reports `held` and gives `s` back at `release-s`), the watcher blocked
+/// on `t`, and a waiter blocked on `s` that is not the watcher, given long enough for any bounded
+/// sleep it might still take to show.
+struct Scene {
+    t_holder: Kid,
+    s_holder: Kid,
+    watcher: Kid,
+    s_waiter: Kid,
+}
+
+impl Scene {
+    fn set(dir: &TestDir, s_holder: Spawn) -> Scene {
+        let t_holder = holding_t(dir);
+        let s_holder = s_holder
+            .arg("release", "release-s")
+            .spawn_until("held", CHILD_TIMEOUT);
+        // The first waiter of the namespace: the watcher.
+        let watcher = blocked_on(dir, "t");
+        let s_waiter = blocked_on(dir, "s");
+        thread::sleep(Duration::from_millis(300));
+        Scene {
+            t_holder,
+            s_holder,
+            watcher,
+            s_waiter,
+        }
+    }
+}
+
 /// A waiter on `s` that is not the watcher (another process, waiting on `t` since before, is)
 /// sleeps with no timer, so only a release can wake it: the release in a third process does,
 /// at once.
 #[test]
 fn a_waiter_that_is_not_the_watcher_is_woken_by_a_release_in_another_process() {
     let dir = TestDir::new("watch-release");
-    let mut t_holder = holding_t(&dir);
-    let mut s_holder = Spawn::new(&dir, "release_and_stay")
-        .label("s holder")
-        .arg("ns", "w")
-        .arg("name", "s")
-        .arg("release", "release-s")
-        .spawn();
-    s_holder.expect("held", CHILD_TIMEOUT);
-    let mut watcher = watcher_on_t(&dir);
-    let mut w = blocked_on_s(&dir);
-    // Long enough for any bounded sleep the waiter might still take to show.
-    thread::sleep(Duration::from_millis(300));
+    let Scene {
+        mut t_holder,
+        mut s_holder,
+        mut watcher,
+        s_waiter: mut w,
+    } = Scene::set(&dir, on_w(&dir, "release_and_stay", "s holder", "s"));
 
     dir.signal("release-s");
     // Stamped just before the release: the waiter may well have the weight before the holder
@@ -213,15 +233,11 @@ fn killing_the_watcher_hands_the_role_on_and_its_weight_comes_back() {
         let dir = TestDir::new(&format!("watch-kill-{round}"));
         let mut t_holder = holding_t(&dir);
         // Holds s, then waits on t: the first waiter, so the watcher.
-        let mut first = Spawn::new(&dir, "hold_then_wait")
-            .label("watcher")
-            .arg("ns", "w")
-            .arg("name", "s")
+        let mut first = on_w(&dir, "hold_then_wait", "watcher", "s")
             .arg("then", "t")
-            .spawn();
-        first.expect("held", CHILD_TIMEOUT);
+            .spawn_until("held", CHILD_TIMEOUT);
         eventually("the watcher is blocked on t", || waiters_of(&dir, "t") == 1);
-        let mut w = blocked_on_s(&dir);
+        let mut w = blocked_on(&dir, "s");
 
         first.sigkill();
         // No CLI from here on: its open would reclaim in the watcher's place.
@@ -241,13 +257,9 @@ fn killing_the_watcher_hands_the_role_on_and_its_weight_comes_back() {
 #[test]
 fn a_hundred_blocked_waiters_barely_run() {
     let dir = TestDir::new("watch-idle");
-    let mut holder = Spawn::new(&dir, "hold")
-        .label("holder")
-        .arg("ns", "w")
-        .arg("name", "s")
+    let mut holder = on_w(&dir, "hold", "holder", "s")
         .arg("release", "release")
-        .spawn();
-    holder.expect("held", CHILD_TIMEOUT);
+        .spawn_until("held", CHILD_TIMEOUT);
     let mut waiters: Vec<Kid> = (0..100)
         .map(|i| waiter(&dir, &format!("waiter {i}"), "s", Duration::from_secs(120)))
         .collect();
@@ -306,33 +318,22 @@ fn switches(pids: &[u32]) -> u64 {
 #[test]
 fn a_fork_while_the_watcher_reclaims_leaves_the_child_every_lock_free() {
     let dir = TestDir::new("watch-fork");
-    let mut dead = Spawn::new(&dir, "hold")
-        .label("dead holder")
-        .arg("ns", "w")
-        .arg("name", "z")
-        .arg("cap", 3)
-        .arg("release", "never")
-        .spawn();
-    dead.expect("held", CHILD_TIMEOUT);
-    let mut stopped = Spawn::new(&dir, "hold")
-        .label("stopped acquirer")
-        .arg("ns", "w")
-        .arg("name", "z")
-        .arg("cap", 3)
-        .arg("release", "never")
+    let z_holder = |label| {
+        on_w(&dir, "hold", label, "z")
+            .arg("cap", 3)
+            .arg("release", "never")
+    };
+    let mut dead = z_holder("dead holder").spawn_until("held", CHILD_TIMEOUT);
+    let mut stopped = z_holder("stopped acquirer")
         .env(shmsem::failpoint::ENV, "acquire:marked/stop")
         .spawn();
     eventually("the acquirer is stopped mid-acquire", || {
         common::is_stopped(stopped.pid())
     });
     dead.sigkill();
-    let mut forker = Spawn::new(&dir, "forking_watcher")
-        .label("forking watcher")
-        .arg("ns", "w")
-        .arg("name", "y")
+    let mut forker = on_w(&dir, "forking_watcher", "forking watcher", "y")
         .arg("forks", 30)
-        .spawn();
-    forker.expect("waiting", CHILD_TIMEOUT);
+        .spawn_until("waiting", CHILD_TIMEOUT);
     thread::sleep(Duration::from_millis(300));
     dir.signal("fork");
     let hung = forker.expect("hung", Duration::from_secs(300));
@@ -349,18 +350,14 @@ fn a_fork_while_the_watcher_reclaims_leaves_the_child_every_lock_free() {
 #[test]
 fn a_releaser_killed_between_crediting_and_waking_strands_no_sleeper() {
     let dir = TestDir::new("watch-dead-releaser");
-    let mut t_holder = holding_t(&dir);
-    let mut releaser = Spawn::new(&dir, "hold")
-        .label("dying releaser")
-        .arg("ns", "w")
-        .arg("name", "s")
-        .arg("release", "release-s")
-        .env(shmsem::failpoint::ENV, "release:swapped")
-        .spawn();
-    releaser.expect("held", CHILD_TIMEOUT);
-    let mut watcher = watcher_on_t(&dir);
-    let mut w = blocked_on_s(&dir);
-    thread::sleep(Duration::from_millis(300));
+    let dying =
+        on_w(&dir, "hold", "dying releaser", "s").env(shmsem::failpoint::ENV, "release:swapped");
+    let Scene {
+        mut t_holder,
+        s_holder: mut releaser,
+        mut watcher,
+        s_waiter: mut w,
+    } = Scene::set(&dir, dying);
 
     dir.signal("release-s");
     let status = releaser.wait_exit(CHILD_TIMEOUT);

@@ -511,31 +511,48 @@ pub fn run_victim(
     }
 }
 
-/// Namespaces `lane0..lanes` with semaphore `s` (capacity 4), a live holder `L` of weight 2 and a
-/// dead holder `D` of weight 1 in each; returns `L`, the pids of `L` and `D`, and a snapshot of
-/// each lane's segment.
+/// The roles of the corruption test binaries, by name.
+pub fn role(name: &str) {
+    match name {
+        "create" => role_create(),
+        "hold_all" => role_hold_all(),
+        "victim" => role_victim(),
+        "probe" => role_probe(),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// The namespaces of `lane_list` (comma-separated) with semaphore `s` (capacity 4), a live
+/// holder `L` of weight 2 and a dead holder `D` of weight 1 in each; returns `L` and the pids of
+/// `L` and `D`.
+pub fn live_and_dead_holders(dir: &TestDir, lane_list: &str) -> (Kid, u32, u32) {
+    Spawn::new(dir, "create")
+        .arg("lanes", lane_list)
+        .spawn()
+        .success(SETUP_TIMEOUT);
+    let holder = |label: &str, weight: u32| {
+        let mut kid = Spawn::new(dir, "hold_all")
+            .label(label)
+            .arg("lanes", lane_list)
+            .arg("weight", weight)
+            .spawn();
+        let pid: u32 = kid.expect("held", SETUP_TIMEOUT).parse().unwrap();
+        (kid, pid)
+    };
+    let (live, live_pid) = holder("L", 2);
+    let (mut dead, dead_pid) = holder("D", 1);
+    dead.sigkill();
+    (live, live_pid, dead_pid)
+}
+
+/// [`live_and_dead_holders`] in namespaces `lane0..lanes`; also returns a snapshot of each
+/// lane's segment.
 pub fn setup(dir: &TestDir, lanes: usize) -> (Kid, u32, u32, Vec<Arc<Vec<u8>>>) {
     let lane_list = (0..lanes)
         .map(|i| format!("lane{i}"))
         .collect::<Vec<_>>()
         .join(",");
-    Spawn::new(dir, "create")
-        .arg("lanes", &lane_list)
-        .spawn()
-        .success(SETUP_TIMEOUT);
-    let mut live: Kid = Spawn::new(dir, "hold_all")
-        .label("L")
-        .arg("lanes", &lane_list)
-        .arg("weight", 2)
-        .spawn();
-    let live_pid: u32 = live.expect("held", SETUP_TIMEOUT).parse().unwrap();
-    let mut dead: Kid = Spawn::new(dir, "hold_all")
-        .label("D")
-        .arg("lanes", &lane_list)
-        .arg("weight", 1)
-        .spawn();
-    let dead_pid: u32 = dead.expect("held", SETUP_TIMEOUT).parse().unwrap();
-    dead.sigkill();
+    let (live, live_pid, dead_pid) = live_and_dead_holders(dir, &lane_list);
     let snaps: Vec<Arc<Vec<u8>>> = (0..lanes)
         .map(|l| {
             let seg = dir.shm.join(format!("local.lane{l}"));

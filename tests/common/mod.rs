@@ -202,9 +202,17 @@ pub fn child_main(run: impl FnOnce(&str)) {
 
 /// A test binary's `child_role`: the ignored test its child processes run (see [`CHILD_ARGS`]),
 /// which runs the role named in the environment through [`child_main`]. Each role is written
-/// `"name" => expression`.
+/// `"name" => expression`; or `dispatch PATH` hands every role's name to the function `PATH`.
 #[macro_export]
 macro_rules! child_roles {
+    (dispatch $run:path) => {
+        /// The entry point of every child process (see `common::child_main`).
+        #[test]
+        #[ignore = "entry point of the child processes that the other tests start"]
+        fn child_role() {
+            $crate::common::child_main($run);
+        }
+    };
     ($($name:literal => $run:expr),+ $(,)?) => {
         /// The entry point of every child process (see `common::child_main`).
         #[test]

@@ -67,22 +67,30 @@ pub fn role_observe() {
 
 // ===== parent side =====
 
-pub fn holder<'a>(dir: &'a TestDir, name: &str, cap: u32, weight: u32, release: &str) -> Spawn<'a> {
-    Spawn::new(dir, "hold")
-        .label(format!("holder {name} w{weight}"))
+/// A child in `role` that takes weight `weight` of `name` (capacity `cap`), `label` in messages.
+fn weighted<'a>(
+    dir: &'a TestDir,
+    role: &str,
+    label: String,
+    name: &str,
+    cap: u32,
+    weight: u32,
+) -> Spawn<'a> {
+    Spawn::new(dir, role)
+        .label(label)
         .arg("name", name)
         .arg("cap", cap)
         .arg("weight", weight)
-        .arg("release", release)
+}
+
+pub fn holder<'a>(dir: &'a TestDir, name: &str, cap: u32, weight: u32, release: &str) -> Spawn<'a> {
+    let label = format!("holder {name} w{weight}");
+    weighted(dir, "hold", label, name, cap, weight).arg("release", release)
 }
 
 pub fn attempts<'a>(dir: &'a TestDir, name: &str, cap: u32, weight: u32, list: &str) -> Spawn<'a> {
-    Spawn::new(dir, "attempts")
-        .label(format!("attempts {name} w{weight} [{list}]"))
-        .arg("name", name)
-        .arg("cap", cap)
-        .arg("weight", weight)
-        .arg("attempts", list)
+    let label = format!("attempts {name} w{weight} [{list}]");
+    weighted(dir, "attempts", label, name, cap, weight).arg("attempts", list)
 }
 
 pub fn observe(dir: &TestDir, name: &str) -> Reports {
@@ -90,6 +98,15 @@ pub fn observe(dir: &TestDir, name: &str) -> Reports {
         .arg("name", name)
         .spawn()
         .success(CHILD_TIMEOUT)
+}
+
+/// Assert, from another process, that all the weight of `name` came back: value 0 and no
+/// holders. Returns what the observer saw.
+pub fn assert_all_back(dir: &TestDir, name: &str) -> Reports {
+    let o = observe(dir, name);
+    assert_eq!(o.req("value"), "0", "not all weight came back: {:?}", o.0);
+    assert_eq!(o.req("holders"), "", "holders are left: {:?}", o.0);
+    o
 }
 
 /// Start a holder and wait until it holds.

@@ -6,6 +6,7 @@ use std::{
     os::unix::process::CommandExt,
     path::Path,
     process::{Command, Stdio},
+    time::Duration,
 };
 
 use super::{ARG_PREFIX, CHILD_ARGS, Kid, ROLE_ENV, TestDir, WORK_ENV};
@@ -166,6 +167,13 @@ impl<'a> Spawn<'a> {
             die_with_parent(&mut cmd);
         }
         cmd
+    }
+
+    /// Start the child and wait (at most `timeout`) until it reports `key`.
+    pub fn spawn_until(self, key: &str, timeout: Duration) -> Kid {
+        let mut kid = self.spawn();
+        kid.expect(key, timeout);
+        kid
     }
 
     pub fn spawn(self) -> Kid {

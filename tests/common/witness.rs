@@ -1,6 +1,9 @@
 //! A witness of a capacity-limited section, independent of shmsem.
 
-use std::{path::Path, sync::atomic::AtomicU32};
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU32, Ordering::SeqCst},
+};
 
 use super::shared::SharedFile;
 
@@ -44,5 +47,23 @@ impl Witness {
     }
     pub fn entries(&self) -> &AtomicU32 {
         self.at(3)
+    }
+
+    /// Count an entry into the section, where at most `allowed` may be at once: one more inside
+    /// (and the most seen raised to it), one more entry, and a violation if that is more than
+    /// `allowed`. Returns how many are inside now, this one included.
+    pub fn enter(&self, allowed: u32) -> u32 {
+        let inside = self.inside().fetch_add(1, SeqCst) + 1;
+        self.max_inside().fetch_max(inside, SeqCst);
+        self.entries().fetch_add(1, SeqCst);
+        if inside > allowed {
+            self.violations().fetch_add(1, SeqCst);
+        }
+        inside
+    }
+
+    /// Count a leave of the section that [`Witness::enter`] counted.
+    pub fn leave(&self) {
+        self.inside().fetch_sub(1, SeqCst);
     }
 }

@@ -6,17 +6,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shmsem::Semaphore;
-
 use super::{
+    Others,
     common::{
-        self, Spawn, TestDir, arg,
+        self, Kid, Spawn, TestDir, arg,
         cli::{parties, run},
         mp::{CHILD_TIMEOUT, SIGNAL_TIMEOUT},
         report,
         roles::kind,
     },
-    report_raw, shown, signalled, within,
+    open_persistent, report_raw, signalled, within,
 };
 
 /// Bug 3: enter weight 1 of the persistent capacity-1 semaphore `name`, then `fork`. The child
@@ -25,12 +24,7 @@ use super::{
 /// waits for the signal `child_go` before `_exit(0)`. The parent reports `child_pid`, waits for
 /// `parent_go`, reaps its child and ends (its entered weight comes back when it dies).
 pub fn role_forker() {
-    let name = arg("name");
-    let sem = Semaphore::options()
-        .capacity(1)
-        .persistent()
-        .open(&name)
-        .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+    let sem = open_persistent(&arg("name"), 1);
     sem.enter(1).expect("entering weight 1");
     report("entered", sem.info().expect("info").value);
     let ops = arg("child_ops");
@@ -78,12 +72,7 @@ pub fn role_forker() {
 /// `child_dropped`, `child_exit` with `child_exited`). The parent reports `child_status` and
 /// the value (`parent_value`) after the child ended, and still holds both.
 pub fn role_permit_forker() {
-    let name = arg("name");
-    let sem = Semaphore::options()
-        .capacity(3)
-        .persistent()
-        .open(&name)
-        .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+    let sem = open_persistent(&arg("name"), 3);
     let first = sem.acquire().expect("taking weight 1");
     let second = sem.acquire().expect("taking weight 1 more");
     // SAFETY: the child only calls the library, formats, writes to stdout and `_exit`s.
@@ -165,6 +154,20 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// Start a `forker` on `f` whose child runs `child_ops`: it, the pid of its child, and a guard
+/// that kills that child.
+fn forker(dir: &TestDir, child_ops: &str) -> (Kid, i32, KillOnDrop) {
+    let mut parent = Spawn::new(dir, "forker")
+        .arg("name", "f")
+        .arg("child_ops", child_ops)
+        .spawn();
+    let child_pid: i32 = parent
+        .expect("child_pid", CHILD_TIMEOUT)
+        .parse()
+        .expect("pid");
+    (parent, child_pid, KillOnDrop(child_pid))
+}
+
 // =====================================================================================
 // Bug 3: after fork, the child could release its parent's entered weight
 // =====================================================================================
@@ -175,15 +178,7 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn a_forked_child_can_neither_release_nor_retake_its_parents_entered_weight() {
     let dir = TestDir::new("xh-fork");
-    let mut parent = Spawn::new(&dir, "forker")
-        .arg("name", "f")
-        .arg("child_ops", "exit,try")
-        .spawn();
-    let child_pid: i32 = parent
-        .expect("child_pid", CHILD_TIMEOUT)
-        .parse()
-        .expect("pid");
-    let _reap_child = KillOnDrop(child_pid);
+    let (mut parent, child_pid, _reap_child) = forker(&dir, "exit,try");
     let child_exit = parent.expect("child_exit", CHILD_TIMEOUT);
     let child_try = parent.expect("child_try", CHILD_TIMEOUT);
     let child_value = parent.expect("child_value", CHILD_TIMEOUT);
@@ -197,16 +192,11 @@ fn a_forked_child_can_neither_release_nor_retake_its_parents_entered_weight() {
         }),
         "the forked child did not exit"
     );
-    let (value, holders, _) = shown(&dir, "f");
-    let third = common::mp::attempts(&dir, "f", 1, 1, "try")
-        .spawn()
-        .success(CHILD_TIMEOUT);
+    let others = Others::look(&dir, "f");
     let summary = format!(
         "child exit(1): {child_exit}, child try_acquire(1): {child_try} (value then \
-         {child_value}); after the child exited: value {value}, holders {holders:?} (parent \
-         {}), a third process's try: {}",
+         {child_value}); after the child exited (parent {}): {others}",
         parent.pid(),
-        third.req("result0")
     );
     eprintln!("fork: {summary}");
     assert_eq!(
@@ -217,16 +207,7 @@ fn a_forked_child_can_neither_release_nor_retake_its_parents_entered_weight() {
         child_try, "WouldBlock",
         "the child was granted while its parent holds: {summary}"
     );
-    assert_eq!(
-        (value, holders.as_slice()),
-        (1, &[(u64::from(parent.pid()), 1)][..]),
-        "the parent no longer holds alone: {summary}"
-    );
-    assert_eq!(
-        third.req("result0"),
-        "WouldBlock",
-        "a third process was granted while the parent holds: {summary}"
-    );
+    others.assert_held_alone_by(parent.pid(), "the parent", &summary);
     dir.signal("parent_go");
     parent.success(CHILD_TIMEOUT);
 }
@@ -238,15 +219,7 @@ fn a_forked_child_can_neither_release_nor_retake_its_parents_entered_weight() {
 #[test]
 fn a_forked_child_outliving_its_killed_parent_leaves_the_namespace_usable() {
     let dir = TestDir::new("xh-fork-kill");
-    let mut parent = Spawn::new(&dir, "forker")
-        .arg("name", "f")
-        .arg("child_ops", "exit")
-        .spawn();
-    let child_pid: i32 = parent
-        .expect("child_pid", CHILD_TIMEOUT)
-        .parse()
-        .expect("pid");
-    let _kill_child = KillOnDrop(child_pid);
+    let (mut parent, child_pid, _kill_child) = forker(&dir, "exit");
     let child_exit = parent.expect("child_exit", CHILD_TIMEOUT);
     parent.expect("child_done", CHILD_TIMEOUT);
     let status = parent.sigkill();

@@ -26,6 +26,7 @@
 mod common;
 
 mod acting;
+mod bg;
 mod fork;
 mod lives;
 mod reclaim;
@@ -33,16 +34,17 @@ mod removal;
 mod waiters;
 
 use std::{
-    io::Read,
-    process::{Child, ExitStatus, Stdio},
-    thread,
+    fmt, thread,
     time::{Duration, Instant},
 };
 
+use shmsem::Semaphore;
+
+use bg::Bg;
 use common::{
     TestDir,
-    cli::{command, parties, show},
-    mp::SIGNAL_TIMEOUT,
+    cli::{parties, show},
+    mp::{CHILD_TIMEOUT, SIGNAL_TIMEOUT},
     roles::role_hold,
     work_dir,
 };
@@ -58,6 +60,15 @@ crate::child_roles! {
     "recreator" => lives::role_recreator(), "waiter" => waiters::role_waiter(),
     "actor" => acting::role_actor(), "registrar" => acting::role_registrar(),
     "hold" => role_hold(SIGNAL_TIMEOUT), "attempts" => common::mp::role_attempts(),
+}
+
+/// The persistent semaphore `name` with capacity `capacity`, get-or-create.
+fn open_persistent(name: &str, capacity: u32) -> Semaphore {
+    Semaphore::options()
+        .capacity(capacity)
+        .persistent()
+        .open(name)
+        .unwrap_or_else(|e| panic!("opening {name}: {e}"))
 }
 
 /// Whether the file `work/name` exists; `true` also once the work directory is gone (the test
@@ -78,94 +89,6 @@ fn report_raw(key: &str, value: impl std::fmt::Display) {
 // Parent-side helpers
 // =====================================================================================
 
-/// A CLI process started in the background, with a deadline.
-struct Bg {
-    child: Child,
-    started: Instant,
-    status: Option<ExitStatus>,
-    elapsed: Duration,
-}
-
-impl Bg {
-    fn spawn(dir: &TestDir, args: &[&str]) -> Bg {
-        Bg::spawn_env(dir, args, None)
-    }
-
-    fn spawn_env(dir: &TestDir, args: &[&str], failpoint: Option<&str>) -> Bg {
-        let mut c = command(dir, args);
-        c.env_remove(shmsem::failpoint::ENV)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(fp) = failpoint {
-            c.env(shmsem::failpoint::ENV, fp);
-        }
-        let child = c.spawn().expect("spawning shmsem");
-        Bg {
-            child,
-            started: Instant::now(),
-            status: None,
-            elapsed: Duration::ZERO,
-        }
-    }
-
-    /// Whether it has exited (recording when).
-    fn poll(&mut self) -> bool {
-        if self.status.is_some() {
-            return true;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(s) => {
-                self.status = Some(s);
-                self.elapsed = self.started.elapsed();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Wait until it exits or `deadline`; `false` if it was still running then (it is then
-    /// SIGKILLed and reaped).
-    fn wait_until(&mut self, deadline: Instant) -> bool {
-        loop {
-            if self.poll() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return false;
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn kill(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if self.status.is_some()
-            && let Some(mut e) = self.child.stderr.take()
-        {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-
-    fn code(&self) -> Option<i32> {
-        self.status.and_then(|s| s.code())
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// `show NAME --json` through the CLI: value, holders and waiters as `(pid, weight)` lists.
 type Shown = (u64, Vec<(u64, u64)>, Vec<(u64, u64)>);
 
@@ -176,6 +99,52 @@ fn shown(dir: &TestDir, name: &str) -> Shown {
         parties(&v, "holders"),
         parties(&v, "waiters"),
     )
+}
+
+/// What other processes see of a capacity-1 semaphore: `show`'s value and holders, and what a
+/// third process's `try_acquire(1)` got.
+struct Others {
+    value: u64,
+    holders: Vec<(u64, u64)>,
+    third: String,
+}
+
+impl Others {
+    fn look(dir: &TestDir, name: &str) -> Others {
+        let (value, holders, _) = shown(dir, name);
+        let third = common::mp::attempts(dir, name, 1, 1, "try")
+            .spawn()
+            .success(CHILD_TIMEOUT);
+        Others {
+            value,
+            holders,
+            third: third.req("result0").to_owned(),
+        }
+    }
+
+    /// Assert that process `pid`, `who` in the messages, alone holds weight 1 and that the third
+    /// process was refused.
+    fn assert_held_alone_by(&self, pid: u32, who: &str, summary: &str) {
+        assert_eq!(
+            (self.value, self.holders.as_slice()),
+            (1, &[(u64::from(pid), 1)][..]),
+            "{who} no longer holds alone: {summary}"
+        );
+        assert_eq!(
+            self.third, "WouldBlock",
+            "a third process was granted while {who} holds: {summary}"
+        );
+    }
+}
+
+impl fmt::Display for Others {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "value {}, holders {:?}, a third process's try: {}",
+            self.value, self.holders, self.third
+        )
+    }
 }
 
 /// Poll `cond` every 10 ms for at most `limit`; whether it came true.

@@ -2,20 +2,17 @@
 
 use shmsem::Semaphore;
 
-use super::common::{self, arg, mp::SIGNAL_TIMEOUT, report};
+use super::{
+    common::{self, arg, mp::SIGNAL_TIMEOUT, report},
+    open_persistent,
+};
 
 /// Hold weight 1 of each of the persistent capacity-2 semaphores named in `names`
 /// (comma-separated), report `held`, and keep them until the signal `release` (or death).
 pub fn role_hold_each() {
     let sems: Vec<Semaphore> = arg("names")
         .split(',')
-        .map(|name| {
-            Semaphore::options()
-                .capacity(2)
-                .persistent()
-                .open(name)
-                .unwrap_or_else(|e| panic!("opening {name}: {e}"))
-        })
+        .map(|name| open_persistent(name, 2))
         .collect();
     let permits: Vec<_> = sems
         .iter()
@@ -50,16 +47,16 @@ mod late {
     #[test]
     fn a_process_found_dead_during_a_reclaim_gets_every_semaphore_it_held_recounted() {
         let dir = TestDir::new("xh-late-dead");
-        let mut d1 = Spawn::new(&dir, "hold_each")
-            .label("D1")
-            .arg("names", "a")
-            .spawn();
-        d1.expect("held", CHILD_TIMEOUT);
-        let mut d2 = Spawn::new(&dir, "hold_each")
-            .label("D2")
-            .arg("names", "a,b")
-            .spawn();
-        d2.expect("held", CHILD_TIMEOUT);
+        let holding = |label: &str, names: &str| {
+            let mut kid = Spawn::new(&dir, "hold_each")
+                .label(label)
+                .arg("names", names)
+                .spawn();
+            kid.expect("held", CHILD_TIMEOUT);
+            kid
+        };
+        let mut d1 = holding("D1", "a");
+        let mut d2 = holding("D2", "a,b");
         assert_eq!(d1.sigkill().signal(), Some(libc::SIGKILL));
         let mut reap = Bg::spawn_env(&dir, &["reap"], Some("reclaim:frozen/stop"));
         let pid = reap.child.id();

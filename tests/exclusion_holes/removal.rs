@@ -28,38 +28,30 @@ pub fn role_cycler() {
     while !signalled("stop") && Instant::now() < deadline {
         match sem.acquire_timeout(1, Duration::from_secs(2)) {
             Ok(permit) => {
-                let inside = witness.inside().fetch_add(1, SeqCst) + 1;
-                witness.max_inside().fetch_max(inside, SeqCst);
-                witness.entries().fetch_add(1, SeqCst);
-                if inside > 1 {
-                    witness.violations().fetch_add(1, SeqCst);
+                if witness.enter(1) > 1 {
                     seen_two += 1;
                 }
                 for _ in 0..300 {
                     std::hint::spin_loop();
                 }
-                witness.inside().fetch_sub(1, SeqCst);
+                witness.leave();
                 match sem.info() {
                     Ok(_) => {}
                     Err(Error::Removed { .. }) => removed_while_held += 1,
-                    Err(e) => {
-                        errors += 1;
-                        report("error", format!("info while holding: {e:?}"));
-                    }
+                    Err(e) => count_error(&mut errors, "info while holding", &e),
                 }
                 drop(permit);
                 ops += 1;
             }
-            Err(e) => {
-                errors += 1;
-                report("error", format!("acquire: {e:?}"));
-            }
+            Err(e) => count_error(&mut errors, "acquire", &e),
         }
     }
-    report("ops", ops);
-    report("seen_two", seen_two);
-    report("removed_while_held", removed_while_held);
-    report("errors", errors);
+    report_counts(&[
+        ("ops", ops),
+        ("seen_two", seen_two),
+        ("removed_while_held", removed_while_held),
+        ("errors", errors),
+    ]);
 }
 
 /// Bug 1, the remover: `open_existing(name)?.remove(false)` again and again until `stop`,
@@ -84,23 +76,32 @@ pub fn role_remover() {
                 }
                 Err(Error::InUse { .. }) => in_use += 1,
                 Err(Error::NotFound { .. } | Error::Removed { .. }) => absent += 1,
-                Err(e) => {
-                    errors += 1;
-                    report("error", format!("remove: {e:?}"));
-                }
+                Err(e) => count_error(&mut errors, "remove", &e),
             },
             Err(Error::NotFound { .. }) => absent += 1,
-            Err(e) => {
-                errors += 1;
-                report("error", format!("open_existing: {e:?}"));
-            }
+            Err(e) => count_error(&mut errors, "open_existing", &e),
         }
     }
-    report("removed", removed);
-    report("in_use", in_use);
-    report("absent", absent);
-    report("inside_after", inside_after);
-    report("errors", errors);
+    report_counts(&[
+        ("removed", removed),
+        ("in_use", in_use),
+        ("absent", absent),
+        ("inside_after", inside_after),
+        ("errors", errors),
+    ]);
+}
+
+/// Count an unexpected error of `what` and report it as `error`.
+fn count_error(errors: &mut u64, what: &str, e: &Error) {
+    *errors += 1;
+    report("error", format!("{what}: {e:?}"));
+}
+
+/// Report each count under its key.
+fn report_counts(counts: &[(&str, u64)]) {
+    for (key, n) in counts {
+        report(key, n);
+    }
 }
 
 // =====================================================================================

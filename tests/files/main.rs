@@ -97,24 +97,17 @@ fn kind<T>(r: &Result<T, Error>) -> String {
     }
 }
 
+/// The name of `e`'s variant (what its `Debug` starts with); for `Io`, with the kind of the
+/// underlying error: `Io:NotFound`.
 fn error_kind(e: &Error) -> String {
-    match e {
-        Error::Timeout { .. } => "Timeout".into(),
-        Error::WouldBlock { .. } => "WouldBlock".into(),
-        Error::InvalidName { .. } => "InvalidName".into(),
-        Error::InvalidArgument { .. } => "InvalidArgument".into(),
-        Error::WeightTooLarge { .. } => "WeightTooLarge".into(),
-        Error::NotHeld { .. } => "NotHeld".into(),
-        Error::TableFull { .. } => "TableFull".into(),
-        Error::PermissionDenied { .. } => "PermissionDenied".into(),
-        Error::NotFound { .. } => "NotFound".into(),
-        Error::InUse { .. } => "InUse".into(),
-        Error::Removed { .. } => "Removed".into(),
-        Error::Incompatible { .. } => "Incompatible".into(),
-        Error::Corrupt { .. } => "Corrupt".into(),
-        Error::Io { source, .. } => format!("Io:{:?}", source.kind()),
-        _ => "Other".into(),
+    if let Error::Io { source, .. } = e {
+        return format!("Io:{:?}", source.kind());
     }
+    let debug = format!("{e:?}");
+    let end = debug
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(debug.len());
+    debug[..end].to_owned()
 }
 
 fn options() -> shmsem::Options {
@@ -240,6 +233,20 @@ fn euid() -> u32 {
 
 fn is_root() -> bool {
     euid() == 0
+}
+
+/// As root: a fresh test directory named after `test`, with the namespace `ns` of `scope` (and
+/// its semaphore `a`) created, and that namespace's segment. Otherwise `None`, once it has said
+/// that the test is skipped because `what` needs root.
+fn namespace_as_root(test: &str, scope: &str, ns: &str, what: &str) -> Option<(TestDir, PathBuf)> {
+    if !is_root() {
+        eprintln!("skipped: {what} needs root");
+        return None;
+    }
+    let dir = TestDir::new(test);
+    create(&dir, scope, ns);
+    let seg = segment(&dir, scope, ns);
+    Some((dir, seg))
 }
 
 /// A file outside `SHMSEM_DIR` that a planted link points at: bytes, length and an mtime an

@@ -6,13 +6,10 @@ use super::*;
 
 #[test]
 fn a_segment_of_another_user_is_refused_in_local_scope() {
-    if !is_root() {
-        eprintln!("skipped: changing a file's owner needs root");
+    let Some((dir, seg)) = namespace_as_root("owner", "local", "own", "changing a file's owner")
+    else {
         return;
-    }
-    let dir = TestDir::new("owner");
-    create(&dir, "local", "own");
-    let seg = segment(&dir, "local", "own");
+    };
     std::os::unix::fs::chown(&seg, Some(65534), Some(65534)).unwrap();
     let r = steps(&dir, "local", "own", ALL_STEPS);
     assert_all_refused(&r, "open,existing", "local segment owned by 65534");
@@ -30,13 +27,14 @@ fn a_segment_of_another_user_is_refused_in_local_scope() {
 /// global default) and an unprivileged user, `nobody`, uses it: root's privilege plays no part.
 #[test]
 fn a_segment_of_another_user_is_accepted_in_global_scope() {
-    if !is_root() {
-        eprintln!("skipped: running a child as another user needs root");
+    let Some((dir, seg)) = namespace_as_root(
+        "gowner",
+        "global",
+        "shared",
+        "running a child as another user",
+    ) else {
         return;
-    }
-    let dir = TestDir::new("gowner");
-    create(&dir, "global", "shared");
-    let seg = segment(&dir, "global", "shared");
+    };
     assert_eq!(fs::metadata(&seg).unwrap().mode() & 0o777, 0o666);
     let r = Spawn::new(&dir, "steps")
         .label("nobody's steps in root's global namespace")
