@@ -15,7 +15,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    HANG_LIMIT,
+    HANG_LIMIT, PATIENCE_BOUND,
     users::{User, World, lock},
 };
 
@@ -108,7 +108,7 @@ impl World {
             self.global(who, ns, &["run", name, "--", "sleep", "120"]),
             "shmsem run",
         );
-        eventually(Duration::from_secs(10), Duration::from_millis(20), || {
+        poll(Duration::from_secs(10), Duration::from_millis(20), || {
             let shown = run(who, self.global(who, ns, &["show", name, "--json"]));
             if shown.code == Some(0)
                 && let Some(p) = holder_started_by(&shown, run_pid)
@@ -125,10 +125,10 @@ impl World {
 
 /// Ask `probe` every `nap` until it answers `Ok`, and return that answer; once `limit` has
 /// passed, fail saying what `probe` said last.
-pub fn eventually<T>(
+pub fn poll<T, E: fmt::Display>(
     limit: Duration,
     nap: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
+    mut probe: impl FnMut() -> Result<T, E>,
 ) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -422,6 +422,13 @@ pub fn lists_held(out: &Out, ns: &str, name: &str) {
         ps_entries(out).contains(&held),
         "expected {ns}/{name} held with weight 1: {out}"
     );
+}
+
+/// `ps PID --json` as `who` answers in time and lists `ns/name` held with weight 1.
+pub fn ps_lists_held(w: &World, who: &User, pid: u32, ns: &str, name: &str) {
+    let ps = run(who, w.shmsem(who, &["ps", &pid.to_string(), "--json"]));
+    ps.ok().within(PATIENCE_BOUND);
+    lists_held(&ps, ns, name);
 }
 
 /// `show NAME --json` of global namespace `ns` as `who`: value and holder pids.
