@@ -251,7 +251,7 @@ pub struct Checks(Vec<String>);
 
 impl Checks {
     /// `out` exited with `code` within `bound`, saying each of `says` on stderr.
-    pub fn expect(&mut self, out: &Out, code: i32, bound: Duration, says: &[&str]) {
+    pub fn expect(&mut self, out: &Out, code: i32, bound: Duration, says: &[String]) {
         let mut why = Vec::new();
         if out.hung || out.code != Some(code) {
             why.push(format!("exit {code} expected"));
@@ -290,7 +290,7 @@ impl Checks {
 
 /// A command to start together with others, and what it must do: `(who, command, code, bound,
 /// says)`, exit `code` within `bound`, saying each of `says` on stderr.
-pub type Row<'a> = (&'a User, Command, i32, Duration, &'a [&'a str]);
+pub type Row<'a> = (&'a User, Command, i32, Duration, Vec<String>);
 
 /// Start the command of every row at once, wait for them all, and check each against its row.
 /// Returns what each did, in the rows' order, and the checks, to add to and finish.
@@ -306,7 +306,7 @@ pub fn together(rows: Vec<Row<'_>>) -> (Vec<Out>, Checks) {
     let outs: Vec<Out> = started.into_iter().map(Pending::finish).collect();
     let mut checks = Checks::default();
     for (out, (code, bound, says)) in outs.iter().zip(expected) {
-        checks.expect(out, code, bound, says);
+        checks.expect(out, code, bound, &says);
     }
     (outs, checks)
 }

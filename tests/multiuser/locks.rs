@@ -13,7 +13,8 @@ use shmsem::internals::layout::MAX_PROCESSES;
 use crate::{
     DEADLINE_BOUND, NO_PERMISSION, PATIENCE_BOUND, QUICK_BOUND, TIMED_OUT,
     commands::{Row, create_for_ops, create_ops, shown, take_once, together},
-    users::{Company, World},
+    hostile::Locker,
+    users::{Company, User, World},
 };
 
 // =====================================================================================
@@ -146,31 +147,39 @@ fn bobs_planted_lock_file_and_his_namespace_named_like_it_give_him_no_hold_on_al
 // Items 1 and 3: held table locks bound everyone's commands
 // =====================================================================================
 
-/// The commands of alice in her namespace `na` and of root in root's `nr` (semaphore `existing`
-/// in each) while another user holds the table lock of both, and what each must do: `run
-/// existing --timeout 500` succeeds within 1.5 s (it needs no table lock); `run new --timeout
-/// 500` exits 75 within 1.5 s, and `create` of a new semaphore (no deadline of its own) exits 75
-/// after the bounded patience, each saying so and, for root, `naming` the lock's holder; `ls` and
-/// `show` answer in time.
-fn while_table_locks_are_held<'a>(
+/// `locker` takes the table lock (byte 0) of alice's namespace `na` and of root's `nr`
+/// (semaphore `existing` in each). Returns the locks, held until dropped, and the commands of
+/// alice in `na` and of root in `nr` meanwhile, with what each must do: `run existing --timeout
+/// 500` succeeds within 1.5 s (it needs no table lock); `run new --timeout 500` exits 75 within
+/// 1.5 s, and `create` of a new semaphore (no deadline of its own) exits 75 after the bounded
+/// patience, each saying so and, for root, naming the locker's process; `ls` and `show` answer
+/// in time.
+fn table_locks_held_by<'a>(
     w: &'a World,
-    na: &'a str,
-    nr: &'a str,
-    existing: &'a str,
-    naming: &'a [&'a str],
-) -> Vec<Row<'a>> {
+    locker: &User,
+    na: &str,
+    nr: &str,
+    existing: &str,
+) -> ([Locker; 2], Vec<Row<'a>>) {
+    let locks = [na, nr].map(|ns| {
+        w.lock_bytes(locker, &w.seg(ns), 0, 1, false)
+            .unwrap_or_else(|e| panic!("{} locks byte 0 of {ns}: {e}", locker.role))
+    });
+    let naming = vec!["table lock".to_owned(), format!("process {}", locks[1].pid)];
     let mut rows: Vec<Row<'a>> = Vec::new();
-    for (who, ns, says) in [(&w.alice, na, &["table lock"][..]), (&w.root, nr, naming)] {
-        let table: [(&[&str], i32, Duration, &[&str]); 5] = [
+    for (who, ns, says) in [(&w.alice, na, &naming[..1]), (&w.root, nr, &naming)] {
+        let table: [(&[&str], i32, Duration, &[String]); 5] = [
             (&take_once(existing, "500"), 0, DEADLINE_BOUND, &[]),
             (&take_once("new", "500"), TIMED_OUT, DEADLINE_BOUND, says),
             (&["create", "new2"], TIMED_OUT, PATIENCE_BOUND, says),
             (&["ls", "--json"], 0, PATIENCE_BOUND, &[]),
             (&["show", existing, "--json"], 0, PATIENCE_BOUND, &[]),
         ];
-        rows.extend(table.map(|(args, c, t, says)| (who, w.global(who, ns, args), c, t, says)));
+        for (args, code, bound, says) in table {
+            rows.push((who, w.global(who, ns, args), code, bound, says.to_vec()));
+        }
     }
-    rows
+    (locks, rows)
 }
 
 /// Once the table locks are let go, alice in `na` and root in `nr` create a new semaphore at once.
@@ -197,25 +206,16 @@ fn bobs_table_lock_never_holds_alices_or_roots_commands_past_their_bound() {
     let nr = w.ns("svc");
     w.run_in(b, &nb, &["create", "x"]).ok();
     w.run_in(r, &nr, &["create", "x", "--mode", "0666"]).ok();
-    let on_bobs = w
-        .lock_bytes(b, &w.seg(&nb), 0, 1, false)
-        .expect("bob locks byte 0 of his namespace");
-    let on_roots = w
-        .lock_bytes(b, &w.seg(&nr), 0, 1, false)
-        .expect("bob locks byte 0 of root's world-usable namespace");
-
-    let bobs_pid = format!("process {}", on_roots.pid);
-    let naming_bob = ["table lock", bobs_pid.as_str()];
-    let mut rows = while_table_locks_are_held(&w, &nb, &nr, "x", &naming_bob);
+    let (locks, mut rows) = table_locks_held_by(&w, b, &nb, &nr, "x");
     for who in [a, r] {
         let ps1 = w.shmsem(who, &["ps", "1", "--json"]);
-        rows.push((who, ps1, 0, PATIENCE_BOUND, &[]));
+        rows.push((who, ps1, 0, PATIENCE_BOUND, vec![]));
     }
     let in_bobs = w.global(r, &nb, &take_once("x", "500"));
-    rows.push((r, in_bobs, NO_PERMISSION, QUICK_BOUND, &[]));
+    rows.push((r, in_bobs, NO_PERMISSION, QUICK_BOUND, vec![]));
     alice_and_root_ps_list_their_own(&w, rows);
 
-    drop((on_bobs, on_roots));
+    drop(locks);
     both_create_at_once(&w, &nb, &nr);
 }
 
@@ -242,24 +242,21 @@ fn a_group_member_holding_the_table_lock_makes_alices_commands_fail_in_time() {
             seg.display()
         );
     }
-    let carols = w
-        .lock_bytes(c, &w.seg(&ns), 0, 1, false)
-        .expect("carol (ops) locks byte 0 of alice's namespace");
-    let carols_on_roots = w
-        .lock_bytes(c, &w.seg(&nr), 0, 1, false)
-        .expect("carol (ops) locks byte 0 of root's namespace");
-
-    let carols_pid = format!("process {}", carols_on_roots.pid);
-    let naming_carol = ["table lock", carols_pid.as_str()];
+    let (locks, mut rows) = table_locks_held_by(&w, c, &ns, &nr, "m");
     let acquire = ["acquire", "m", "--holder", &sleeper, "--timeout", "500"];
-    let mut rows = while_table_locks_are_held(&w, &ns, &nr, "m", &naming_carol);
     let acquiring = w.global(a, &ns, &acquire);
     let ps = w.shmsem(a, &["ps", &sleeper, "--json"]);
-    rows.push((a, acquiring, TIMED_OUT, DEADLINE_BOUND, &["table lock"]));
-    rows.push((a, ps, 0, PATIENCE_BOUND, &[]));
+    rows.push((
+        a,
+        acquiring,
+        TIMED_OUT,
+        DEADLINE_BOUND,
+        vec!["table lock".into()],
+    ));
+    rows.push((a, ps, 0, PATIENCE_BOUND, vec![]));
     together(rows).1.done();
 
-    drop((carols, carols_on_roots));
+    drop(locks);
     both_create_at_once(&w, &ns, &nr);
     w.run_in(a, &ns, &acquire).ok();
     w.run_in(a, &ns, &["release", "m", "--holder", &sleeper])
@@ -281,7 +278,7 @@ fn alice_and_root_ps_list_their_own(w: &World, alongside: Vec<Row<'_>>) {
     let mut rows: Vec<Row<'_>> = [(a, &alices), (r, &roots)]
         .map(|(who, pid)| {
             let ps = w.shmsem(who, &["ps", pid, "--json"]);
-            (who, ps, 0, PATIENCE_BOUND, &[][..])
+            (who, ps, 0, PATIENCE_BOUND, vec![])
         })
         .into();
     rows.extend(alongside);
