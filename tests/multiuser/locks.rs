@@ -230,8 +230,8 @@ fn a_group_member_holding_the_table_lock_makes_alices_commands_fail_in_time() {
     let w = World::new(Company::Shared);
     let (a, c, r) = (&w.alice, &w.carol, &w.root);
     let ns = w.ns("ops");
-    let nr = w.ns("svc");
     create_ops(&w, &ns, "m");
+    let nr = w.ns("svc");
     create_for_ops(&w, r, &nr, "m", &[]);
     let sleeper = w.sleeper(a).to_string();
     for seg in [w.seg(&ns), w.seg(&nr)] {
