@@ -15,7 +15,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    HANG_LIMIT,
+    HANG_LIMIT, PATIENCE_BOUND,
     users::{User, World, lock},
 };
 
@@ -54,10 +54,20 @@ impl World {
         self.command(who, &self.shmsem.clone(), args)
     }
 
+    /// `shmsem --scope SCOPE --namespace NS ARGS` as `who`.
+    pub fn scoped(&self, who: &User, scope: &str, ns: &str, args: &[&str]) -> Command {
+        let all = [&["--scope", scope, "--namespace", ns][..], args].concat();
+        self.shmsem(who, &all)
+    }
+
     /// `shmsem --scope global --namespace NS ARGS` as `who`.
     pub fn global(&self, who: &User, ns: &str, args: &[&str]) -> Command {
-        let all = [&["--scope", "global", "--namespace", ns][..], args].concat();
-        self.shmsem(who, &all)
+        self.scoped(who, "global", ns, args)
+    }
+
+    /// Run `shmsem --scope global --namespace NS ARGS` as `who`, and say what it did.
+    pub fn run_in(&self, who: &User, ns: &str, args: &[&str]) -> Out {
+        run(who, self.global(who, ns, args))
     }
 
     /// `sh -c SCRIPT` as `who`.
@@ -73,48 +83,74 @@ impl World {
         lock(&self.children).push(child);
     }
 
-    /// `sleep 120` as `who`, in the background: a live process of that user. Returns its pid.
-    pub fn sleeper(&self, who: &User) -> u32 {
-        let child = self
-            .command(who, Path::new("sleep"), &["120"])
+    /// Start `c` in the background, without output, to be killed when the test ends; `what`
+    /// names it if it cannot start. Returns its pid.
+    pub fn background(&self, mut c: Command, what: &str) -> u32 {
+        let child = c
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("starting sleep");
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let pid = child.id();
         self.keep(child);
         pid
     }
 
+    /// `sleep 120` as `who`, in the background: a live process of that user. Returns its pid.
+    pub fn sleeper(&self, who: &User) -> u32 {
+        self.background(self.command(who, Path::new("sleep"), &["120"]), "sleep")
+    }
+
     /// `shmsem run NAME -- sleep 120` as `who` in global namespace `ns`, in the background;
     /// returns the holder's pid (the `sleep`, which `show` lists) once it holds.
     pub fn hold(&self, who: &User, ns: &str, name: &str) -> u32 {
-        let child = self
-            .global(who, ns, &["run", name, "--", "sleep", "120"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting shmsem run");
-        let run_pid = child.id();
-        self.keep(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let run_pid = self.background(
+            self.global(who, ns, &["run", name, "--", "sleep", "120"]),
+            "shmsem run",
+        );
+        poll(Duration::from_secs(10), Duration::from_millis(20), || {
             let shown = run(who, self.global(who, ns, &["show", name, "--json"]));
             if shown.code == Some(0)
-                && let Some(&p) = pids(&shown.json()["holders"])
-                    .iter()
-                    .find(|&&p| parent_of(p) == Some(run_pid))
+                && let Some(p) = holder_started_by(&shown, run_pid)
             {
-                return p;
+                return Ok(p);
             }
-            assert!(
-                Instant::now() < deadline,
+            Err(format!(
                 "{} never came to hold {ns}/{name}: {shown}",
                 who.role
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+            ))
+        })
     }
+}
+
+/// Ask `probe` every `nap` until it answers `Ok`, and return that answer; once `limit` has
+/// passed, fail saying what `probe` said last.
+pub fn poll<T, E: fmt::Display>(
+    limit: Duration,
+    nap: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(answer) => return answer,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        thread::sleep(nap);
+    }
+}
+
+/// The holder, listed by `show --json` output `shown`, that is a child of process `parent`.
+pub fn holder_started_by(shown: &Out, parent: u32) -> Option<u32> {
+    pids(&shown.json()["holders"])
+        .into_iter()
+        .find(|&p| parent_of(p) == Some(parent))
+}
+
+/// `run NAME --timeout MS -- true`: take one permit of `name` and give it back, waiting at most
+/// `ms` milliseconds for it.
+pub fn take_once<'a>(name: &'a str, ms: &'a str) -> [&'a str; 6] {
+    ["run", name, "--timeout", ms, "--", "true"]
 }
 
 /// The parent of process `pid`.
@@ -215,7 +251,7 @@ pub struct Checks(Vec<String>);
 
 impl Checks {
     /// `out` exited with `code` within `bound`, saying each of `says` on stderr.
-    pub fn expect(&mut self, out: &Out, code: i32, bound: Duration, says: &[&str]) {
+    pub fn expect(&mut self, out: &Out, code: i32, bound: Duration, says: &[String]) {
         let mut why = Vec::new();
         if out.hung || out.code != Some(code) {
             why.push(format!("exit {code} expected"));
@@ -250,6 +286,29 @@ impl Checks {
             self.0.join("\n")
         );
     }
+}
+
+/// A command to start together with others, and what it must do: `(who, command, code, bound,
+/// says)`, exit `code` within `bound`, saying each of `says` on stderr.
+pub type Row<'a> = (&'a User, Command, i32, Duration, Vec<String>);
+
+/// Start the command of every row at once, wait for them all, and check each against its row.
+/// Returns what each did, in the rows' order, and the checks, to add to and finish.
+pub fn together(rows: Vec<Row<'_>>) -> (Vec<Out>, Checks) {
+    let mut expected = Vec::new();
+    let started: Vec<Pending> = rows
+        .into_iter()
+        .map(|(who, c, code, bound, says)| {
+            expected.push((code, bound, says));
+            start(who, c)
+        })
+        .collect();
+    let outs: Vec<Out> = started.into_iter().map(Pending::finish).collect();
+    let mut checks = Checks::default();
+    for (out, (code, bound, says)) in outs.iter().zip(expected) {
+        checks.expect(out, code, bound, &says);
+    }
+    (outs, checks)
 }
 
 /// A started command, watched by a thread of its own that notes when it exits (so that commands
@@ -365,6 +424,13 @@ pub fn lists_held(out: &Out, ns: &str, name: &str) {
     );
 }
 
+/// `ps PID --json` as `who` answers in time and lists `ns/name` held with weight 1.
+pub fn ps_lists_held(w: &World, who: &User, pid: u32, ns: &str, name: &str) {
+    let ps = run(who, w.shmsem(who, &["ps", &pid.to_string(), "--json"]));
+    ps.ok().within(PATIENCE_BOUND);
+    lists_held(&ps, ns, name);
+}
+
 /// `show NAME --json` of global namespace `ns` as `who`: value and holder pids.
 pub fn shown(w: &World, who: &User, ns: &str, name: &str) -> (u64, Vec<u32>, Vec<u32>) {
     let out = run(who, w.global(who, ns, &["show", name, "--json"]));
@@ -377,26 +443,15 @@ pub fn shown(w: &World, who: &User, ns: &str, name: &str) -> (u64, Vec<u32>, Vec
     )
 }
 
+/// `who` creates persistent `name` in `ns`, with `more` arguments, for group ops (mode 0660).
+pub fn create_for_ops(w: &World, who: &User, ns: &str, name: &str, more: &[&str]) {
+    let ops = w.ops.arg();
+    let shared = ["--persistent", "--group", &ops, "--mode", "0660"];
+    w.run_in(who, ns, &[&["create", name][..], &shared, more].concat())
+        .ok();
+}
+
 /// alice creates capacity-1 persistent `name` in `ns`, group ops, mode 0660.
 pub fn create_ops(w: &World, ns: &str, name: &str) {
-    let ops = w.ops.arg();
-    run(
-        &w.alice,
-        w.global(
-            &w.alice,
-            ns,
-            &[
-                "create",
-                name,
-                "--capacity",
-                "1",
-                "--persistent",
-                "--group",
-                &ops,
-                "--mode",
-                "0660",
-            ],
-        ),
-    )
-    .ok();
+    create_for_ops(w, &w.alice, ns, name, &["--capacity", "1"]);
 }

@@ -5,8 +5,8 @@
 use std::{fs, os::unix::fs::MetadataExt, path::Path};
 
 use crate::{
-    DEADLINE_BOUND, NO_PERMISSION, PATIENCE_BOUND, QUICK_BOUND, SHM, TIMED_OUT,
-    commands::{create_ops, kill, lists_held, run, shown},
+    DEADLINE_BOUND, NO_PERMISSION, QUICK_BOUND, SHM, TIMED_OUT,
+    commands::{create_for_ops, create_ops, kill, ps_lists_held, shown, take_once},
     users::{Company, World},
 };
 
@@ -26,20 +26,17 @@ fn root_never_adopts_a_segment_another_user_unlinked_and_holds() {
     for (creator, suffix, mode) in [(&w.root, "svc", "0600"), (&w.alice, "svc2", "0660")] {
         let ns = w.ns(suffix);
         let seg = w.seg(&ns);
-        run(b, w.global(b, &ns, &["create", "x", "--persistent"])).ok();
+        w.run_in(b, &ns, &["create", "x", "--persistent"]).ok();
         w.hold(b, &ns, "x");
         let _bobs = w
             .lock_bytes(b, &seg, 0, 1, true)
             .expect("bob unlinks his segment and locks its byte 0");
         assert!(!seg.exists(), "bob's segment must be unlinked");
 
-        run(
+        w.run_in(
             creator,
-            w.global(
-                creator,
-                &ns,
-                &["create", "x", "--persistent", "--mode", mode],
-            ),
+            &ns,
+            &["create", "x", "--persistent", "--mode", mode],
         )
         .ok()
         .within(QUICK_BOUND);
@@ -56,7 +53,7 @@ fn root_never_adopts_a_segment_another_user_unlinked_and_holds() {
             "{}'s namespace must be a fresh file of its own",
             creator.role
         );
-        let listed = run(creator, w.global(creator, &ns, &["ls", "--json"]));
+        let listed = w.run_in(creator, &ns, &["ls", "--json"]);
         let rows = listed.ok().json();
         let row = &rows[0];
         assert_eq!(
@@ -70,16 +67,9 @@ fn root_never_adopts_a_segment_another_user_unlinked_and_holds() {
             creator.role
         );
         for name in ["x", "fresh"] {
-            run(
-                creator,
-                w.global(
-                    creator,
-                    &ns,
-                    &["run", name, "--timeout", "500", "--", "true"],
-                ),
-            )
-            .ok()
-            .within(DEADLINE_BOUND);
+            w.run_in(creator, &ns, &take_once(name, "500"))
+                .ok()
+                .within(DEADLINE_BOUND);
         }
     }
 }
@@ -108,22 +98,12 @@ fn removing_the_old_lock_path_admits_no_second_holder() {
     );
     let _ = fs::remove_file(&lock_path); // the administrator's clean-up
     for who in [a, c] {
-        run(
-            who,
-            w.global(who, &ns, &["run", "m", "--timeout", "0", "--", "true"]),
-        )
-        .status(TIMED_OUT);
+        w.run_in(who, &ns, &take_once("m", "0")).status(TIMED_OUT);
     }
-    run(
-        c,
-        w.global(
-            c,
-            &ns,
-            &["acquire", "m", "--holder", &carols, "--timeout", "300"],
-        ),
-    )
-    .status(TIMED_OUT)
-    .within(DEADLINE_BOUND);
+    let acquire = |ms| ["acquire", "m", "--holder", &carols, "--timeout", ms];
+    w.run_in(c, &ns, &acquire("300"))
+        .status(TIMED_OUT)
+        .within(DEADLINE_BOUND);
     assert_eq!(shown(&w, a, &ns, "m"), (1, vec![holder], vec![]));
     assert_eq!(
         fs::metadata(w.seg(&ns)).map(|m| m.uid()).ok(),
@@ -131,21 +111,10 @@ fn removing_the_old_lock_path_admits_no_second_holder() {
     );
 
     kill(holder);
-    run(
-        c,
-        w.global(
-            c,
-            &ns,
-            &["acquire", "m", "--holder", &carols, "--timeout", "5000"],
-        ),
-    )
-    .ok();
-    run(
-        a,
-        w.global(a, &ns, &["run", "m", "--timeout", "0", "--", "true"]),
-    )
-    .status(TIMED_OUT);
-    run(c, w.global(c, &ns, &["release", "m", "--holder", &carols])).ok();
+    w.run_in(c, &ns, &acquire("5000")).ok();
+    w.run_in(a, &ns, &take_once("m", "0")).status(TIMED_OUT);
+    w.run_in(c, &ns, &["release", "m", "--holder", &carols])
+        .ok();
 }
 
 /// Item 4, deleting the one file there is now while it is in use: accepted and documented as a
@@ -179,11 +148,7 @@ fn deleting_an_in_use_segment_is_a_forced_removal_only_its_owner_or_root_can_mak
         }
     }
     assert_eq!(fs::metadata(&seg).map(|m| m.ino()).ok(), Some(ino));
-    run(
-        c,
-        w.global(c, &ns, &["run", "m", "--timeout", "0", "--", "true"]),
-    )
-    .status(TIMED_OUT);
+    w.run_in(c, &ns, &take_once("m", "0")).status(TIMED_OUT);
     assert_eq!(shown(&w, a, &ns, "m"), (1, vec![holder], vec![]));
 }
 
@@ -199,29 +164,10 @@ fn deleting_an_in_use_segment_is_a_forced_removal_only_its_owner_or_root_can_mak
 fn a_hard_link_planted_by_a_group_member_leaves_the_namespace_working() {
     let w = World::new(Company::Shared);
     let (a, b, c, r) = (&w.alice, &w.bob, &w.carol, &w.root);
-    let ops = w.ops.arg();
     let ns = w.ns("link");
     let nr = w.ns("svc");
     create_ops(&w, &ns, "m");
-    run(
-        r,
-        w.global(
-            r,
-            &nr,
-            &[
-                "create",
-                "m",
-                "--capacity",
-                "1",
-                "--persistent",
-                "--group",
-                &ops,
-                "--mode",
-                "0660",
-            ],
-        ),
-    )
-    .ok();
+    create_for_ops(&w, r, &nr, "m", &["--capacity", "1"]);
     let hideout = Path::new(SHM).join(format!("{}-carol", w.tag));
     w.sh(
         c,
@@ -237,31 +183,19 @@ fn a_hard_link_planted_by_a_group_member_leaves_the_namespace_working() {
     for (ns, users) in [(&ns, [a, c]), (&nr, [r, c])] {
         assert_eq!(fs::metadata(w.seg(ns)).expect("the segment").nlink(), 2);
         for who in users {
-            run(
-                who,
-                w.global(who, ns, &["run", "m", "--timeout", "500", "--", "true"]),
-            )
-            .ok()
-            .within(DEADLINE_BOUND);
-            run(who, w.global(who, ns, &["ls"]))
+            w.run_in(who, ns, &take_once("m", "500"))
                 .ok()
-                .within(QUICK_BOUND);
+                .within(DEADLINE_BOUND);
+            w.run_in(who, ns, &["ls"]).ok().within(QUICK_BOUND);
         }
         let owner = users[0];
-        run(owner, w.global(owner, ns, &["create", "n"]))
+        w.run_in(owner, ns, &["create", "n"])
             .ok()
             .within(QUICK_BOUND);
         let holder = w.hold(owner, ns, "m");
-        run(
-            c,
-            w.global(c, ns, &["run", "m", "--timeout", "0", "--", "true"]),
-        )
-        .status(TIMED_OUT);
-        run(
-            b,
-            w.global(b, ns, &["run", "m", "--timeout", "0", "--", "true"]),
-        )
-        .status(NO_PERMISSION);
+        for (who, code) in [(c, TIMED_OUT), (b, NO_PERMISSION)] {
+            w.run_in(who, ns, &take_once("m", "0")).status(code);
+        }
         assert_eq!(shown(&w, owner, ns, "m"), (1, vec![holder], vec![]));
     }
 }
@@ -290,27 +224,19 @@ fn namespaces_named_like_lock_files_are_separate_and_visible_to_ps() {
         fs::metadata(w.seg(&dotted)).expect("NS.lock").ino()
     );
     for (ns, holder) in [(&base, h_base), (&dotted, h_dotted)] {
-        run(
-            c,
-            w.global(c, ns, &["run", "m", "--timeout", "0", "--", "true"]),
-        )
-        .status(TIMED_OUT);
+        w.run_in(c, ns, &take_once("m", "0")).status(TIMED_OUT);
         assert_eq!(shown(&w, a, ns, "m"), (1, vec![holder], vec![]));
     }
-    let listed = run(a, w.global(a, &dotted, &["ls", "--json"]));
+    let listed = w.run_in(a, &dotted, &["ls", "--json"]);
     let row = &listed.ok().json()[0];
     assert_eq!(
         (row["name"].as_str(), row["value"].as_u64()),
         (Some("m"), Some(1)),
         "{listed}"
     );
-    let ps = run(a, w.shmsem(a, &["ps", &h_dotted.to_string(), "--json"]));
-    ps.ok().within(PATIENCE_BOUND);
-    lists_held(&ps, &dotted, "m");
+    ps_lists_held(&w, a, h_dotted, &dotted, "m");
 
     let roots = format!("{}.lock", w.ns("svc"));
     let h_root = w.hold(r, &roots, "m");
-    let ps = run(r, w.shmsem(r, &["ps", &h_root.to_string(), "--json"]));
-    ps.ok().within(PATIENCE_BOUND);
-    lists_held(&ps, &roots, "m");
+    ps_lists_held(&w, r, h_root, &roots, "m");
 }

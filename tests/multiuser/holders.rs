@@ -6,17 +6,16 @@ use std::{
     mem::{offset_of, size_of},
     os::{fd::AsRawFd, unix::fs::FileExt},
     path::Path,
-    process::Stdio,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use shmsem::internals::layout::{MAX_PROCESSES, PROCS_OFFSET, ProcSlot};
 
 use crate::{
     NO_PERMISSION, TIMED_OUT,
-    commands::{Out, create_ops, kill, run, shown},
-    users::{Company, User, World},
+    commands::{Out, create_for_ops, create_ops, kill, poll, shown},
+    users::{Company, World},
 };
 
 /// Process slot kinds (`src/holders/mod.rs`): an engine process, an external holder.
@@ -92,27 +91,20 @@ fn acting_for_another_users_process_is_refused() {
     create_ops(&w, &ns, "m");
     let s0 = w.sleeper(a);
     let s0s = s0.to_string();
-    run(
-        a,
-        w.global(
-            a,
-            &ns,
-            &["acquire", "m", "--holder", &s0s, "--timeout", "0"],
-        ),
-    )
-    .ok();
+    let acquire = |holder| ["acquire", "m", "--holder", holder, "--timeout", "0"];
+    w.run_in(a, &ns, &acquire(&s0s)).ok();
     assert_eq!(shown(&w, a, &ns, "m"), (1, vec![s0], vec![]));
 
     for (who, args) in [
         (c, &["release", "m", "--holder", &s0s][..]),
-        (c, &["acquire", "m", "--holder", &s0s, "--timeout", "0"]),
-        (c, &["acquire", "m", "--holder", "1", "--timeout", "0"]),
+        (c, &acquire(&s0s)),
+        (c, &acquire("1")),
         (c, &["acquire", "n", "--holder", &s0s, "--timeout", "0"]),
         (b, &["release", "m", "--holder", &s0s]),
-        (b, &["acquire", "m", "--holder", &s0s, "--timeout", "0"]),
+        (b, &acquire(&s0s)),
         (r, &["release", "m", "--holder", &s0s]),
     ] {
-        run(who, w.global(who, &ns, args)).status(NO_PERMISSION);
+        w.run_in(who, &ns, args).status(NO_PERMISSION);
     }
     assert_eq!(
         shown(&w, a, &ns, "m"),
@@ -120,7 +112,7 @@ fn acting_for_another_users_process_is_refused() {
         "refused acts must leave alice's weight alone"
     );
     assert_eq!(slots(&w.seg(&ns)).external, vec![s0]);
-    run(a, w.global(a, &ns, &["release", "m", "--holder", &s0s])).ok();
+    w.run_in(a, &ns, &["release", "m", "--holder", &s0s]).ok();
     assert_eq!(shown(&w, a, &ns, "m"), (0, vec![], vec![]));
     assert_eq!(
         slots(&w.seg(&ns)).external,
@@ -131,31 +123,17 @@ fn acting_for_another_users_process_is_refused() {
     // Root acts for alice's process, and for init, in root's own namespace shared with ops;
     // carol cannot release what root acquired for alice's process.
     let nr = w.ns("svc");
-    let ops = w.ops.arg();
-    let in_roots = |who: &User, args: &[&str]| run(who, w.global(who, &nr, args));
-    in_roots(
-        r,
-        &[
-            "create",
-            "m",
-            "--capacity",
-            "2",
-            "--persistent",
-            "--group",
-            &ops,
-            "--mode",
-            "0660",
-        ],
-    )
-    .ok();
-    in_roots(r, &["acquire", "m", "--holder", &s0s, "--timeout", "0"]).ok();
-    in_roots(r, &["acquire", "m", "--holder", "1", "--timeout", "0"]).ok();
-    in_roots(c, &["release", "m", "--holder", &s0s]).status(NO_PERMISSION);
+    create_for_ops(&w, r, &nr, "m", &["--capacity", "2"]);
+    for pid in [s0s.as_str(), "1"] {
+        w.run_in(r, &nr, &acquire(pid)).ok();
+    }
+    w.run_in(c, &nr, &["release", "m", "--holder", &s0s])
+        .status(NO_PERMISSION);
     let (value, mut holders, _) = shown(&w, r, &nr, "m");
     holders.sort_unstable();
     assert_eq!((value, holders), (2, vec![1, s0]));
     for pid in [s0s.as_str(), "1"] {
-        in_roots(r, &["release", "m", "--holder", pid]).ok();
+        w.run_in(r, &nr, &["release", "m", "--holder", pid]).ok();
     }
     assert_eq!(slots(&w.seg(&nr)).external, Vec::<u32>::new());
 }
@@ -177,7 +155,7 @@ fn failed_and_finished_acts_for_a_holder_leave_the_process_table_as_it_was() {
 
     // A release to zero frees the slot at once.
     let s0 = &sleepers[0];
-    let act = |args: &[&str]| run(a, w.global(a, &ns, args));
+    let act = |args: &[&str]| w.run_in(a, &ns, args);
     act(&["acquire", "m", "--holder", s0, "--timeout", "0"]).ok();
     assert_eq!(slots(&seg).external.len(), 1);
     act(&["release", "m", "--holder", s0]).ok();
@@ -196,13 +174,10 @@ fn failed_and_finished_acts_for_a_holder_leave_the_process_table_as_it_was() {
                     (0..CALLS / 2)
                         .filter_map(|i| {
                             let holder = &sleepers[(2 * i + k) % SLEEPERS];
-                            let out = run(
+                            let out = w.run_in(
                                 a,
-                                w.global(
-                                    a,
-                                    ns,
-                                    &["acquire", "m", "--holder", holder, "--timeout", "0"],
-                                ),
+                                ns,
+                                &["acquire", "m", "--holder", holder, "--timeout", "0"],
                             );
                             (out.code != Some(TIMED_OUT)).then_some(out)
                         })
@@ -231,36 +206,27 @@ fn failed_and_finished_acts_for_a_holder_leave_the_process_table_as_it_was() {
 
     // A killed waiting act leaves no phantom waiter and no slot.
     let s1 = &sleepers[1];
-    let waiting = w
-        .global(a, &ns, &["acquire", "m", "--holder", s1])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting a waiting acquire");
-    let waiter = waiting.id();
-    w.keep(waiting);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !shown(&w, a, &ns, "m").2.contains(&waiter) {
-        assert!(
-            Instant::now() < deadline,
-            "the waiting acquire --holder never showed as a waiter"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    let waiter = w.background(
+        w.global(a, &ns, &["acquire", "m", "--holder", s1]),
+        "a waiting acquire",
+    );
+    poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        let waiting = shown(&w, a, &ns, "m").2.contains(&waiter);
+        waiting
+            .then_some(())
+            .ok_or("the waiting acquire --holder never showed as a waiter")
+    });
     kill(waiter);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    poll(Duration::from_secs(5), Duration::from_millis(50), || {
         let (value, _, waiters) = shown(&w, a, &ns, "m");
         let table = slots(&seg);
         if waiters.is_empty() && table.external.is_empty() && value == 1 {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "after the waiting acquire --holder was killed: value {value}, waiters {waiters:?}, \
              external slots {:?}",
             table.external
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+        ))
+    });
 }

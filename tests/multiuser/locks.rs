@@ -2,14 +2,19 @@
 //! another user: none of them holds alice's or root's commands past their bound, nor denies
 //! anyone's `ps`.
 
-use std::{fs, os::unix::fs::MetadataExt, time::Instant};
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    time::{Duration, Instant},
+};
 
 use shmsem::internals::layout::MAX_PROCESSES;
 
 use crate::{
     DEADLINE_BOUND, NO_PERMISSION, PATIENCE_BOUND, QUICK_BOUND, TIMED_OUT,
-    commands::{Checks, Out, Pending, create_ops, run, shown, start},
-    users::{Company, World},
+    commands::{Row, create_for_ops, create_ops, shown, take_once, together},
+    hostile::Locker,
+    users::{Company, User, World},
 };
 
 // =====================================================================================
@@ -34,6 +39,7 @@ fn bobs_planted_lock_file_and_his_namespace_named_like_it_give_him_no_hold_on_al
         .lock_bytes(&w.bob, &planted, 0, 1 + MAX_PROCESSES as u64, false)
         .expect("bob locks the bytes of his own planted file");
 
+    let (a, b, c) = (&w.alice, &w.bob, &w.carol);
     create_ops(&w, &ns, "builds");
     let meta = fs::symlink_metadata(&seg).expect("alice's segment exists");
     assert_eq!(
@@ -41,7 +47,7 @@ fn bobs_planted_lock_file_and_his_namespace_named_like_it_give_him_no_hold_on_al
         (w.alice.uid, w.ops.gid, 0o660),
         "alice's segment must be hers, group ops, mode 0660"
     );
-    let listed = run(&w.alice, w.global(&w.alice, &ns, &["ls", "--json"]));
+    let listed = w.run_in(a, &ns, &["ls", "--json"]);
     let row = &listed.ok().json()[0];
     assert_eq!(
         (
@@ -70,15 +76,13 @@ fn bobs_planted_lock_file_and_his_namespace_named_like_it_give_him_no_hold_on_al
 
     // Bob's locks on his own file hold none of alice's commands: deadline-bound ones, a new
     // semaphore (the table lock), a new process (the slot bytes), listing.
-    let a = &w.alice;
-    for args in [
-        &["run", "builds", "--timeout", "500", "--", "true"][..],
-        &["run", "fresh", "--timeout", "500", "--", "true"],
-    ] {
-        run(a, w.global(a, &ns, args)).ok().within(DEADLINE_BOUND);
+    for name in ["builds", "fresh"] {
+        w.run_in(a, &ns, &take_once(name, "500"))
+            .ok()
+            .within(DEADLINE_BOUND);
     }
     for args in [&["ls"][..], &["show", "builds"], &["create", "fresh2"]] {
-        run(a, w.global(a, &ns, args)).ok().within(QUICK_BOUND);
+        w.run_in(a, &ns, args).ok().within(QUICK_BOUND);
     }
 
     // Bob cannot open alice's segment to lock any byte of it, nor remove or replace it.
@@ -88,18 +92,13 @@ fn bobs_planted_lock_file_and_his_namespace_named_like_it_give_him_no_hold_on_al
         "bob must not be able to open alice's 0660 segment"
     );
     let s = seg.display();
-    let bob_rm = w.sh(&w.bob, &format!("rm -f {s}"));
-    assert_ne!(
-        bob_rm.code,
-        Some(0),
-        "bob removed alice's segment: {bob_rm}"
-    );
-    let bob_mv = w.sh(&w.bob, &format!("mv -f {p} {s}"));
-    assert_ne!(
-        bob_mv.code,
-        Some(0),
-        "bob replaced alice's segment: {bob_mv}"
-    );
+    for (script, did) in [
+        (format!("rm -f {s}"), "removed"),
+        (format!("mv -f {p} {s}"), "replaced"),
+    ] {
+        let out = w.sh(b, &script);
+        assert_ne!(out.code, Some(0), "bob {did} alice's segment: {out}");
+    }
     assert_eq!(
         fs::symlink_metadata(&seg).map(|m| m.ino()).ok(),
         Some(meta.ino()),
@@ -108,25 +107,16 @@ fn bobs_planted_lock_file_and_his_namespace_named_like_it_give_him_no_hold_on_al
 
     // One permit, one holder: carol (ops) is refused while alice holds, bob cannot even look.
     let holder = w.hold(a, &ns, "builds");
-    let c = &w.carol;
-    run(
-        c,
-        w.global(c, &ns, &["run", "builds", "--timeout", "0", "--", "true"]),
-    )
-    .status(TIMED_OUT);
-    let b = &w.bob;
-    run(
-        b,
-        w.global(b, &ns, &["run", "builds", "--timeout", "0", "--", "true"]),
-    )
-    .status(NO_PERMISSION);
+    for (who, code) in [(c, TIMED_OUT), (b, NO_PERMISSION)] {
+        w.run_in(who, &ns, &take_once("builds", "0")).status(code);
+    }
     assert_eq!(shown(&w, a, &ns, "builds"), (1, vec![holder], vec![]));
     drop(bobs_lock);
 
     // Bob's namespace `NS2.lock` and alice's `NS2` are two namespaces, two files.
     let ns2 = w.ns("ci2");
     let bobs_ns = format!("{ns2}.lock");
-    run(b, w.global(b, &bobs_ns, &["create", "x"])).ok();
+    w.run_in(b, &bobs_ns, &["create", "x"]).ok();
     let bobs_seg = w.seg(&bobs_ns);
     assert_eq!(
         fs::metadata(&bobs_seg).map(|m| m.uid()).ok(),
@@ -148,17 +138,58 @@ fn bobs_planted_lock_file_and_his_namespace_named_like_it_give_him_no_hold_on_al
         alices.ino(),
         fs::metadata(&bobs_seg).expect("bob's segment").ino()
     );
-    run(
-        a,
-        w.global(a, &ns2, &["run", "new", "--timeout", "500", "--", "true"]),
-    )
-    .ok()
-    .within(DEADLINE_BOUND);
+    w.run_in(a, &ns2, &take_once("new", "500"))
+        .ok()
+        .within(DEADLINE_BOUND);
 }
 
 // =====================================================================================
 // Items 1 and 3: held table locks bound everyone's commands
 // =====================================================================================
+
+/// `locker` takes the table lock (byte 0) of alice's namespace `na` and of root's `nr`
+/// (semaphore `existing` in each). Returns the locks, held until dropped, and the commands of
+/// alice in `na` and of root in `nr` meanwhile, with what each must do: `run existing --timeout
+/// 500` succeeds within 1.5 s (it needs no table lock); `run new --timeout 500` exits 75 within
+/// 1.5 s, and `create` of a new semaphore (no deadline of its own) exits 75 after the bounded
+/// patience, each saying so and, for root, naming the locker's process; `ls` and `show` answer
+/// in time.
+fn table_locks_held_by<'a>(
+    w: &'a World,
+    locker: &User,
+    na: &str,
+    nr: &str,
+    existing: &str,
+) -> ([Locker; 2], Vec<Row<'a>>) {
+    let locks = [na, nr].map(|ns| {
+        w.lock_bytes(locker, &w.seg(ns), 0, 1, false)
+            .unwrap_or_else(|e| panic!("{} locks byte 0 of {ns}: {e}", locker.role))
+    });
+    let naming = vec!["table lock".to_owned(), format!("process {}", locks[1].pid)];
+    let mut rows: Vec<Row<'a>> = Vec::new();
+    for (who, ns, says) in [(&w.alice, na, &naming[..1]), (&w.root, nr, &naming)] {
+        let table: [(&[&str], i32, Duration, &[String]); 5] = [
+            (&take_once(existing, "500"), 0, DEADLINE_BOUND, &[]),
+            (&take_once("new", "500"), TIMED_OUT, DEADLINE_BOUND, says),
+            (&["create", "new2"], TIMED_OUT, PATIENCE_BOUND, says),
+            (&["ls", "--json"], 0, PATIENCE_BOUND, &[]),
+            (&["show", existing, "--json"], 0, PATIENCE_BOUND, &[]),
+        ];
+        for (args, code, bound, says) in table {
+            rows.push((who, w.global(who, ns, args), code, bound, says.to_vec()));
+        }
+    }
+    (locks, rows)
+}
+
+/// Once the table locks are let go, alice in `na` and root in `nr` create a new semaphore at once.
+fn both_create_at_once(w: &World, na: &str, nr: &str) {
+    for (who, ns) in [(&w.alice, na), (&w.root, nr)] {
+        w.run_in(who, ns, &["create", "new2"])
+            .ok()
+            .within(QUICK_BOUND);
+    }
+}
 
 /// Items 1 and 3. Bob holds the table lock (byte 0) of two namespaces: his own (mode 0666, so
 /// alice may use it too) and a root service's that root made world-usable (`--mode 0666`).
@@ -173,96 +204,19 @@ fn bobs_table_lock_never_holds_alices_or_roots_commands_past_their_bound() {
     let (a, b, r) = (&w.alice, &w.bob, &w.root);
     let nb = w.ns("bob");
     let nr = w.ns("svc");
-    run(b, w.global(b, &nb, &["create", "x"])).ok();
-    run(r, w.global(r, &nr, &["create", "x", "--mode", "0666"])).ok();
-    let on_bobs = w
-        .lock_bytes(b, &w.seg(&nb), 0, 1, false)
-        .expect("bob locks byte 0 of his namespace");
-    let on_roots = w
-        .lock_bytes(b, &w.seg(&nr), 0, 1, false)
-        .expect("bob locks byte 0 of root's world-usable namespace");
-    let na = w.ns("alice");
-    let alices = w.hold(a, &na, "mine").to_string();
-    let nroot = w.ns("root");
-    let roots = w.hold(r, &nroot, "mine").to_string();
-
-    let timed = |name: &'static str| ["run", name, "--timeout", "500", "--", "true"];
-    let started: Vec<Pending> = vec![
-        start(a, w.shmsem(a, &["ps", &alices, "--json"])),
-        start(r, w.shmsem(r, &["ps", &roots, "--json"])),
-        start(a, w.shmsem(a, &["ps", "1", "--json"])),
-        start(r, w.shmsem(r, &["ps", "1", "--json"])),
-        start(a, w.global(a, &nb, &["ls", "--json"])),
-        start(a, w.global(a, &nb, &["show", "x", "--json"])),
-        start(r, w.global(r, &nr, &["ls", "--json"])),
-        start(r, w.global(r, &nr, &["show", "x", "--json"])),
-        start(a, w.global(a, &nb, &["create", "y"])),
-        start(r, w.global(r, &nr, &["create", "y"])),
-        start(a, w.global(a, &nb, &timed("x"))),
-        start(r, w.global(r, &nr, &timed("x"))),
-        start(a, w.global(a, &nb, &timed("new"))),
-        start(r, w.global(r, &nr, &timed("new"))),
-        start(r, w.global(r, &nb, &timed("x"))),
-    ];
-    let outs: Vec<Out> = started.into_iter().map(Pending::finish).collect();
-    let [
-        alice_ps,
-        root_ps,
-        alice_ps1,
-        root_ps1,
-        alice_ls,
-        alice_show,
-        root_ls,
-        root_show,
-        alice_create,
-        root_create,
-        alice_run,
-        root_run,
-        alice_new,
-        root_new,
-        root_in_bobs,
-    ] = &outs[..]
-    else {
-        unreachable!()
-    };
-    let mut checks = Checks::default();
-    let bobs_pid = format!("process {}", on_roots.pid);
-    checks.expect(alice_ps, 0, PATIENCE_BOUND, &[]);
-    checks.lists_held(alice_ps, &na, "mine");
-    checks.expect(root_ps, 0, PATIENCE_BOUND, &[]);
-    checks.lists_held(root_ps, &nroot, "mine");
-    for out in [
-        alice_ps1, root_ps1, alice_ls, alice_show, root_ls, root_show,
-    ] {
-        checks.expect(out, 0, PATIENCE_BOUND, &[]);
+    w.run_in(b, &nb, &["create", "x"]).ok();
+    w.run_in(r, &nr, &["create", "x", "--mode", "0666"]).ok();
+    let (locks, mut rows) = table_locks_held_by(&w, b, &nb, &nr, "x");
+    for who in [a, r] {
+        let ps1 = w.shmsem(who, &["ps", "1", "--json"]);
+        rows.push((who, ps1, 0, PATIENCE_BOUND, vec![]));
     }
-    checks.expect(alice_create, TIMED_OUT, PATIENCE_BOUND, &["table lock"]);
-    checks.expect(
-        root_create,
-        TIMED_OUT,
-        PATIENCE_BOUND,
-        &["table lock", &bobs_pid],
-    );
-    for existing in [alice_run, root_run] {
-        checks.expect(existing, 0, DEADLINE_BOUND, &[]);
-    }
-    checks.expect(alice_new, TIMED_OUT, DEADLINE_BOUND, &["table lock"]);
-    checks.expect(
-        root_new,
-        TIMED_OUT,
-        DEADLINE_BOUND,
-        &["table lock", &bobs_pid],
-    );
-    checks.expect(root_in_bobs, NO_PERMISSION, QUICK_BOUND, &[]);
-    checks.done();
+    let in_bobs = w.global(r, &nb, &take_once("x", "500"));
+    rows.push((r, in_bobs, NO_PERMISSION, QUICK_BOUND, vec![]));
+    alice_and_root_ps_list_their_own(&w, rows);
 
-    drop((on_bobs, on_roots));
-    run(a, w.global(a, &nb, &["create", "y"]))
-        .ok()
-        .within(QUICK_BOUND);
-    run(r, w.global(r, &nr, &["create", "y"]))
-        .ok()
-        .within(QUICK_BOUND);
+    drop(locks);
+    both_create_at_once(&w, &nb, &nr);
 }
 
 /// Item 1 (the hang), from inside the group: bob cannot open alice's 0660 namespace at all, but
@@ -275,27 +229,10 @@ fn bobs_table_lock_never_holds_alices_or_roots_commands_past_their_bound() {
 fn a_group_member_holding_the_table_lock_makes_alices_commands_fail_in_time() {
     let w = World::new(Company::Shared);
     let (a, c, r) = (&w.alice, &w.carol, &w.root);
-    let ops = w.ops.arg();
     let ns = w.ns("ops");
-    let nr = w.ns("svc");
     create_ops(&w, &ns, "m");
-    run(
-        r,
-        w.global(
-            r,
-            &nr,
-            &[
-                "create",
-                "m",
-                "--persistent",
-                "--group",
-                &ops,
-                "--mode",
-                "0660",
-            ],
-        ),
-    )
-    .ok();
+    let nr = w.ns("svc");
+    create_for_ops(&w, r, &nr, "m", &[]);
     let sleeper = w.sleeper(a).to_string();
     for seg in [w.seg(&ns), w.seg(&nr)] {
         assert_eq!(
@@ -305,115 +242,48 @@ fn a_group_member_holding_the_table_lock_makes_alices_commands_fail_in_time() {
             seg.display()
         );
     }
-    let carols = w
-        .lock_bytes(c, &w.seg(&ns), 0, 1, false)
-        .expect("carol (ops) locks byte 0 of alice's namespace");
-    let carols_on_roots = w
-        .lock_bytes(c, &w.seg(&nr), 0, 1, false)
-        .expect("carol (ops) locks byte 0 of root's namespace");
-
-    let timed = |name: &'static str| ["run", name, "--timeout", "500", "--", "true"];
-    let started: Vec<Pending> = vec![
-        start(a, w.global(a, &ns, &timed("m"))),
-        start(a, w.global(a, &ns, &timed("new"))),
-        start(
-            a,
-            w.global(
-                a,
-                &ns,
-                &["acquire", "m", "--holder", &sleeper, "--timeout", "500"],
-            ),
-        ),
-        start(a, w.global(a, &ns, &["create", "new2"])),
-        start(a, w.global(a, &ns, &["ls", "--json"])),
-        start(a, w.global(a, &ns, &["show", "m", "--json"])),
-        start(a, w.shmsem(a, &["ps", &sleeper, "--json"])),
-        start(r, w.global(r, &nr, &timed("m"))),
-        start(r, w.global(r, &nr, &timed("new"))),
-        start(r, w.global(r, &nr, &["create", "new2"])),
-        start(r, w.global(r, &nr, &["ls", "--json"])),
-    ];
-    let outs: Vec<Out> = started.into_iter().map(Pending::finish).collect();
-    let [
-        run_m,
-        run_new,
-        acquire,
-        create,
-        ls,
-        show,
-        ps,
-        root_m,
-        root_new,
-        root_create,
-        root_ls,
-    ] = &outs[..]
-    else {
-        unreachable!()
-    };
-    let mut checks = Checks::default();
-    let carols_pid = format!("process {}", carols_on_roots.pid);
-    for out in [run_m, root_m] {
-        checks.expect(out, 0, DEADLINE_BOUND, &[]);
-    }
-    for out in [run_new, acquire] {
-        checks.expect(out, TIMED_OUT, DEADLINE_BOUND, &["table lock"]);
-    }
-    checks.expect(
-        root_new,
+    let (locks, mut rows) = table_locks_held_by(&w, c, &ns, &nr, "m");
+    let acquire = ["acquire", "m", "--holder", &sleeper, "--timeout", "500"];
+    let acquiring = w.global(a, &ns, &acquire);
+    let ps = w.shmsem(a, &["ps", &sleeper, "--json"]);
+    rows.push((
+        a,
+        acquiring,
         TIMED_OUT,
         DEADLINE_BOUND,
-        &["table lock", &carols_pid],
-    );
-    checks.expect(create, TIMED_OUT, PATIENCE_BOUND, &["table lock"]);
-    checks.expect(
-        root_create,
-        TIMED_OUT,
-        PATIENCE_BOUND,
-        &["table lock", &carols_pid],
-    );
-    for out in [ls, show, ps, root_ls] {
-        checks.expect(out, 0, PATIENCE_BOUND, &[]);
-    }
-    checks.done();
+        vec!["table lock".into()],
+    ));
+    rows.push((a, ps, 0, PATIENCE_BOUND, vec![]));
+    together(rows).1.done();
 
-    drop((carols, carols_on_roots));
-    run(a, w.global(a, &ns, &["create", "new2"]))
-        .ok()
-        .within(QUICK_BOUND);
-    run(r, w.global(r, &nr, &["create", "new2"]))
-        .ok()
-        .within(QUICK_BOUND);
-    run(
-        a,
-        w.global(
-            a,
-            &ns,
-            &["acquire", "m", "--holder", &sleeper, "--timeout", "500"],
-        ),
-    )
-    .ok();
-    run(a, w.global(a, &ns, &["release", "m", "--holder", &sleeper])).ok();
+    drop(locks);
+    both_create_at_once(&w, &ns, &nr);
+    w.run_in(a, &ns, &acquire).ok();
+    w.run_in(a, &ns, &["release", "m", "--holder", &sleeper])
+        .ok();
 }
 
 // =====================================================================================
 // Item 3: nobody can deny everyone's ps
 // =====================================================================================
 
-/// `ps` of alice and of root, each for a process of its own holding a semaphore, started at
-/// once: both must answer in time and list that holding.
-fn both_ps_list_their_own(w: &World) {
+/// `ps` of alice and of root, each for a process of its own holding a semaphore, started at once
+/// and together with the commands of `alongside`: both must answer in time and list that
+/// holding, and each of the others do what its row says.
+fn alice_and_root_ps_list_their_own(w: &World, alongside: Vec<Row<'_>>) {
     let (a, r) = (&w.alice, &w.root);
     let (na, nr) = (w.ns("alice"), w.ns("root"));
     let alices = w.hold(a, &na, "mine").to_string();
     let roots = w.hold(r, &nr, "mine").to_string();
-    let outs: Vec<Out> = [(a, &alices), (r, &roots)]
-        .map(|(who, pid)| start(who, w.shmsem(who, &["ps", pid, "--json"])))
-        .into_iter()
-        .map(Pending::finish)
-        .collect();
-    let mut checks = Checks::default();
+    let mut rows: Vec<Row<'_>> = [(a, &alices), (r, &roots)]
+        .map(|(who, pid)| {
+            let ps = w.shmsem(who, &["ps", pid, "--json"]);
+            (who, ps, 0, PATIENCE_BOUND, vec![])
+        })
+        .into();
+    rows.extend(alongside);
+    let (outs, mut checks) = together(rows);
     for (ps, ns) in outs.iter().zip([&na, &nr]) {
-        checks.expect(ps, 0, PATIENCE_BOUND, &[]);
         checks.lists_held(ps, ns, "mine");
     }
     checks.done();
@@ -428,11 +298,11 @@ fn another_users_locked_full_namespace_does_not_break_alices_or_roots_ps() {
     let w = World::new(Company::Alone);
     let b = &w.bob;
     let nf = w.ns("full");
-    run(b, w.global(b, &nf, &["create", "x"])).ok();
+    w.run_in(b, &nf, &["create", "x"]).ok();
     let _full = w
         .lock_bytes(b, &w.seg(&nf), 1, MAX_PROCESSES as u64, false)
         .expect("bob locks every slot byte of his namespace");
-    both_ps_list_their_own(&w);
+    alice_and_root_ps_list_their_own(&w, Vec::new());
 }
 
 /// Item 3, "any user hangs everyone's `ps`", with files: `/dev/shm` is writable by all, so bob
@@ -453,5 +323,5 @@ fn garbage_files_named_like_namespaces_do_not_break_alices_or_roots_ps() {
         ),
     )
     .ok();
-    both_ps_list_their_own(&w);
+    alice_and_root_ps_list_their_own(&w, Vec::new());
 }

@@ -5,14 +5,12 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::Stdio,
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
-    PATIENCE_BOUND, QUICK_BOUND, SHM, TIMED_OUT,
-    commands::{lists_held, parent_of, pids, run, tree_id},
+    QUICK_BOUND, SHM, TIMED_OUT,
+    commands::{holder_started_by, poll, ps_lists_held, run, take_once, tree_id},
     users::{Company, World},
 };
 
@@ -37,51 +35,19 @@ fn local_dir_of(pid: u32, ns: &str) -> Option<PathBuf> {
 fn alice_has_her_local_scope(w: &World, squats: &[PathBuf]) {
     let a = &w.alice;
     let ns = w.ns("loc");
-    let local = |args: &[&str]| {
-        let all = [&["--scope", "local", "--namespace", ns.as_str()][..], args].concat();
-        run(a, w.shmsem(a, &all))
-    };
+    let local = |args: &[&str]| run(a, w.scoped(a, "local", &ns, args));
     local(&["create", "m", "--capacity", "1"])
         .ok()
         .within(QUICK_BOUND);
-    let child = w
-        .shmsem(
-            a,
-            &[
-                "--scope",
-                "local",
-                "--namespace",
-                &ns,
-                "run",
-                "m",
-                "--",
-                "sleep",
-                "120",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting alice's local holder");
-    let run_pid = child.id();
-    w.keep(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let holder = loop {
+    let in_local = w.scoped(a, "local", &ns, &["run", "m", "--", "sleep", "120"]);
+    let run_pid = w.background(in_local, "alice's local holder");
+    let holder = poll(Duration::from_secs(10), Duration::from_millis(20), || {
         let out = local(&["show", "m", "--json"]);
         out.ok();
-        if let Some(&p) = pids(&out.json()["holders"])
-            .iter()
-            .find(|&&p| parent_of(p) == Some(run_pid))
-        {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "alice's local holder: {out}");
-        thread::sleep(Duration::from_millis(20));
-    };
-    local(&["run", "m", "--timeout", "0", "--", "true"]).status(TIMED_OUT);
-    let ps = run(a, w.shmsem(a, &["ps", &holder.to_string(), "--json"]));
-    ps.ok().within(PATIENCE_BOUND);
-    lists_held(&ps, &ns, "m");
+        holder_started_by(&out, run_pid).ok_or_else(|| format!("alice's local holder: {out}"))
+    });
+    local(&take_once("m", "0")).status(TIMED_OUT);
+    ps_lists_held(w, a, holder, &ns, "m");
 
     let dir = local_dir_of(holder, &ns).expect("alice's holder has her local segment open");
     let meta = fs::symlink_metadata(&dir).expect("alice's directory");
@@ -115,7 +81,7 @@ fn alice_has_her_local_scope(w: &World, squats: &[PathBuf]) {
 
     // `self`: a tree rooted at one of alice's processes.
     let root = w.sleeper(a);
-    let mut c = w.shmsem(a, &["--scope", "self", "--namespace", &ns, "create", "t"]);
+    let mut c = w.scoped(a, "self", &ns, &["create", "t"]);
     c.env(shmsem::SELF_ENV, tree_id(root));
     run(a, c).ok().within(QUICK_BOUND);
 }
