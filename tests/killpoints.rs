@@ -48,9 +48,9 @@ use common::{
     TestDir, arg,
     killpoint::{CHILD_TIMEOUT, cli, cli_reap, cli_show, expect_sigkilled, sigkill, spawn},
     report,
-    roles::holder_list,
+    roles::{holder_list, kind},
 };
-use shmsem::{Error, Semaphore};
+use shmsem::Semaphore;
 
 /// The semaphore every scenario uses.
 const SEM: &str = "kp";
@@ -196,14 +196,7 @@ fn role_check() {
         Ok(p) => {
             report("rest", "ok");
             let more = sem.try_acquire(1);
-            report(
-                "one_more",
-                match &more {
-                    Ok(_) => "GRANTED".to_owned(),
-                    Err(Error::WouldBlock { .. }) => "WouldBlock".to_owned(),
-                    Err(e) => format!("error:{e:?}"),
-                },
-            );
+            report("one_more", kind(&more));
             drop(more);
             report("value_full", sem.info().expect("info").value);
             p.forget();

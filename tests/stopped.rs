@@ -22,8 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Kid, Spawn, TestDir, mono_ns, report};
-use shmsem::{Error, Semaphore};
+use common::{Kid, Spawn, TestDir, mono_ns, report, roles::kind};
+use shmsem::Semaphore;
 
 const SEM: &str = "stopped";
 /// How long the holder stays stopped.
@@ -90,14 +90,7 @@ fn role_waiter() {
     let end = mono_ns();
     report("end_ns", end);
     report("waited_ms", start.elapsed().as_millis());
-    report(
-        "result",
-        match &r {
-            Ok(_) => "ok".to_owned(),
-            Err(Error::Timeout { .. }) => "Timeout".to_owned(),
-            Err(e) => format!("error:{e:?}"),
-        },
-    );
+    report("result", kind(&r));
 }
 
 /// Reap and sample until told to stop: `sample` lines of

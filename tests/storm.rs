@@ -266,6 +266,11 @@ fn role_worker() {
     report("fd", liveness_fd());
     let mut rng = Rng::seeded();
     let bit = presence(i);
+    // An unexpected error: counted, and told.
+    let error = |what: &str, e: &Error| {
+        w.bump(Witness::ERRORS);
+        eprintln!("storm worker {i} (pid {}): {what}: {e}", std::process::id());
+    };
     while w.get(Witness::STOP) == 0 {
         let weight = rng.range(1, u64::from(MAX_WEIGHT)) as u32;
         let got = match rng.range(0, 2) {
@@ -286,11 +291,7 @@ fn role_worker() {
                 continue;
             }
             Err(e) => {
-                w.bump(Witness::ERRORS);
-                eprintln!(
-                    "storm worker {i} (pid {}): acquire: {e}",
-                    std::process::id()
-                );
+                error("acquire", &e);
                 continue;
             }
         };
@@ -316,11 +317,7 @@ fn role_worker() {
         } else {
             permit.forget();
             if let Err(e) = sem.exit(weight) {
-                w.bump(Witness::ERRORS);
-                eprintln!(
-                    "storm worker {i} (pid {}): release: {e}",
-                    std::process::id()
-                );
+                error("release", &e);
                 continue;
             }
         }

@@ -10,6 +10,57 @@ use crate::{
     witness::{GRANTS_BY_NAME, MAX_INSIDE, STOP, Stat},
 };
 
+/// The witness's counts in the report, a line each: each count with its label.
+const COUNTS: &[&[(&str, Stat)]] = &[
+    &[
+        ("grants", Stat::Grants),
+        ("blocking", Stat::Blocking),
+        ("timed", Stat::Timed),
+        ("try", Stat::Try),
+        ("enter", Stat::Enters),
+        ("acquire_for", Stat::External),
+        ("in fork children", Stat::ChildGrants),
+        ("unlabelled", Stat::Unlabelled),
+        ("unwitnessed", Stat::Unwitnessed),
+    ],
+    &[
+        ("exits on the same thread", Stat::SelfExits),
+        ("exits across threads", Stat::CrossExits),
+        ("release_for", Stat::ExternalReleases),
+        ("timeouts", Stat::Timeouts),
+        ("would-block", Stat::WouldBlock),
+        ("busy", Stat::Busy),
+        ("weight too large", Stat::TooLarge),
+    ],
+    &[
+        ("remove(false)", Stat::Removes),
+        ("remove(true)", Stat::ForceRemoves),
+        ("removals refused in use", Stat::RemovesInUse),
+        ("removals of the already gone", Stat::RemovesGone),
+        ("found removed", Stat::Removed),
+        ("re-creations", Stat::Recreations),
+        ("re-opens", Stat::Reopens),
+        ("set_capacity", Stat::Capacity),
+    ],
+    &[
+        ("reaps", Stat::Reaps),
+        ("weight reclaimed", Stat::Reclaimed),
+        ("lists", Stat::Lists),
+        ("infos", Stat::Infos),
+        ("forks", Stat::Forks),
+        ("fork children killed", Stat::ForkChildKilled),
+        ("fork exit checks", Stat::ForkChecks),
+    ],
+    &[
+        ("strict violations", Stat::VStrict),
+        ("per-incarnation violations", Stat::VIncarnation),
+        ("values above capacity", Stat::VValue),
+        ("fork violations", Stat::VFork),
+        ("unexpected errors", Stat::Errors),
+        ("witness full", Stat::WitnessFull),
+    ],
+];
+
 impl Run {
     fn audit(&mut self, when: &str) -> Vec<(String, String)> {
         let mut kid = role_spawn(&self.dir, "audit", 0).spawn();
@@ -163,6 +214,13 @@ impl Run {
             self.cli_runs,
             k.points
         );
+        for line in COUNTS {
+            let counts: Vec<String> = line
+                .iter()
+                .map(|(label, x)| format!("{label} {}", s(*x)))
+                .collect();
+            eprintln!("chaos: {}", counts.join(", "));
+        }
         let by_name: Vec<String> = SPECS
             .iter()
             .enumerate()
@@ -176,62 +234,8 @@ impl Run {
                 )
             })
             .collect();
-        eprintln!(
-            "chaos: grants {} (blocking {}, timed {}, try {}, enter {}, acquire_for {}, in fork \
-             children {}; unlabelled {}; unwitnessed {}); by name: {}",
-            s(Stat::Grants),
-            s(Stat::Blocking),
-            s(Stat::Timed),
-            s(Stat::Try),
-            s(Stat::Enters),
-            s(Stat::External),
-            s(Stat::ChildGrants),
-            s(Stat::Unlabelled),
-            s(Stat::Unwitnessed),
-            by_name.join(", ")
-        );
-        eprintln!(
-            "chaos: exits {} on the same thread, {} across threads, release_for {}; timeouts {}, \
-             would-block {}, busy {}, weight too large {}",
-            s(Stat::SelfExits),
-            s(Stat::CrossExits),
-            s(Stat::ExternalReleases),
-            s(Stat::Timeouts),
-            s(Stat::WouldBlock),
-            s(Stat::Busy),
-            s(Stat::TooLarge)
-        );
-        eprintln!(
-            "chaos: removals {} (force {}), refused in use {}, already gone {}; found removed {}; \
-             re-creations {}, re-opens {}; set_capacity {}; reaps {} (weight reclaimed {}), \
-             lists {}, infos {}; forks {} (children killed {}, exit checks {})",
-            s(Stat::Removes) + s(Stat::ForceRemoves),
-            s(Stat::ForceRemoves),
-            s(Stat::RemovesInUse),
-            s(Stat::RemovesGone),
-            s(Stat::Removed),
-            s(Stat::Recreations),
-            s(Stat::Reopens),
-            s(Stat::Capacity),
-            s(Stat::Reaps),
-            s(Stat::Reclaimed),
-            s(Stat::Lists),
-            s(Stat::Infos),
-            s(Stat::Forks),
-            s(Stat::ForkChildKilled),
-            s(Stat::ForkChecks)
-        );
-        eprintln!(
-            "chaos: violations {} (strict {}, per incarnation {}, value above capacity {}, fork \
-             {}); unexpected errors {}; witness full {}",
-            self.violations(),
-            s(Stat::VStrict),
-            s(Stat::VIncarnation),
-            s(Stat::VValue),
-            s(Stat::VFork),
-            s(Stat::Errors),
-            s(Stat::WitnessFull)
-        );
+        eprintln!("chaos: grants by name: {}", by_name.join(", "));
+        eprintln!("chaos: violations in all: {}", self.violations());
     }
 
     pub fn violations(&self) -> u64 {

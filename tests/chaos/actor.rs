@@ -10,22 +10,14 @@ use std::{
     time::Duration,
 };
 
-use shmsem::{Error, Info, Options, Semaphore};
+use shmsem::{Error, Options, Semaphore};
 
 use crate::{
+    common::roles::holder_list,
     config::{LOCK_PATIENCE_MS, NAMES, Rule, SPECS, ns, without},
     rng::Rng,
     witness::{Entered, GRANTS_BY_NAME, SEQ, Stat, Witness},
 };
-
-pub fn parties(info: &Info) -> String {
-    let mut hs: Vec<(u32, u64)> = info.holders.iter().map(|p| (p.pid, p.weight)).collect();
-    hs.sort_unstable();
-    hs.iter()
-        .map(|(p, w)| format!("{p}:{w}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 pub fn engine_view(sem: &Semaphore) -> String {
     match sem.info() {
@@ -33,7 +25,7 @@ pub fn engine_view(sem: &Semaphore) -> String {
             "engine now: value {} capacity {} holders [{}] waiters {}",
             i.value,
             i.capacity,
-            parties(&i),
+            holder_list(&i),
             i.waiters.len()
         ),
         Err(e) => format!("engine now: info failed: {e}"),

@@ -66,50 +66,54 @@ pub struct Spec {
     pub cap: (u32, u32),
 }
 
+/// [`Spec::persistent`] of a name that is auto (swept when idle).
+const AUTO: bool = false;
+/// [`Spec::persistent`] of a persistent name.
+const PERSISTENT: bool = true;
+
+const fn spec(name: &'static str, rule: Rule, persistent: bool, cap: (u32, u32)) -> Spec {
+    Spec {
+        name,
+        rule,
+        persistent,
+        cap,
+    }
+}
+
 pub const NAMES: usize = 6;
+/// The names, as in the table of the test's module docs.
 pub const SPECS: [Spec; NAMES] = [
-    Spec {
-        name: "mutex",
-        rule: Rule::Strict,
-        persistent: false,
-        cap: (1, 1),
-    },
-    Spec {
-        name: "fixed",
-        rule: Rule::Strict,
-        persistent: false,
-        cap: (3, 3),
-    },
-    Spec {
-        name: "flex",
-        rule: Rule::Strict,
-        persistent: false,
-        cap: (2, 6),
-    },
-    Spec {
-        name: "keep",
-        rule: Rule::Strict,
-        persistent: true,
-        cap: (4, 4),
-    },
-    Spec {
-        name: "force",
-        rule: Rule::PerIncarnation,
-        persistent: true,
-        cap: (2, 2),
-    },
-    Spec {
-        name: "forceflex",
-        rule: Rule::PerIncarnation,
-        persistent: true,
-        cap: (1, 4),
-    },
+    spec("mutex", Rule::Strict, AUTO, (1, 1)),
+    spec("fixed", Rule::Strict, AUTO, (3, 3)),
+    spec("flex", Rule::Strict, AUTO, (2, 6)),
+    spec("keep", Rule::Strict, PERSISTENT, (4, 4)),
+    spec("force", Rule::PerIncarnation, PERSISTENT, (2, 2)),
+    spec("forceflex", Rule::PerIncarnation, PERSISTENT, (1, 4)),
 ];
 /// The per-incarnation names are the last ones, from this index.
 pub const FIRST_PER_INCARNATION: usize = 4;
 pub const PER_INCARNATION: usize = NAMES - FIRST_PER_INCARNATION;
 /// The highest capacity of any name: no value may ever be above it.
 pub const MAX_CAP: u32 = 6;
+
+/// The kills a run must reach: [`MIN_KILLS`], or more if [`KILLS_ENV`] asks for more.
+pub fn kill_target() -> u64 {
+    env_number(KILLS_ENV).map_or(MIN_KILLS, |k| k.max(MIN_KILLS))
+}
+
+/// How long a run that must reach `target` kills may take: [`SECS_ENV`] seconds if set, else
+/// [`DEFAULT_LIMIT`] or [`SOAK_SECS_PER_KILL`] per kill, whichever is more.
+pub fn time_limit(target: u64) -> Duration {
+    env_number(SECS_ENV).map_or_else(
+        || DEFAULT_LIMIT.max(Duration::from_secs_f64(target as f64 * SOAK_SECS_PER_KILL)),
+        Duration::from_secs,
+    )
+}
+
+/// The whole number environment variable `var` holds, if it holds one.
+fn env_number(var: &str) -> Option<u64> {
+    std::env::var(var).ok()?.parse().ok()
+}
 
 /// Whether `SHMSEM_CHAOS_WITHOUT` turns `what` off.
 pub fn without(what: &str) -> bool {

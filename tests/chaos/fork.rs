@@ -13,7 +13,8 @@ use std::{
 use shmsem::{Error, Permit, Semaphore};
 
 use crate::{
-    actor::{Actor, engine_view, parties},
+    actor::{Actor, engine_view},
+    common::roles::holder_list,
     config::{NAMES, Rule, SPECS, without},
     rng::Rng,
     witness::{M_PID, Stat, child_owner},
@@ -56,7 +57,7 @@ impl Actor {
                         self.who,
                         SPECS[n].name,
                         info.value,
-                        parties(&info)
+                        holder_list(&info)
                     ),
                 );
             }
@@ -74,19 +75,9 @@ impl Actor {
         let mut hold = None;
         if let Some(sem1) = &sem1 {
             let w1 = self.weight(n1);
-            let before = self.seq(n1);
-            let got = if self.rng.coin() {
-                sem1.try_acquire(w1)
-            } else {
-                sem1.acquire_timeout(w1, Duration::from_micros(self.rng.range(0, 3000)))
-            };
-            match got {
-                Ok(p) => {
-                    let slot = self.inside(n1, before, w1, "acquire before fork", sem1);
-                    expect[n1] += u64::from(w1);
-                    hold = Some((p, slot));
-                }
-                Err(e) => self.failed(n1, e, "acquire before fork"),
+            hold = self.acquire_briefly(n1, sem1, w1, "acquire before fork");
+            if hold.is_some() {
+                expect[n1] += u64::from(w1);
             }
         }
         // Entered weight.
@@ -114,50 +105,20 @@ impl Actor {
         self.check_holdings(me, &expect, "before fork");
         if without("fork") {
             self.pause(2000);
-            if let Some((p, slot)) = hold {
-                self.out(slot);
-                drop(p);
-            }
-            if let (Some(sem2), Some((w2, slot))) = (&sem2, entered) {
-                self.out(slot);
-                self.exit(sem2, n2, w2, Stat::SelfExits);
-            }
-            return;
-        }
-        self.w.bump(Stat::Forks);
-        // SAFETY: fork(2) has no preconditions; this process is single-threaded apart from
-        // libtest's main thread, which only waits for this test, so the child may run Rust
-        // code (glibc keeps malloc usable after fork).
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let entered_child = match (&sem2, entered) {
-                (Some(s), Some((w2, _))) => Some((s, w2)),
-                _ => None,
-            };
-            self.fork_child(co, me, hold, entered_child, &expect);
-        }
-        if pid < 0 {
-            self.w.bump(Stat::Errors);
-            self.w.say(format_args!(
-                "{}: fork: {}",
-                self.who,
-                io::Error::last_os_error()
-            ));
         } else {
-            self.w.meta(co, M_PID).store(pid as u64, SeqCst);
-            let status = wait_pid(pid);
-            match (status.code(), status.signal()) {
-                (Some(0), _) => {}
-                (_, Some(libc::SIGKILL)) => self.w.bump(Stat::ForkChildKilled),
-                _ => {
-                    self.w.bump(Stat::Errors);
-                    self.w.say(format_args!(
-                        "{}: fork child {pid} ended with {status:?}",
-                        self.who
-                    ));
-                }
+            self.w.bump(Stat::Forks);
+            // SAFETY: fork(2) has no preconditions; this process is single-threaded apart from
+            // libtest's main thread, which only waits for this test, so the child may run Rust
+            // code (glibc keeps malloc usable after fork).
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let entered_child = match (&sem2, entered) {
+                    (Some(s), Some((w2, _))) => Some((s, w2)),
+                    _ => None,
+                };
+                self.fork_child(co, me, hold, entered_child, &expect);
             }
-            self.w.meta(co, M_PID).store(0, SeqCst);
+            self.wait_fork_child(co, pid);
             self.check_holdings(me, &expect, "after its fork child ended");
         }
         if let Some((p, slot)) = hold {
@@ -168,6 +129,34 @@ impl Actor {
             self.out(slot);
             self.exit(sem2, n2, w2, Stat::SelfExits);
         }
+    }
+
+    /// Wait for the fork child `pid` (what `fork` returned) of fork-child owner `co`, recorded
+    /// as its pid meanwhile; count how it ended.
+    fn wait_fork_child(&mut self, co: usize, pid: i32) {
+        if pid < 0 {
+            self.w.bump(Stat::Errors);
+            self.w.say(format_args!(
+                "{}: fork: {}",
+                self.who,
+                io::Error::last_os_error()
+            ));
+            return;
+        }
+        self.w.meta(co, M_PID).store(pid as u64, SeqCst);
+        let status = wait_pid(pid);
+        match (status.code(), status.signal()) {
+            (Some(0), _) => {}
+            (_, Some(libc::SIGKILL)) => self.w.bump(Stat::ForkChildKilled),
+            _ => {
+                self.w.bump(Stat::Errors);
+                self.w.say(format_args!(
+                    "{}: fork child {pid} ended with {status:?}",
+                    self.who
+                ));
+            }
+        }
+        self.w.meta(co, M_PID).store(0, SeqCst);
     }
 
     /// The child side of a fork: never returns.
@@ -239,24 +228,40 @@ impl Actor {
             let n = self.rng.below(NAMES);
             let Some(sem) = self.handle(n) else { continue };
             let weight = self.weight(n);
-            let before = self.seq(n);
-            let got = if self.rng.coin() {
-                sem.try_acquire(weight)
-            } else {
-                sem.acquire_timeout(weight, Duration::from_micros(self.rng.range(0, 3000)))
-            };
-            match got {
-                Ok(p) => {
-                    self.w.bump(Stat::ChildGrants);
-                    let slot = self.inside(n, before, weight, "acquire in a fork child", &sem);
-                    self.pause(1000);
-                    self.out(slot);
-                    drop(p);
-                }
-                Err(e) => self.failed(n, e, "acquire in a fork child"),
+            if let Some((p, slot)) =
+                self.acquire_briefly(n, &sem, weight, "acquire in a fork child")
+            {
+                self.w.bump(Stat::ChildGrants);
+                self.pause(1000);
+                self.out(slot);
+                drop(p);
             }
         }
         self.check_holdings(forker, expect, "in its fork child, after its own acquires");
+    }
+
+    /// Take `weight` of name `n` at once or within up to 3 ms, at random, and put it in the
+    /// witness: the permit and its witness entry, or `None` if it was not granted.
+    fn acquire_briefly<'s>(
+        &mut self,
+        n: usize,
+        sem: &'s Semaphore,
+        weight: u32,
+        what: &str,
+    ) -> Option<(Permit<'s>, Option<usize>)> {
+        let before = self.seq(n);
+        let got = if self.rng.coin() {
+            sem.try_acquire(weight)
+        } else {
+            sem.acquire_timeout(weight, Duration::from_micros(self.rng.range(0, 3000)))
+        };
+        match got {
+            Ok(p) => Some((p, self.inside(n, before, weight, what, sem))),
+            Err(e) => {
+                self.failed(n, e, what);
+                None
+            }
+        }
     }
 }
 

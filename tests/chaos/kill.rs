@@ -15,6 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use shmsem::failpoint::STEPS;
+
 use crate::{
     config::{FORKERS, STALL_LIMIT, WORKERS, without},
     procs::cli_command,
@@ -133,22 +135,19 @@ impl Kills {
     }
 }
 
-/// The kill points of a reclaimer.
-const RECLAIM_STEPS: &[&str] = &[
-    "reclaim:claimed",
-    "reclaim:frozen",
-    "reclaim:quiesced",
-    "reclaim:cleared",
-    "reclaim:recounted",
-    "reclaim:freed",
-];
-
-/// A kill point for a process that puts nothing in the witness: one of the engine's steps, at a
-/// random one of its first few visits. `None` without the `failpoints` feature.
-pub fn kill_point(rng: &mut Rng, steps: &[&str]) -> Option<String> {
+/// A kill point for a process that puts nothing in the witness: one of the engine's steps whose
+/// name starts with `prefix` (any step for `""`), at a random one of its first few visits. `None`
+/// without the `failpoints` feature.
+pub fn kill_point(rng: &mut Rng, prefix: &str) -> Option<String> {
     if !cfg!(feature = "failpoints") {
         return None;
     }
+    let steps: Vec<&str> = STEPS
+        .iter()
+        .copied()
+        .filter(|s| s.starts_with(prefix))
+        .collect();
+    assert!(!steps.is_empty(), "no kill point starts with {prefix:?}");
     Some(format!(
         "{}@{}",
         steps[rng.below(steps.len())],
@@ -381,7 +380,8 @@ impl Run {
                     cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
                     // It puts nothing in the witness: it may die in the middle of a recount.
                     let point = if self.rng.coin() {
-                        kill_point(&mut self.rng, RECLAIM_STEPS)
+                        // The steps of a reclaimer.
+                        kill_point(&mut self.rng, "reclaim:")
                     } else {
                         None
                     };

@@ -153,15 +153,12 @@ mod kill;
 mod procs;
 mod run;
 
-use std::{
-    io,
-    time::{Duration, Instant},
-};
+use std::{io, time::Instant};
 
-use config::{DEFAULT_LIMIT, KILLS_ENV, MIN_KILLS, MIN_RUN, SECS_ENV, SOAK_SECS_PER_KILL};
+use config::{MIN_RUN, kill_target, time_limit};
 // The module docs link to these.
 #[cfg(doc)]
-use config::{FORKERS, MAX_CAP, NS, OP_THREADS, STALL_LIMIT, WITHOUT_ENV, WORKERS};
+use config::{FORKERS, MAX_CAP, MIN_KILLS, NS, OP_THREADS, STALL_LIMIT, WITHOUT_ENV, WORKERS};
 use roles::{role_audit, role_forker, role_hold, role_idle, role_reaper, role_worker};
 use run::Run;
 use witness::Stat;
@@ -175,17 +172,8 @@ crate::child_roles! {
 /// and account.
 #[test]
 fn lifecycle_chaos_never_over_grants_and_loses_nothing() {
-    let target = std::env::var(KILLS_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(MIN_KILLS, |k| k.max(MIN_KILLS));
-    let limit = std::env::var(SECS_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or_else(
-            || DEFAULT_LIMIT.max(Duration::from_secs_f64(target as f64 * SOAK_SECS_PER_KILL)),
-            Duration::from_secs,
-        );
+    let target = kill_target();
+    let limit = time_limit(target);
     // Orphans (children of killed forkers) come to us, to be reaped.
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer.
     let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };

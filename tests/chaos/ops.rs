@@ -13,7 +13,8 @@ use std::{
 use shmsem::{Error, Info};
 
 use crate::{
-    actor::{Actor, Token, parties},
+    actor::{Actor, Token},
+    common::roles::holder_list,
     config::{MAX_CAP, NAMES, Rule, SPECS, ns, without},
     witness::{SEQ, Stat},
 };
@@ -213,7 +214,7 @@ impl Actor {
                     info.name,
                     info.value,
                     info.capacity,
-                    parties(info)
+                    holder_list(info)
                 ),
             );
         }

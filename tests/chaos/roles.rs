@@ -8,11 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shmsem::{Error, Semaphore};
+use shmsem::{Error, Info, Semaphore};
 
 use crate::{
-    actor::{Actor, Token, parties},
+    actor::{Actor, Token},
     common::report,
+    common::roles::holder_list,
     config::{
         CHILD_LIMIT, INDEX_ENV, NAMES, OP_THREADS, SLEEPER_ENV, SPECS, WITNESS_ENV, ns, without,
     },
@@ -109,30 +110,18 @@ pub fn role_reaper() {
 pub fn role_audit() {
     let reaped = ns().to_namespace().and_then(|n| n.reap()).expect("reap");
     report("reaped", reaped.iter().map(|r| r.weight).sum::<u64>());
-    let infos = ns().to_namespace().and_then(|n| n.list()).expect("list");
-    for i in &infos {
-        report(
-            &format!("sem.{}", i.name),
-            format!(
-                "{} {} {} {} {} {} [{}]",
-                i.value,
-                i.holders.iter().map(|p| p.weight).sum::<u64>(),
-                i.holders.len(),
-                i.waiters.len(),
-                i.kind.as_str(),
-                i.capacity,
-                parties(i)
-            ),
-        );
-    }
-    report(
-        "names",
-        infos
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    report_list("sem", |i| {
+        format!(
+            "{} {} {} {} {} {} [{}]",
+            i.value,
+            i.holders.iter().map(|p| p.weight).sum::<u64>(),
+            i.holders.len(),
+            i.waiters.len(),
+            i.kind.as_str(),
+            i.capacity,
+            holder_list(i)
+        )
+    });
 }
 
 /// Sweep, wait past every idle period, sweep again, and report what is left.
@@ -141,27 +130,26 @@ pub fn role_idle() {
         ns().to_namespace().and_then(|n| n.list()).expect("list");
         thread::sleep(Duration::from_millis(200));
     }
+    report_list("left", |i| {
+        format!(
+            "{} value {} holders [{}] waiters {}",
+            i.kind.as_str(),
+            i.value,
+            holder_list(i),
+            i.waiters.len()
+        )
+    });
+}
+
+/// List the namespace and report every semaphore as `PREFIX.NAME`, with `line` of its info, then
+/// all their names as `names`.
+fn report_list(prefix: &str, line: impl Fn(&Info) -> String) {
     let infos = ns().to_namespace().and_then(|n| n.list()).expect("list");
     for i in &infos {
-        report(
-            &format!("left.{}", i.name),
-            format!(
-                "{} value {} holders [{}] waiters {}",
-                i.kind.as_str(),
-                i.value,
-                parties(i),
-                i.waiters.len()
-            ),
-        );
+        report(&format!("{prefix}.{}", i.name), line(i));
     }
-    report(
-        "names",
-        infos
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    let names: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+    report("names", names.join(","));
 }
 
 /// Take weight 1 of every name if it is free (guarded, and entered for `keep`), report it, and

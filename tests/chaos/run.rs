@@ -123,9 +123,7 @@ impl Run {
         }
         // The reaper puts nothing in the witness, so it may die by itself anywhere.
         let point = match kind {
-            Kind::Reaper(_) if self.rng.below(100) < 60 => {
-                kill_point(&mut self.rng, shmsem::failpoint::STEPS)
-            }
+            Kind::Reaper(_) if self.rng.below(100) < 60 => kill_point(&mut self.rng, ""),
             _ => None,
         };
         if let Some(p) = &point {
