@@ -267,67 +267,36 @@ fn a_free_slot_is_free(world: &mut dyn World) {
     assert!(!world.liveness().may_live(fx.ctx(), 11));
 }
 
-/// One test per case for the world `$world` makes.
+/// One test per case, in module `$implementation`, for the world `$world` makes.
 macro_rules! conformance {
     ($implementation:ident, $world:expr) => {
+        conformance!(
+            $implementation,
+            $world,
+            [
+                a_live_engine_process_is_operated_and_may_recount,
+                a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over,
+                an_engine_process_that_exited_unreaped_is_dead,
+                a_live_external_holder_nobody_acts_for_is_quiescent,
+                a_killed_and_reaped_external_holder_is_dead,
+                an_external_holder_that_exited_unreaped_is_dead,
+                a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead,
+                a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead,
+                a_slot_another_thread_of_this_process_holds_is_operated,
+                a_free_slot_is_free,
+            ]
+        );
+    };
+    ($implementation:ident, $world:expr, [$($case:ident),* $(,)?]) => {
         mod $implementation {
             use super::*;
 
-            #[test]
-            fn a_live_engine_process_is_operated_and_may_recount() {
-                super::a_live_engine_process_is_operated_and_may_recount(&mut $world);
-            }
-
-            #[test]
-            fn a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over() {
-                super::a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over(
-                    &mut $world,
-                );
-            }
-
-            #[test]
-            fn an_engine_process_that_exited_unreaped_is_dead() {
-                super::an_engine_process_that_exited_unreaped_is_dead(&mut $world);
-            }
-
-            #[test]
-            fn a_live_external_holder_nobody_acts_for_is_quiescent() {
-                super::a_live_external_holder_nobody_acts_for_is_quiescent(&mut $world);
-            }
-
-            #[test]
-            fn a_killed_and_reaped_external_holder_is_dead() {
-                super::a_killed_and_reaped_external_holder_is_dead(&mut $world);
-            }
-
-            #[test]
-            fn an_external_holder_that_exited_unreaped_is_dead() {
-                super::an_external_holder_that_exited_unreaped_is_dead(&mut $world);
-            }
-
-            #[test]
-            fn a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead() {
-                super::a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead(
-                    &mut $world,
-                );
-            }
-
-            #[test]
-            fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead() {
-                super::a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(
-                    &mut $world,
-                );
-            }
-
-            #[test]
-            fn a_slot_another_thread_of_this_process_holds_is_operated() {
-                super::a_slot_another_thread_of_this_process_holds_is_operated(&mut $world);
-            }
-
-            #[test]
-            fn a_free_slot_is_free() {
-                super::a_free_slot_is_free(&mut $world);
-            }
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&mut $world);
+                }
+            )*
         }
     };
 }
