@@ -198,39 +198,42 @@ fn reclaim(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_secs(1));
-    g.bench_function("shmsem", |b| {
-        b.iter_custom(|iters| {
-            let kills = iters.min(KILLS_PER_SAMPLE);
-            let mut total = Duration::ZERO;
-            for _ in 0..kills {
-                let delay = Duration::from_micros(1_000 + rng.below(50_000));
-                total += kill_holder(HELPER_ARGS, Impl::Shmsem, &specs[..1], delay, || {
-                    let permit = sem.acquire_timeout(1, LIMIT)?;
-                    let at = procs::mono_ns();
-                    drop(permit);
-                    Ok(at)
-                })
-                .expect("shmsem reclaim");
-            }
-            total.mul_f64(iters as f64 / kills as f64)
-        })
+    reclaim_one(&mut g, &mut rng, Impl::Shmsem, &specs[..1], 50_000, || {
+        let permit = sem.acquire_timeout(1, LIMIT)?;
+        let at = procs::mono_ns();
+        drop(permit);
+        Ok(at)
     });
-    g.bench_function("sysv", |b| {
-        b.iter_custom(|iters| {
-            let kills = iters.min(KILLS_PER_SAMPLE);
-            let mut total = Duration::ZERO;
-            for _ in 0..kills {
-                let delay = Duration::from_micros(1_000 + rng.below(4_000));
-                total += kill_holder(HELPER_ARGS, Impl::Sysv, &specs[1..], delay, || {
-                    anyhow::ensure!(sv.timed_wait(LIMIT)?, "SysV did not undo within 10 s");
-                    let at = procs::mono_ns();
-                    sv.post()?;
-                    Ok(at)
-                })
-                .expect("SysV reclaim");
-            }
-            total.mul_f64(iters as f64 / kills as f64)
-        })
+    reclaim_one(&mut g, &mut rng, Impl::Sysv, &specs[1..], 4_000, || {
+        anyhow::ensure!(sv.timed_wait(LIMIT)?, "SysV did not undo within 10 s");
+        let at = procs::mono_ns();
+        sv.post()?;
+        Ok(at)
     });
     g.finish();
+}
+
+/// `imp`'s entry in `reclaim`: a holder of `specs` SIGKILLed 1 ms plus up to `jitter_us` after
+/// it holds, and the time from the kill to `acquire` getting the permit (`acquire` returns when
+/// it got it, in `procs::mono_ns`).
+fn reclaim_one(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rng: &mut Rng,
+    imp: Impl,
+    specs: &[String],
+    jitter_us: u64,
+    mut acquire: impl FnMut() -> anyhow::Result<u64>,
+) {
+    g.bench_function(imp.as_str(), |b| {
+        b.iter_custom(|iters| {
+            let kills = iters.min(KILLS_PER_SAMPLE);
+            let mut total = Duration::ZERO;
+            for _ in 0..kills {
+                let delay = Duration::from_micros(1_000 + rng.below(jitter_us));
+                total += kill_holder(HELPER_ARGS, imp, specs, delay, &mut acquire)
+                    .unwrap_or_else(|e| panic!("{} reclaim: {e:#}", imp.as_str()));
+            }
+            total.mul_f64(iters as f64 / kills as f64)
+        })
+    });
 }
