@@ -167,35 +167,40 @@ fn probe(world: &dyn World, fx: &Fixture, slot: u32) -> Probe {
     answer
 }
 
-fn a_live_engine_process_is_operated_and_may_recount(world: &mut dyn World) {
+/// A fresh segment whose slot `slot` records, as `kind`, a process the world has just started
+/// (an engine process registered there for [`ENGINE`]).
+fn recorded(world: &mut dyn World, slot: u32, kind: u32) -> (Fixture, Identity) {
     let fx = Fixture::new();
-    let who = world.start_engine(&fx, 3);
-    fx.record_slot(3, ENGINE, who);
+    let who = if kind == ENGINE {
+        world.start_engine(&fx, slot)
+    } else {
+        world.start()
+    };
+    fx.record_slot(slot, kind, who);
+    (fx, who)
+}
+
+fn a_live_engine_process_is_operated_and_may_recount(world: &mut dyn World) {
+    let (fx, _) = recorded(world, 3, ENGINE);
     assert_eq!(probe(world, &fx, 3), Probe::Operated);
     assert!(world.liveness().may_live(fx.ctx(), 3));
 }
 
 fn a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start_engine(&fx, 3);
-    fx.record_slot(3, ENGINE, who);
+    let (fx, who) = recorded(world, 3, ENGINE);
     world.kill(who, true);
     assert!(!world.liveness().may_live(fx.ctx(), 3));
     assert_eq!(probe(world, &fx, 3), Probe::Dead);
 }
 
 fn an_engine_process_that_exited_unreaped_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start_engine(&fx, 5);
-    fx.record_slot(5, ENGINE, who);
+    let (fx, who) = recorded(world, 5, ENGINE);
     world.kill(who, false);
     assert_eq!(probe(world, &fx, 5), Probe::Dead);
 }
 
 fn a_live_external_holder_nobody_acts_for_is_quiescent(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(7, EXTERNAL, who);
+    let (fx, _) = recorded(world, 7, EXTERNAL);
     assert_eq!(probe(world, &fx, 7), Probe::Quiescent);
     assert!(
         !world.liveness().may_live(fx.ctx(), 7),
@@ -204,17 +209,13 @@ fn a_live_external_holder_nobody_acts_for_is_quiescent(world: &mut dyn World) {
 }
 
 fn a_killed_and_reaped_external_holder_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(7, EXTERNAL, who);
+    let (fx, who) = recorded(world, 7, EXTERNAL);
     world.kill(who, true);
     assert_eq!(probe(world, &fx, 7), Probe::Dead);
 }
 
 fn an_external_holder_that_exited_unreaped_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(7, EXTERNAL, who);
+    let (fx, who) = recorded(world, 7, EXTERNAL);
     world.kill(who, false);
     assert_eq!(probe(world, &fx, 7), Probe::Dead);
 }
@@ -236,9 +237,7 @@ fn a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead(world: &m
 }
 
 fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(9, EXTERNAL, who);
+    let (fx, who) = recorded(world, 9, EXTERNAL);
     world.kill(who, true);
     // Another process's description (a CLI acting for the holder) holds the byte.
     let acting = sys::reopen(fx.seg.file().as_fd()).expect("reopening the segment");
@@ -250,9 +249,7 @@ fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(world: &mut 
 }
 
 fn a_slot_another_thread_of_this_process_holds_is_operated(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(9, EXTERNAL, who);
+    let (fx, who) = recorded(world, 9, EXTERNAL);
     world.kill(who, true);
     assert!(lock_slot(fx.ctx(), 9).expect("locking"));
     let answer = world.liveness().probe(fx.ctx(), 9).expect("probing");
