@@ -193,10 +193,15 @@ fn a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over(world: &mut
     assert_eq!(probe(world, &fx, 3), Probe::Dead);
 }
 
+/// The process recorded in `slot` as `kind` dies (and is `reaped` or not): the slot probes dead.
+fn probes_dead_once_killed(world: &mut dyn World, slot: u32, kind: u32, reaped: bool) {
+    let (fx, who) = recorded(world, slot, kind);
+    world.kill(who, reaped);
+    assert_eq!(probe(world, &fx, slot), Probe::Dead);
+}
+
 fn an_engine_process_that_exited_unreaped_is_dead(world: &mut dyn World) {
-    let (fx, who) = recorded(world, 5, ENGINE);
-    world.kill(who, false);
-    assert_eq!(probe(world, &fx, 5), Probe::Dead);
+    probes_dead_once_killed(world, 5, ENGINE, false);
 }
 
 fn a_live_external_holder_nobody_acts_for_is_quiescent(world: &mut dyn World) {
@@ -209,15 +214,11 @@ fn a_live_external_holder_nobody_acts_for_is_quiescent(world: &mut dyn World) {
 }
 
 fn a_killed_and_reaped_external_holder_is_dead(world: &mut dyn World) {
-    let (fx, who) = recorded(world, 7, EXTERNAL);
-    world.kill(who, true);
-    assert_eq!(probe(world, &fx, 7), Probe::Dead);
+    probes_dead_once_killed(world, 7, EXTERNAL, true);
 }
 
 fn an_external_holder_that_exited_unreaped_is_dead(world: &mut dyn World) {
-    let (fx, who) = recorded(world, 7, EXTERNAL);
-    world.kill(who, false);
-    assert_eq!(probe(world, &fx, 7), Probe::Dead);
+    probes_dead_once_killed(world, 7, EXTERNAL, false);
 }
 
 /// What a slot sees when the pid it recorded was reused by a later process.
