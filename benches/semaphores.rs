@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use shmsem_bench::{
     drive::{Rng, START, Sems, kill_holder, shmsem_sem},
-    inproc::{self, Op},
+    inproc,
     peers::{KernelSem, SysvSem},
     pin::{self, Cpus},
     procs::{self, Helper},

@@ -118,10 +118,10 @@ fn check(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
 /// Recount generation `generation` of `word` over `records` (each with who operates it), as a
 /// reclaimer does. A `patient` reclaimer yields each time it waits for busy records to settle;
 /// an impatient one settles at once.
-fn recount_over<'a, A: Atomic64>(
+fn recount_over<A: Atomic64>(
     word: &A,
     generation: u16,
-    records: &[(&'a A, Operator)],
+    records: &[(&A, Operator)],
     patient: bool,
 ) -> Recount {
     protocol::recount(
