@@ -20,16 +20,13 @@
 //! cargo bench --bench semaphores -- pingpong     # the ping-pong groups
 //! ```
 
-use std::{
-    hint::black_box,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
-use shmsem::{Error, Semaphore};
 use shmsem_bench::{
     drive::{Rng, START, Sems, kill_holder, shmsem_sem},
-    peers::{KernelSem, PosixSem, SysvSem, unique_posix_name},
+    inproc,
+    peers::{KernelSem, SysvSem},
     pin::{self, Cpus},
     procs::{self, Helper},
     roles::{self, Impl, KernelLocks, Locks, Role, ShmsemLocks, pingpong_rounds, pingpong_start},
@@ -55,96 +52,40 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .sample_size(20)
         .configure_from_args();
-    uncontended(&mut c);
-    try_full(&mut c);
-    open(&mut c);
+    in_process(&mut c, "uncontended", inproc::uncontended);
+    in_process(&mut c, "try_full", inproc::try_full);
+    in_process(&mut c, "open", inproc::open);
     pingpong(&mut c, "pingpong_same_cpu", Some(cpus.main));
     pingpong(&mut c, "pingpong_cross_cpu", cpus.other);
     contended4(&mut c, &cpus);
-    weighted4(&mut c);
-    timed(&mut c);
+    in_process(&mut c, "weighted4", inproc::weighted4);
+    in_process(&mut c, "timed", inproc::timed_acquire);
     reclaim(&mut c);
-    scale10k(&mut c);
+    in_process(&mut c, "scale10k", inproc::scale10k);
     c.final_summary();
 }
 
-/// Benchmark `op` under `id` in `group`; `op` failing is a broken benchmark: stop.
-fn bench_op(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    id: &str,
-    mut op: impl FnMut() -> anyhow::Result<()>,
-) {
-    group.bench_function(id, |b| {
-        b.iter(|| {
-            if let Err(e) = op() {
-                panic!("{id}: {e:#}");
-            }
-        })
-    });
-}
-
-/// An acquire + release pair of weight 1.
-fn uncontended(c: &mut Criterion) {
-    let sem = shmsem_sem("fast", "uncontended", 1).expect("shmsem");
-    let px = PosixSem::create(&unique_posix_name("uncontended"), 1).expect("sem_open");
-    let sv = SysvSem::create(1).expect("semget");
-    let mut g = c.benchmark_group("uncontended");
-    bench_op(&mut g, "shmsem", || {
-        drop(sem.acquire()?);
+/// An in-process scenario, from the fixture `shmsem bench` times: each contender's operation
+/// runs in criterion's batches through the same timed loop (`inproc::shmsem_bench_batch`), so
+/// both measure the same machine code. A failing operation is a broken benchmark: stop.
+fn in_process(c: &mut Criterion, id: &str, fixture: inproc::Fixture) {
+    fixture(&mut |contenders| {
+        let mut g = c.benchmark_group(id);
+        for contender in contenders {
+            let name = contender.name;
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    contender
+                        .op
+                        .batch(iters)
+                        .unwrap_or_else(|e| panic!("{id} {name}: {e:#}"))
+                })
+            });
+        }
+        g.finish();
         Ok(())
-    });
-    bench_op(&mut g, "posix", || {
-        px.wait()?;
-        Ok(px.post()?)
-    });
-    bench_op(&mut g, "sysv", || {
-        sv.wait()?;
-        Ok(sv.post()?)
-    });
-    g.finish();
-}
-
-/// A try-acquire that finds the semaphore full.
-fn try_full(c: &mut Criterion) {
-    let sem = shmsem_sem("fast", "try_full", 1).expect("shmsem");
-    let _held = sem.acquire().expect("taking the only permit");
-    let px = PosixSem::create(&unique_posix_name("try_full"), 0).expect("sem_open");
-    let sv = SysvSem::create(0).expect("semget");
-    let mut g = c.benchmark_group("try_full");
-    bench_op(&mut g, "shmsem", || match sem.try_acquire(1) {
-        Err(Error::WouldBlock { .. }) => Ok(()),
-        Ok(_) => anyhow::bail!("try_acquire succeeded on a full semaphore"),
-        Err(e) => Err(e.into()),
-    });
-    bench_op(&mut g, "posix", || {
-        anyhow::ensure!(!px.try_wait()?, "sem_trywait succeeded");
-        Ok(())
-    });
-    bench_op(&mut g, "sysv", || {
-        anyhow::ensure!(!sv.try_wait()?, "semop succeeded");
-        Ok(())
-    });
-    g.finish();
-}
-
-/// Opening an existing name: in a namespace already mapped, vs `sem_open` + `sem_close` of a
-/// name this process does not keep open, vs `semget` of an existing key.
-fn open(c: &mut Criterion) {
-    let _mapped = shmsem_sem("open", "existing", 1).expect("shmsem");
-    let options = Semaphore::options().namespace("open");
-    let px = PosixSem::create_name_only(&unique_posix_name("open"), 1).expect("sem_open");
-    let sv = SysvSem::create(1).expect("semget");
-    let mut g = c.benchmark_group("open");
-    bench_op(&mut g, "shmsem", || {
-        drop(options.open("existing")?);
-        Ok(())
-    });
-    bench_op(&mut g, "posix", || Ok(PosixSem::open_close(px.as_c_str())?));
-    bench_op(&mut g, "sysv", || {
-        black_box(SysvSem::lookup(sv.key())?);
-        Ok(())
-    });
-    g.finish();
+    })
+    .unwrap_or_else(|e| panic!("{id}: {e:#}"));
 }
 
 /// Two processes handing a permit back and forth, the helper pinned to `cpu` (none: this
@@ -240,49 +181,6 @@ fn contended4(c: &mut Criterion, cpus: &Cpus) {
     g.finish();
 }
 
-/// Weight 4 at once and back, vs 4 `sem_wait`s + 4 `sem_post`s, vs `semop` -4 / +4.
-fn weighted4(c: &mut Criterion) {
-    let sem = shmsem_sem("fast", "weighted4", 4).expect("shmsem");
-    let px = PosixSem::create(&unique_posix_name("weighted4"), 4).expect("sem_open");
-    let sv = SysvSem::create(4).expect("semget");
-    let mut g = c.benchmark_group("weighted4");
-    bench_op(&mut g, "shmsem", || {
-        drop(sem.acquire_weight(4)?);
-        Ok(())
-    });
-    bench_op(&mut g, "posix", || {
-        px.wait_n(4)?;
-        Ok(px.post_n(4)?)
-    });
-    bench_op(&mut g, "sysv", || {
-        sv.wait_n(4)?;
-        Ok(sv.post_n(4)?)
-    });
-    g.finish();
-}
-
-/// A timed acquire (1 s) that succeeds at once, and its release.
-fn timed(c: &mut Criterion) {
-    const TIMEOUT: Duration = Duration::from_secs(1);
-    let sem = shmsem_sem("fast", "timed", 1).expect("shmsem");
-    let px = PosixSem::create(&unique_posix_name("timed"), 1).expect("sem_open");
-    let sv = SysvSem::create(1).expect("semget");
-    let mut g = c.benchmark_group("timed");
-    bench_op(&mut g, "shmsem", || {
-        drop(sem.acquire_timeout(1, TIMEOUT)?);
-        Ok(())
-    });
-    bench_op(&mut g, "posix", || {
-        anyhow::ensure!(px.timed_wait(TIMEOUT)?, "sem_timedwait timed out");
-        Ok(px.post()?)
-    });
-    bench_op(&mut g, "sysv", || {
-        anyhow::ensure!(sv.timed_wait(TIMEOUT)?, "semtimedop timed out");
-        Ok(sv.post()?)
-    });
-    g.finish();
-}
-
 /// Kills per criterion sample in `reclaim`: each costs a process start and up to 50 ms, so a
 /// sample measures at most this many and scales their mean to the iterations criterion asked for.
 const KILLS_PER_SAMPLE: u64 = 3;
@@ -300,62 +198,42 @@ fn reclaim(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_secs(1));
-    g.bench_function("shmsem", |b| {
-        b.iter_custom(|iters| {
-            let kills = iters.min(KILLS_PER_SAMPLE);
-            let mut total = Duration::ZERO;
-            for _ in 0..kills {
-                let delay = Duration::from_micros(1_000 + rng.below(50_000));
-                total += kill_holder(HELPER_ARGS, Impl::Shmsem, &specs[..1], delay, || {
-                    let permit = sem.acquire_timeout(1, LIMIT)?;
-                    let at = procs::mono_ns();
-                    drop(permit);
-                    Ok(at)
-                })
-                .expect("shmsem reclaim");
-            }
-            total.mul_f64(iters as f64 / kills as f64)
-        })
+    reclaim_one(&mut g, &mut rng, Impl::Shmsem, &specs[..1], 50_000, || {
+        let permit = sem.acquire_timeout(1, LIMIT)?;
+        let at = procs::mono_ns();
+        drop(permit);
+        Ok(at)
     });
-    g.bench_function("sysv", |b| {
-        b.iter_custom(|iters| {
-            let kills = iters.min(KILLS_PER_SAMPLE);
-            let mut total = Duration::ZERO;
-            for _ in 0..kills {
-                let delay = Duration::from_micros(1_000 + rng.below(4_000));
-                total += kill_holder(HELPER_ARGS, Impl::Sysv, &specs[1..], delay, || {
-                    anyhow::ensure!(sv.timed_wait(LIMIT)?, "SysV did not undo within 10 s");
-                    let at = procs::mono_ns();
-                    sv.post()?;
-                    Ok(at)
-                })
-                .expect("SysV reclaim");
-            }
-            total.mul_f64(iters as f64 / kills as f64)
-        })
+    reclaim_one(&mut g, &mut rng, Impl::Sysv, &specs[1..], 4_000, || {
+        anyhow::ensure!(sv.timed_wait(LIMIT)?, "SysV did not undo within 10 s");
+        let at = procs::mono_ns();
+        sv.post()?;
+        Ok(at)
     });
     g.finish();
 }
 
-/// The uncontended pair in a namespace of 10,000 semaphores, against one of a single semaphore.
-fn scale10k(c: &mut Criterion) {
-    let fill = Semaphore::options().namespace("scale").persistent();
-    for i in 0..9_999 {
-        drop(
-            fill.open(&format!("filler-{i:05}"))
-                .expect("filling the namespace"),
-        );
-    }
-    let many = shmsem_sem("scale", "target", 1).expect("shmsem");
-    let one = shmsem_sem("one", "target", 1).expect("shmsem");
-    let mut g = c.benchmark_group("scale10k");
-    bench_op(&mut g, "shmsem-1", || {
-        drop(one.acquire()?);
-        Ok(())
+/// `imp`'s entry in `reclaim`: a holder of `specs` SIGKILLed 1 ms plus up to `jitter_us` after
+/// it holds, and the time from the kill to `acquire` getting the permit (`acquire` returns when
+/// it got it, in `procs::mono_ns`).
+fn reclaim_one(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rng: &mut Rng,
+    imp: Impl,
+    specs: &[String],
+    jitter_us: u64,
+    mut acquire: impl FnMut() -> anyhow::Result<u64>,
+) {
+    g.bench_function(imp.as_str(), |b| {
+        b.iter_custom(|iters| {
+            let kills = iters.min(KILLS_PER_SAMPLE);
+            let mut total = Duration::ZERO;
+            for _ in 0..kills {
+                let delay = Duration::from_micros(1_000 + rng.below(jitter_us));
+                total += kill_holder(HELPER_ARGS, imp, specs, delay, &mut acquire)
+                    .unwrap_or_else(|e| panic!("{} reclaim: {e:#}", imp.as_str()));
+            }
+            total.mul_f64(iters as f64 / kills as f64)
+        })
     });
-    bench_op(&mut g, "shmsem-10k", || {
-        drop(many.acquire()?);
-        Ok(())
-    });
-    g.finish();
 }

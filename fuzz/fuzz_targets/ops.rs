@@ -31,7 +31,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shmsem::{Permit, Semaphore};
 use shmsem_fuzz::{Raw, forge_dead_process, forge_holding, lock_path, segment_path, shm_dir};
-use shmsem_model::{Sem as Model, exit, outcome};
+use shmsem_model::{Sem as Model, exit, expected_listing, listed, outcome};
 
 const MAX_OPS: usize = 64;
 const HANDLES: usize = 6;
@@ -225,33 +225,33 @@ fn run(cur: &Current, ops: &[Op]) {
                 model.get_mut(&name).unwrap().value -= w;
                 touched = handles.iter().flatten().copied().find(|&(_, n)| n == name);
             }
-            Op::Enter { h, w } => {
+            Op::Enter { h, w: n } | Op::Exit { h, c: n } => {
                 let Some((a, name)) = handles[h as usize % HANDLES] else {
                     continue;
                 };
-                let w = u32::from(w % 10);
-                let want = model[&name].take(w, "blocks");
-                if want == "blocks" {
-                    continue;
-                }
-                let r = arena[a].get().unwrap().enter(w);
+                let n = u32::from(n % 10);
+                let sem = arena[a].get().unwrap();
+                let entering = matches!(*op, Op::Enter { .. });
+                let (r, want) = if entering {
+                    let want = model[&name].take(n, "blocks");
+                    if want == "blocks" {
+                        continue;
+                    }
+                    (sem.enter(n), want)
+                } else {
+                    (sem.exit(n), exit(n, entered[a]))
+                };
                 assert_eq!(outcome(&r), want, "{what}");
                 if r.is_ok() {
-                    model.get_mut(&name).unwrap().value += w;
-                    entered[a] += w;
-                }
-                touched = Some((a, name));
-            }
-            Op::Exit { h, c } => {
-                let Some((a, name)) = handles[h as usize % HANDLES] else {
-                    continue;
-                };
-                let c = u32::from(c % 10);
-                let r = arena[a].get().unwrap().exit(c);
-                assert_eq!(outcome(&r), exit(c, entered[a]), "{what}");
-                if r.is_ok() {
-                    model.get_mut(&name).unwrap().value -= c;
-                    entered[a] -= c;
+                    // The model's value and the handle's entered weight move together.
+                    let value = &mut model.get_mut(&name).unwrap().value;
+                    if entering {
+                        *value += n;
+                        entered[a] += n;
+                    } else {
+                        *value -= n;
+                        entered[a] -= n;
+                    }
                 }
                 touched = Some((a, name));
             }
@@ -341,16 +341,9 @@ fn run(cur: &Current, ops: &[Op]) {
             }
             Op::List => {
                 let list = opts().to_namespace().and_then(|n| n.list()).unwrap_or_else(|e| panic!("{what}: {e}"));
-                let got: Vec<(String, u32, u32)> = list
-                    .iter()
-                    .filter(|i| i.name.starts_with(&format!("i{input}-")))
-                    .map(|i| (i.name.clone(), i.capacity, i.value))
-                    .collect();
-                let want: Vec<(String, u32, u32)> = model
-                    .iter()
-                    .map(|(&n, m)| (name_of(n), m.capacity, m.value))
-                    .collect();
-                assert_eq!(got, want, "{what}");
+                let mine = format!("i{input}-");
+                let got = listed(&list, |n| n.starts_with(&mine));
+                assert_eq!(got, expected_listing(&model, name_of), "{what}");
             }
         }
         if let Some((a, name)) = touched {

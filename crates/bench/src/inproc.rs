@@ -117,29 +117,48 @@ fn done<T>(r: shmsem::Result<T>) -> anyhow::Result<()> {
     r.map(drop).map_err(Into::into)
 }
 
+/// A POSIX and a SysV semaphore with `value` available, for the scenario `name`.
+fn kernel_sems(name: &str, value: u16) -> anyhow::Result<(PosixSem, SysvSem)> {
+    Ok((
+        PosixSem::create(&unique_posix_name(name), value.into())?,
+        SysvSem::create(value)?,
+    ))
+}
+
+/// The contenders of a scenario against the kernel: `shmsem` doing `$shmsem`, and `posix` and
+/// `sysv` each doing `$kernel` on its own semaphore, `$px` and `$sv` (with `$arg`s after it).
+/// Every operation is an `#[inline(always)]` closure, as [`shmsem_bench_batch`] wants.
+macro_rules! against_kernel {
+    ($shmsem:expr, $kernel:ident($px:ident, $sv:ident $(, $arg:expr)*)) => {
+        [
+            contender(
+                "shmsem",
+                #[inline(always)]
+                || $shmsem,
+            ),
+            contender(
+                "posix",
+                #[inline(always)]
+                || $kernel(&$px $(, $arg)*),
+            ),
+            contender(
+                "sysv",
+                #[inline(always)]
+                || $kernel(&$sv $(, $arg)*),
+            ),
+        ]
+    };
+}
+
 /// `uncontended`: an acquire + release pair of weight 1, the holder recorded, nobody else
 /// around; against `sem_wait` + `sem_post` and two `semop`s with `SEM_UNDO`.
 pub fn uncontended(use_: Use<'_>) -> anyhow::Result<()> {
     let sem = shmsem_sem(NS, "uncontended", 1)?;
-    let px = PosixSem::create(&unique_posix_name("uncontended"), 1)?;
-    let sv = SysvSem::create(1)?;
-    use_(&mut [
-        contender(
-            "shmsem",
-            #[inline(always)]
-            || done(sem.acquire()),
-        ),
-        contender(
-            "posix",
-            #[inline(always)]
-            || kernel_pair(&px),
-        ),
-        contender(
-            "sysv",
-            #[inline(always)]
-            || kernel_pair(&sv),
-        ),
-    ])
+    let (px, sv) = kernel_sems("uncontended", 1)?;
+    use_(&mut against_kernel!(
+        done(sem.acquire()),
+        kernel_pair(px, sv)
+    ))
 }
 
 #[inline]
@@ -154,29 +173,15 @@ fn kernel_pair<S: KernelSem>(sem: &S) -> anyhow::Result<()> {
 pub fn try_full(use_: Use<'_>) -> anyhow::Result<()> {
     let sem = shmsem_sem(NS, "try_full", 1)?;
     let _held = sem.acquire()?;
-    let px = PosixSem::create(&unique_posix_name("try_full"), 0)?;
-    let sv = SysvSem::create(0)?;
-    use_(&mut [
-        contender(
-            "shmsem",
-            #[inline(always)]
-            || match sem.try_acquire(1) {
-                Err(Error::WouldBlock { .. }) => Ok(()),
-                Ok(_) => bail!("try_acquire succeeded on a full semaphore"),
-                Err(e) => Err(e.into()),
-            },
-        ),
-        contender(
-            "posix",
-            #[inline(always)]
-            || kernel_try_fails(&px),
-        ),
-        contender(
-            "sysv",
-            #[inline(always)]
-            || kernel_try_fails(&sv),
-        ),
-    ])
+    let (px, sv) = kernel_sems("try_full", 0)?;
+    use_(&mut against_kernel!(
+        match sem.try_acquire(1) {
+            Err(Error::WouldBlock { .. }) => Ok(()),
+            Ok(_) => bail!("try_acquire succeeded on a full semaphore"),
+            Err(e) => Err(e.into()),
+        },
+        kernel_try_fails(px, sv)
+    ))
 }
 
 #[inline]
@@ -222,25 +227,11 @@ pub fn open(use_: Use<'_>) -> anyhow::Result<()> {
 /// 4 `sem_wait`s + 4 `sem_post`s, and one `semop` of -4 and one of +4.
 pub fn weighted4(use_: Use<'_>) -> anyhow::Result<()> {
     let sem = shmsem_sem(NS, "weighted4", 4)?;
-    let px = PosixSem::create(&unique_posix_name("weighted4"), 4)?;
-    let sv = SysvSem::create(4)?;
-    use_(&mut [
-        contender(
-            "shmsem",
-            #[inline(always)]
-            || done(sem.acquire_weight(4)),
-        ),
-        contender(
-            "posix",
-            #[inline(always)]
-            || kernel_weighted(&px),
-        ),
-        contender(
-            "sysv",
-            #[inline(always)]
-            || kernel_weighted(&sv),
-        ),
-    ])
+    let (px, sv) = kernel_sems("weighted4", 4)?;
+    use_(&mut against_kernel!(
+        done(sem.acquire_weight(4)),
+        kernel_weighted(px, sv)
+    ))
 }
 
 #[inline]
@@ -256,25 +247,11 @@ fn kernel_weighted<S: KernelSem>(sem: &S) -> anyhow::Result<()> {
 pub fn timed_acquire(use_: Use<'_>) -> anyhow::Result<()> {
     const TIMEOUT: Duration = Duration::from_secs(1);
     let sem = shmsem_sem(NS, "timed", 1)?;
-    let px = PosixSem::create(&unique_posix_name("timed"), 1)?;
-    let sv = SysvSem::create(1)?;
-    use_(&mut [
-        contender(
-            "shmsem",
-            #[inline(always)]
-            || done(sem.acquire_timeout(1, TIMEOUT)),
-        ),
-        contender(
-            "posix",
-            #[inline(always)]
-            || kernel_timed(&px, TIMEOUT),
-        ),
-        contender(
-            "sysv",
-            #[inline(always)]
-            || kernel_timed(&sv, TIMEOUT),
-        ),
-    ])
+    let (px, sv) = kernel_sems("timed", 1)?;
+    use_(&mut against_kernel!(
+        done(sem.acquire_timeout(1, TIMEOUT)),
+        kernel_timed(px, sv, TIMEOUT)
+    ))
 }
 
 #[inline]

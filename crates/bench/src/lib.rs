@@ -38,7 +38,7 @@ mod callgrind;
 mod count;
 pub mod drive;
 mod idle;
-mod inproc;
+pub mod inproc;
 mod measure;
 mod multiproc;
 pub mod peers;

@@ -107,14 +107,7 @@ impl PosixSem {
                 value as libc::c_uint,
             )
         };
-        if sem == libc::SEM_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(PosixSem {
-            sem,
-            name: cname,
-            owner: true,
-        })
+        PosixSem::opened(sem, cname, true)
     }
 
     /// Open the existing `name`; dropping the handle only closes it.
@@ -123,14 +116,16 @@ impl PosixSem {
         // SAFETY: `cname` is a valid NUL-terminated string; without `O_CREAT` no variadic
         // argument is read.
         let sem = unsafe { libc::sem_open(cname.as_ptr(), 0) };
+        PosixSem::opened(sem, cname, false)
+    }
+
+    /// The handle of what `sem_open` just returned for `name`, or its error (`errno`, read
+    /// before anything else can change it).
+    fn opened(sem: *mut libc::sem_t, name: CString, owner: bool) -> io::Result<PosixSem> {
         if sem == libc::SEM_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(PosixSem {
-            sem,
-            name: cname,
-            owner: false,
-        })
+        Ok(PosixSem { sem, name, owner })
     }
 
     /// Create `name` with `value` available and close it at once, leaving only the name: what

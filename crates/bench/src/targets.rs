@@ -36,6 +36,16 @@ fn median(o: &Outcome) -> Option<f64> {
     o.ratio.map(|r| r.median)
 }
 
+/// The target of both ping-pong scenarios, whichever CPUs the two sides run on.
+const PINGPONG: Target = Target {
+    id: "pingpong",
+    unit: Unit::Ns,
+    peer: "posix",
+    text: "≤ 1.0× POSIX",
+    timed: |o| Some(median(o)? <= 1.0),
+    instructions: None,
+};
+
 /// The scenarios, in the order they run and print, with their targets.
 pub const TARGETS: [Target; 11] = [
     Target {
@@ -64,19 +74,11 @@ pub const TARGETS: [Target; 11] = [
     },
     Target {
         id: "pingpong_same_cpu",
-        unit: Unit::Ns,
-        peer: "posix",
-        text: "≤ 1.0× POSIX",
-        timed: |o| Some(median(o)? <= 1.0),
-        instructions: None,
+        ..PINGPONG
     },
     Target {
         id: "pingpong_cross_cpu",
-        unit: Unit::Ns,
-        peer: "posix",
-        text: "≤ 1.0× POSIX",
-        timed: |o| Some(median(o)? <= 1.0),
-        instructions: None,
+        ..PINGPONG
     },
     Target {
         id: "contended4",

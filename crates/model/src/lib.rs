@@ -7,7 +7,7 @@
 //! `enter`ed, and what a capacity change gives. The property tests and the fuzz targets drive
 //! the library and this model side by side.
 
-use shmsem::Error;
+use shmsem::{Error, Info};
 
 /// A short, comparable description of a library call's outcome: `ok`, or the error and its
 /// numbers (`WouldBlock(weight,available)`, `Timeout(weight)`, `WeightTooLarge(weight,capacity)`,
@@ -89,6 +89,29 @@ pub fn exit(count: u32, entered: u32) -> String {
     } else {
         OK.into()
     }
+}
+
+/// One semaphore as a listing shows it: its name, capacity and value.
+pub type Listed = (String, u32, u32);
+
+/// What `Namespace::list` showed, in its order, of the semaphores whose names `keep` selects.
+pub fn listed(list: &[Info], keep: impl Fn(&str) -> bool) -> Vec<Listed> {
+    list.iter()
+        .filter(|i| keep(&i.name))
+        .map(|i| (i.name.clone(), i.capacity, i.value))
+        .collect()
+}
+
+/// What a listing of the `model`'s semaphores should show, in the model's order, each named by
+/// `name_of`.
+pub fn expected_listing<'a, K: Copy + 'a>(
+    model: impl IntoIterator<Item = (&'a K, &'a Sem)>,
+    name_of: impl Fn(K) -> String,
+) -> Vec<Listed> {
+    model
+        .into_iter()
+        .map(|(&n, s)| (name_of(n), s.capacity, s.value))
+        .collect()
 }
 
 #[cfg(test)]

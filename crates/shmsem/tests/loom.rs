@@ -58,7 +58,11 @@ struct Mortal<'a> {
     budget: &'a Cell<u32>,
 }
 
-impl Mortal<'_> {
+impl<'a> Mortal<'a> {
+    fn new(cell: &'a Cell64, budget: &'a Cell<u32>) -> Self {
+        Mortal { cell, budget }
+    }
+
     fn alive(&self) -> bool {
         let left = self.budget.get();
         if left == 0 {
@@ -104,6 +108,51 @@ fn release<A: Atomic64>(lane: &Lane<'_, A>, count: u32) {
     }
 }
 
+/// A loom model checking every interleaving with at most `preemptions` preemptions.
+fn check(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemptions);
+    builder.check(f);
+}
+
+/// Recount generation `generation` of `word` over `records` (each with who operates it), as a
+/// reclaimer does. A `patient` reclaimer yields each time it waits for busy records to settle;
+/// an impatient one settles at once.
+fn recount_over<A: Atomic64>(
+    word: &A,
+    generation: u16,
+    records: &[(&A, Operator)],
+    patient: bool,
+) -> Recount {
+    protocol::recount(
+        word,
+        generation,
+        NoHook,
+        || {
+            records
+                .iter()
+                .map(|&(holding, operator)| Counted { holding, operator })
+                .collect()
+        },
+        || {
+            if patient {
+                thread::yield_now();
+            }
+            true
+        },
+    )
+}
+
+/// Try to acquire 1 of a capacity-1 semaphore through `lane`; if granted, check that nobody
+/// else is `inside` while it holds, then release.
+fn hold_once_alone(lane: &Lane<'_, Cell64>, inside: &AtomicU32) {
+    if lane.try_take(0, 1, 1, false).is_ok() {
+        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "over-granted");
+        inside.fetch_sub(1, Ordering::SeqCst);
+        release(lane, 1);
+    }
+}
+
 /// SIGKILL at every write of an acquire + release, with a live lane and a newcomer contending
 /// and a reclaimer recounting concurrently: never more than the capacity is granted, and at the
 /// end the value equals what live holders hold.
@@ -113,9 +162,7 @@ fn kill_at_every_write_then_recount() {
     // through the fast paths' `take_quiet` and `give_once`: the same brackets, so the same
     // recount must hold for both.
     for (k, once) in (0..=WRITES).flat_map(|k| [(k, false), (k, true)]) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(move || {
+        check(2, move || {
             let word = Cell64::new(word::empty(0));
             let victim = Cell64::new(0);
             let live = Cell64::new(0);
@@ -128,14 +175,8 @@ fn kill_at_every_write_then_recount() {
                 let (word, victim) = (word.clone(), victim.clone());
                 thread::spawn(move || {
                     let budget = Cell::new(k);
-                    let w = Mortal {
-                        cell: &word,
-                        budget: &budget,
-                    };
-                    let h = Mortal {
-                        cell: &victim,
-                        budget: &budget,
-                    };
+                    let w = Mortal::new(&word, &budget);
+                    let h = Mortal::new(&victim, &budget);
                     let lane = Lane::new(&w, &h);
                     let took = if once {
                         lane.take_quiet(word::empty(0), 1, 1).is_some()
@@ -151,45 +192,20 @@ fn kill_at_every_write_then_recount() {
             let l = {
                 let (word, live, inside) = (word.clone(), live.clone(), inside.clone());
                 thread::spawn(move || {
-                    let lane = Lane::new(&*word, &*live);
-                    if lane.try_take(0, 1, 1, false).is_ok() {
-                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "over-granted");
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                        release(&lane, 1);
-                    }
+                    hold_once_alone(&Lane::new(&*word, &*live), &inside);
                 })
             };
             v.join().unwrap();
             // The victim is dead: recount, treating the live lane as live.
-            let out = protocol::recount(
+            let out = recount_over(
                 &*word,
                 0,
-                NoHook,
-                || {
-                    vec![
-                        Counted {
-                            holding: &*victim,
-                            operator: Operator::Dead,
-                        },
-                        Counted {
-                            holding: &*live,
-                            operator: Operator::Live,
-                        },
-                    ]
-                },
-                || {
-                    thread::yield_now();
-                    true
-                },
+                &[(&*victim, Operator::Dead), (&*live, Operator::Live)],
+                true,
             );
             assert!(matches!(out, Recount::Done { .. }), "{out:?}");
             // A newcomer after the recount.
-            let lane = Lane::new(&*word, &*newcomer);
-            if lane.try_take(0, 1, 1, false).is_ok() {
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "over-granted");
-                inside.fetch_sub(1, Ordering::SeqCst);
-                release(&lane, 1);
-            }
+            hold_once_alone(&Lane::new(&*word, &*newcomer), &inside);
             l.join().unwrap();
             let end = word.load(Ordering::SeqCst);
             let held = holding::held(live.load(Ordering::SeqCst))
@@ -218,56 +234,18 @@ fn killed_recounter_is_taken_over() {
                 let (word, dead, live) = (word.clone(), dead.clone(), live.clone());
                 thread::spawn(move || {
                     let budget = Cell::new(k);
-                    let w = Mortal {
-                        cell: &word,
-                        budget: &budget,
-                    };
-                    let d = Mortal {
-                        cell: &dead,
-                        budget: &budget,
-                    };
-                    let l = Mortal {
-                        cell: &live,
-                        budget: &budget,
-                    };
-                    protocol::recount(
-                        &w,
-                        0,
-                        NoHook,
-                        || {
-                            vec![
-                                Counted {
-                                    holding: &d,
-                                    operator: Operator::Dead,
-                                },
-                                Counted {
-                                    holding: &l,
-                                    operator: Operator::Live,
-                                },
-                            ]
-                        },
-                        || true,
-                    );
+                    let w = Mortal::new(&word, &budget);
+                    let d = Mortal::new(&dead, &budget);
+                    let l = Mortal::new(&live, &budget);
+                    recount_over(&w, 0, &[(&d, Operator::Dead), (&l, Operator::Live)], false);
                 })
             };
             r.join().unwrap();
-            let out = protocol::recount(
+            let out = recount_over(
                 &*word,
                 0,
-                NoHook,
-                || {
-                    vec![
-                        Counted {
-                            holding: &*dead,
-                            operator: Operator::Dead,
-                        },
-                        Counted {
-                            holding: &*live,
-                            operator: Operator::Live,
-                        },
-                    ]
-                },
-                || true,
+                &[(&*dead, Operator::Dead), (&*live, Operator::Live)],
+                false,
             );
             assert_eq!(
                 out,
@@ -291,6 +269,13 @@ struct Futex {
 }
 
 impl Futex {
+    fn new() -> Arc<Futex> {
+        Arc::new(Futex {
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        })
+    }
+
     /// Sleep while the futex half of `word` is `expected` (the kernel's check and sleep are
     /// atomic with respect to wakes, as the lock makes them here).
     fn wait(&self, word: &Cell64, expected: u32) {
@@ -308,6 +293,12 @@ impl Futex {
             Wake::All => self.cv.notify_all(),
         }
     }
+}
+
+/// Release `weight` through `lane` and wake as `Semaphore::give_on` does.
+fn release_and_wake(lane: &Lane<'_, Cell64>, futex: &Futex, weight: u32) {
+    let before = lane.give(0, weight).unwrap();
+    futex.wake(word::wake_count(before, weight));
 }
 
 /// The blocking path as `Semaphore::take_contended` runs it: count as a waiter, re-check,
@@ -344,20 +335,10 @@ fn acquire_blocking(word: &Cell64, rec: &Cell64, futex: &Futex, weight: u32, cap
 /// deadlock if a wake-up is ever lost. At the end nothing is held, nobody is counted as waiting,
 /// and `HEAVY` is clear.
 fn waiters_behind_a_holder(capacity: u32, weights: &'static [u32]) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
-    builder.check(move || {
+    check(2, move || {
         let word = Cell64::new(word::empty(0));
-        let futex = Arc::new(Futex {
-            lock: Mutex::new(()),
-            cv: Condvar::new(),
-        });
+        let futex = Futex::new();
         let holder = Cell64::new(0);
-        let release = |rec: &Cell64, futex: &Futex, weight: u32| {
-            let lane = Lane::new(&*word, rec);
-            let before = lane.give(0, weight).unwrap();
-            futex.wake(word::wake_count(before, weight));
-        };
         Lane::new(&*word, &*holder)
             .try_take(0, capacity, capacity, false)
             .unwrap();
@@ -368,12 +349,11 @@ fn waiters_behind_a_holder(capacity: u32, weights: &'static [u32]) {
                 thread::spawn(move || {
                     let rec = Cell64::new(0);
                     acquire_blocking(&word, &rec, &futex, weight, capacity);
-                    let before = Lane::new(&*word, &*rec).give(0, weight).unwrap();
-                    futex.wake(word::wake_count(before, weight));
+                    release_and_wake(&Lane::new(&*word, &*rec), &futex, weight);
                 })
             })
             .collect();
-        release(&holder, &futex, capacity);
+        release_and_wake(&Lane::new(&*word, &*holder), &futex, capacity);
         for w in waiters {
             w.join().unwrap();
         }
@@ -397,14 +377,9 @@ fn no_lost_wakeups() {
 /// no `SLEEPING` and wakes nobody) would leave it asleep for good, which loom reports.
 #[test]
 fn a_release_and_retake_before_the_waiter_sleeps_loses_no_wake() {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
-    builder.check(|| {
+    check(3, || {
         let word = Cell64::new(word::empty(0));
-        let futex = Arc::new(Futex {
-            lock: Mutex::new(()),
-            cv: Condvar::new(),
-        });
+        let futex = Futex::new();
         let holder = Cell64::new(0);
         let h = Lane::new(&*word, &*holder);
         h.try_take(0, 1, 1, false).unwrap();
@@ -413,19 +388,13 @@ fn a_release_and_retake_before_the_waiter_sleeps_loses_no_wake() {
             thread::spawn(move || {
                 let rec = Cell64::new(0);
                 acquire_blocking(&word, &rec, &futex, 1, 1);
-                let lane = Lane::new(&*word, &*rec);
-                let before = lane.give(0, 1).unwrap();
-                futex.wake(word::wake_count(before, 1));
+                release_and_wake(&Lane::new(&*word, &*rec), &futex, 1);
             })
         };
-        let release = || {
-            let before = h.give(0, 1).unwrap();
-            futex.wake(word::wake_count(before, 1));
-        };
-        release();
+        release_and_wake(&h, &futex, 1);
         // Straight back, uncounted, as a fast or spinning acquire takes it.
         if h.try_take(0, 1, 1, false).is_ok() {
-            release();
+            release_and_wake(&h, &futex, 1);
         }
         waiter.join().unwrap();
         assert_eq!(word::value(word.load(Ordering::SeqCst)), 0);
@@ -450,9 +419,7 @@ fn heavy_waiters_are_all_woken() {
 /// stored its word instead of comparing it, or that ignored the value, fails both.
 #[test]
 fn unforced_remove_never_removes_a_held_semaphore() {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
-    builder.check(|| {
+    check(2, || {
         let word = Cell64::new(word::empty(0));
         let rec = Cell64::new(0);
         let inside = Arc::new(AtomicU32::new(0));
@@ -512,9 +479,7 @@ fn unforced_remove_never_removes_a_held_semaphore() {
 /// as it froze it, and at the end the value is exactly what the newcomer holds. An unfreeze that
 /// ignored the generation would write the old sum (0) over it.
 fn recount_races_remove_and_recreate(new_generation: u16) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
-    builder.check(move || {
+    check(2, move || {
         let word = Cell64::new(word::with_value(word::empty(0), 1));
         let victim = Cell64::new(holding::of(1));
         let newcomer = Cell64::new(0);
@@ -533,17 +498,11 @@ fn recount_races_remove_and_recreate(new_generation: u16) {
                 let lane = Lane::new(&*word, &*newcomer);
                 lane.try_take(new_generation, 1, 1, false)
                     .expect("the new semaphore refused its first acquire");
-                let out = protocol::recount(
+                let out = recount_over(
                     &*word,
                     new_generation,
-                    NoHook,
-                    || {
-                        vec![Counted {
-                            holding: &*newcomer,
-                            operator: Operator::Live,
-                        }]
-                    },
-                    || true,
+                    &[(&*newcomer, Operator::Live)],
+                    false,
                 );
                 assert_eq!(
                     out,
@@ -555,21 +514,7 @@ fn recount_races_remove_and_recreate(new_generation: u16) {
                 );
             })
         };
-        let out = protocol::recount(
-            &*word,
-            0,
-            NoHook,
-            || {
-                vec![Counted {
-                    holding: &*victim,
-                    operator: Operator::Dead,
-                }]
-            },
-            || {
-                thread::yield_now();
-                true
-            },
-        );
+        let out = recount_over(&*word, 0, &[(&*victim, Operator::Dead)], true);
         assert!(
             matches!(
                 out,
@@ -627,9 +572,7 @@ fn unfrozen<T>(mut op: impl FnMut() -> Result<T, Refused>) -> T {
 #[test]
 fn killed_waiter_is_uncounted_by_the_recount() {
     for k in 0..=COUNT_WRITES {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(move || {
+        check(2, move || {
             let word = Cell64::new(word::with_value(word::empty(0), 2));
             let holder = Cell64::new(holding::of(2));
             let victim = Cell64::new(0);
@@ -638,14 +581,8 @@ fn killed_waiter_is_uncounted_by_the_recount() {
                 let (word, victim) = (word.clone(), victim.clone());
                 thread::spawn(move || {
                     let budget = Cell::new(k);
-                    let w = Mortal {
-                        cell: &word,
-                        budget: &budget,
-                    };
-                    let h = Mortal {
-                        cell: &victim,
-                        budget: &budget,
-                    };
+                    let w = Mortal::new(&word, &budget);
+                    let h = Mortal::new(&victim, &budget);
                     let lane = Lane::new(&w, &h);
                     let _ = lane.count_waiter(0, 2);
                 })
@@ -664,30 +601,15 @@ fn killed_waiter_is_uncounted_by_the_recount() {
                 })
             };
             v.join().unwrap();
-            let out = protocol::recount(
+            let out = recount_over(
                 &*word,
                 0,
-                NoHook,
-                || {
-                    vec![
-                        Counted {
-                            holding: &*holder,
-                            operator: Operator::Live,
-                        },
-                        Counted {
-                            holding: &*victim,
-                            operator: Operator::Dead,
-                        },
-                        Counted {
-                            holding: &*live,
-                            operator: Operator::Live,
-                        },
-                    ]
-                },
-                || {
-                    thread::yield_now();
-                    true
-                },
+                &[
+                    (&*holder, Operator::Live),
+                    (&*victim, Operator::Dead),
+                    (&*live, Operator::Live),
+                ],
+                true,
             );
             assert_eq!(
                 out,

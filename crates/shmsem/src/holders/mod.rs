@@ -51,7 +51,10 @@ pub mod watch;
 use std::{
     collections::BTreeMap,
     os::fd::BorrowedFd,
-    sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst},
+    sync::atomic::{
+        AtomicU32,
+        Ordering::{Acquire, Relaxed, Release, SeqCst},
+    },
 };
 
 use self::liveness::Os;
@@ -192,16 +195,26 @@ pub struct Ctx<'a> {
     pub acting: &'a [u32],
 }
 
+/// The entries of a table of `size` in the order a claimer tries them, with their indices: from
+/// `hint` (where the last claim ended; read `Relaxed`, it is only a hint) round the table, up
+/// to the first index `entry` finds nothing at.
+#[inline]
+fn from_hint<'a, T: 'a>(
+    hint: &AtomicU32,
+    size: u32,
+    entry: impl Fn(u32) -> Option<&'a T>,
+) -> impl Iterator<Item = (u32, &'a T)> {
+    let start = hint.load(Relaxed) % size;
+    (0..size)
+        .map(move |i| (start + i) % size)
+        .map_while(move |i| Some((i, entry(i)?)))
+}
+
 /// Register this process in a free slot, reclaiming a dead process's slot if that is what it
 /// finds. Returns the slot and its generation.
 pub fn register(ctx: Ctx<'_>, who: Identity) -> Result<(u32, u32)> {
     let header = ctx.seg.header();
-    let hint = header.proc_hint.load(Relaxed) % MAX_PROCESSES;
-    for i in 0..MAX_PROCESSES {
-        let slot = (hint + i) % MAX_PROCESSES;
-        let Some(s) = ctx.seg.proc_slot(slot) else {
-            break;
-        };
+    for (slot, s) in from_hint(&header.proc_hint, MAX_PROCESSES, |i| ctx.seg.proc_slot(i)) {
         let st = s.state.load(Acquire);
         if kind(st) == EXTERNAL {
             continue; // external slots are found and freed by the reclaimer, not taken here
@@ -396,12 +409,7 @@ pub fn claim_record(
 ) -> Result<u32> {
     let key = record_key(slot, lane, found);
     let header = ctx.seg.header();
-    let hint = header.holder_hint.load(Relaxed) % MAX_HOLDERS;
-    for i in 0..MAX_HOLDERS {
-        let index = (hint + i) % MAX_HOLDERS;
-        let Some(r) = ctx.seg.holder(index) else {
-            break;
-        };
+    for (index, r) in from_hint(&header.holder_hint, MAX_HOLDERS, |i| ctx.seg.holder(i)) {
         if r.key.load(Relaxed) != 0 {
             continue;
         }

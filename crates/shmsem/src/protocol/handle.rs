@@ -3,7 +3,7 @@
 //! word, so that nobody shifts bits by hand. They never live in the segment, but a decoder
 //! still takes any bits and returns fields the caller compares, never a panic.
 
-use super::keys::Found;
+use super::{fields::wide, keys::Found};
 
 /// Bits of an incarnation in a packed life (see [`pack`]).
 pub const LIFE_BITS: u32 = 50;
@@ -72,33 +72,23 @@ packed_word! {
 impl Held {
     /// Nothing cached.
     pub const EMPTY: u64 = u64::MAX;
-    /// Shift of the epoch.
-    pub const EPOCH_SHIFT: u32 = 48;
-    /// Shift of the lane.
-    pub const LANE_SHIFT: u32 = 32;
-
     /// Holder record `record` of `lane`, recorded in fork epoch `epoch` (its low 16 bits).
     #[inline]
     pub const fn new(epoch: u32, lane: u16, record: u32) -> Held {
-        Held(
-            ((epoch & 0xFFFF) as u64) << Self::EPOCH_SHIFT
-                | (lane as u64) << Self::LANE_SHIFT
-                | record as u64,
-        )
+        Held(wide::join(epoch as u64, lane, record))
     }
 
     /// Recorded by `lane` in fork epoch `epoch` (so not inherited through a fork), and not
     /// [`Held::EMPTY`].
     #[inline]
     pub const fn is_of(self, epoch: u32, lane: u16) -> bool {
-        self.0 != Held::EMPTY
-            && self.0 >> Self::LANE_SHIFT == Held::new(epoch, lane, 0).0 >> Self::LANE_SHIFT
+        self.0 != Held::EMPTY && wide::upper(self.0) == wide::upper(Held::new(epoch, lane, 0).0)
     }
 
     /// The holder record.
     #[inline]
     pub const fn record(self) -> u32 {
-        self.0 as u32
+        wide::low(self.0)
     }
 }
 
@@ -119,29 +109,18 @@ packed_word! {
 }
 
 impl Entered {
-    /// Shift of the epoch.
-    pub const EPOCH_SHIFT: u32 = 48;
-    /// Shift of the generation.
-    pub const GENERATION_SHIFT: u32 = 32;
-
     /// `weight` entered on generation `generation` in fork epoch `epoch` (its low 16 bits).
     #[inline]
     pub const fn new(epoch: u32, generation: u16, weight: u32) -> Entered {
-        Entered(
-            ((epoch & 0xFFFF) as u64) << Self::EPOCH_SHIFT
-                | (generation as u64) << Self::GENERATION_SHIFT
-                | weight as u64,
-        )
+        Entered(wide::join(epoch as u64, generation, weight))
     }
 
     /// The weight entered in fork epoch `epoch` on generation `generation`; 0 when the word is
     /// of another epoch or generation.
     #[inline]
     pub const fn weight(self, epoch: u32, generation: u16) -> u64 {
-        if self.0 >> Self::EPOCH_SHIFT == (epoch & 0xFFFF) as u64
-            && (self.0 >> Self::GENERATION_SHIFT) as u16 == generation
-        {
-            self.0 & 0xFFFF_FFFF
+        if wide::upper(self.0) == wide::upper(Entered::new(epoch, generation, 0).0) {
+            wide::low(self.0) as u64
         } else {
             0
         }

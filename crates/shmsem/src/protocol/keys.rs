@@ -6,6 +6,8 @@
 //! it is or `None`: a value out of range is the caller's to reject (against the segment's
 //! limits, which this layer does not know), never a panic here.
 
+use super::fields::{Tagged, wide};
+
 /// A semaphore life as the words name it: a name-table record and the generation of its life
 /// (see `table` for generations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -15,9 +17,6 @@ pub struct Found {
     /// Record generation.
     pub generation: u16,
 }
-
-/// Bits of one 16-bit field.
-const FIELD: u64 = 0xFFFF;
 
 /// The slot named by the `slot + 1` field at `shift` of `bits`: `None` when the field is 0.
 #[inline]
@@ -45,9 +44,7 @@ packed_word! {
 
 impl HolderKey {
     /// Shift of the slot field (slot + 1).
-    pub const SLOT_SHIFT: u32 = 48;
-    /// Shift of the lane.
-    pub const LANE_SHIFT: u32 = 32;
+    pub const SLOT_SHIFT: u32 = wide::TOP_SHIFT;
     /// Shift of the record index.
     pub const INDEX_SHIFT: u32 = 16;
 
@@ -55,12 +52,8 @@ impl HolderKey {
     /// `found.index` below `1 << 16` (the segment's tables are that small).
     #[inline]
     pub const fn new(slot: u32, lane: u16, found: Found) -> HolderKey {
-        HolderKey(
-            ((slot as u64 + 1) << Self::SLOT_SHIFT)
-                | ((lane as u64) << Self::LANE_SHIFT)
-                | ((found.index as u64 & FIELD) << Self::INDEX_SHIFT)
-                | found.generation as u64,
-        )
+        let life = found.index << Self::INDEX_SHIFT | found.generation as u32;
+        HolderKey(wide::join(slot as u64 + 1, lane, life))
     }
 
     /// The slot that owns the record; `None` for a free record.
@@ -72,15 +65,16 @@ impl HolderKey {
     /// The lane that owns the record.
     #[inline]
     pub const fn lane(self) -> u16 {
-        (self.0 >> Self::LANE_SHIFT) as u16
+        wide::middle(self.0)
     }
 
     /// The semaphore life the record is on (meaningful only while the record is claimed).
     #[inline]
     pub const fn found(self) -> Found {
+        let life = wide::low(self.0);
         Found {
-            index: ((self.0 >> Self::INDEX_SHIFT) & FIELD) as u32,
-            generation: self.0 as u16,
+            index: life >> Self::INDEX_SHIFT,
+            generation: life as u16,
         }
     }
 
@@ -114,18 +108,12 @@ impl Reservation {
     /// No reservation.
     pub const NONE: Reservation = Reservation(0);
     /// Shift of the slot field (slot + 1).
-    pub const SLOT_SHIFT: u32 = 48;
-    /// Shift of the lane.
-    pub const LANE_SHIFT: u32 = 32;
+    pub const SLOT_SHIFT: u32 = wide::TOP_SHIFT;
 
     /// The reservation of waiter `lane` of process slot `slot` (below `0xFFFF`) for `weight`.
     #[inline]
     pub const fn new(slot: u32, lane: u16, weight: u32) -> Reservation {
-        Reservation(
-            ((slot as u64 + 1) << Self::SLOT_SHIFT)
-                | ((lane as u64) << Self::LANE_SHIFT)
-                | weight as u64,
-        )
+        Reservation(wide::join(slot as u64 + 1, lane, weight))
     }
 
     /// Nobody reserves.
@@ -144,7 +132,7 @@ impl Reservation {
     /// The weight reserved.
     #[inline]
     pub const fn weight(self) -> u32 {
-        self.0 as u32
+        wide::low(self.0)
     }
 
     /// What is left of `capacity` under this reservation to a taker whose own reservation is
@@ -223,32 +211,27 @@ impl SlotState {
     pub const ENGINE: u32 = 1;
     /// Kind: an external holder, alive while its pid and start time match a process.
     pub const EXTERNAL: u32 = 2;
-    /// Bits of the kind.
-    pub const KIND_MASK: u32 = 0xFF;
-    /// Shift of the generation.
-    pub const GENERATION_SHIFT: u32 = 8;
+    /// The layout: a 24-bit generation above an 8-bit kind.
+    const LAYOUT: Tagged = Tagged { tag_bits: 8 };
     /// Bits of the generation, once shifted down.
     pub const GENERATION_MASK: u32 = 0xFF_FFFF;
 
     /// Kind `kind` in generation `generation` (its low 24 bits).
     #[inline]
     pub const fn new(generation: u32, kind: u32) -> SlotState {
-        SlotState(
-            ((generation & Self::GENERATION_MASK) << Self::GENERATION_SHIFT)
-                | (kind & Self::KIND_MASK),
-        )
+        SlotState(Self::LAYOUT.join(generation, kind))
     }
 
     /// What is registered: one of the kinds, or something else in a corrupted slot.
     #[inline]
     pub const fn kind(self) -> u32 {
-        self.0 & Self::KIND_MASK
+        Self::LAYOUT.tag(self.0)
     }
 
     /// How many times the slot was taken (wrapping at 24 bits).
     #[inline]
     pub const fn generation(self) -> u32 {
-        self.0 >> Self::GENERATION_SHIFT
+        Self::LAYOUT.generation(self.0)
     }
 
     /// The generation the next registration in this slot gets.
@@ -288,27 +271,25 @@ impl TableSlot {
     pub const LIVE: u32 = 2;
     /// Removed.
     pub const TOMBSTONE: u32 = 3;
-    /// Bits of the state.
-    pub const STATE_MASK: u32 = 0xFFFF;
-    /// Shift of the generation.
-    pub const GENERATION_SHIFT: u32 = 16;
+    /// The layout: a 16-bit generation above a 16-bit state.
+    const LAYOUT: Tagged = Tagged { tag_bits: 16 };
 
     /// State `state` in generation `generation`.
     #[inline]
     pub const fn new(generation: u16, state: u32) -> TableSlot {
-        TableSlot((generation as u32) << Self::GENERATION_SHIFT | (state & Self::STATE_MASK))
+        TableSlot(Self::LAYOUT.join(generation as u32, state))
     }
 
     /// The record's state: one of the four, or something else in a corrupted record.
     #[inline]
     pub const fn state(self) -> u32 {
-        self.0 & Self::STATE_MASK
+        Self::LAYOUT.tag(self.0)
     }
 
     /// The generation of the record's life.
     #[inline]
     pub const fn generation(self) -> u16 {
-        (self.0 >> Self::GENERATION_SHIFT) as u16
+        Self::LAYOUT.generation(self.0) as u16
     }
 }
 

@@ -104,6 +104,7 @@ macro_rules! packed_word {
     };
 }
 
+mod fields;
 pub mod handle;
 pub mod holding;
 pub mod keys;
@@ -140,14 +141,8 @@ impl Atomic64 for std::sync::atomic::AtomicU64 {
         self.store(value, order)
     }
     #[inline]
-    fn compare_exchange(
-        &self,
-        current: u64,
-        new: u64,
-        ok: Ordering,
-        err: Ordering,
-    ) -> Result<u64, u64> {
-        self.compare_exchange(current, new, ok, err)
+    fn compare_exchange(&self, c: u64, n: u64, ok: Ordering, err: Ordering) -> Result<u64, u64> {
+        self.compare_exchange(c, n, ok, err)
     }
 }
 

@@ -167,35 +167,45 @@ fn probe(world: &dyn World, fx: &Fixture, slot: u32) -> Probe {
     answer
 }
 
-fn a_live_engine_process_is_operated_and_may_recount(world: &mut dyn World) {
+/// A fresh segment whose slot `slot` records, as `kind`, a process the world has just started
+/// (an engine process registered there for [`ENGINE`]).
+fn recorded(world: &mut dyn World, slot: u32, kind: u32) -> (Fixture, Identity) {
     let fx = Fixture::new();
-    let who = world.start_engine(&fx, 3);
-    fx.record_slot(3, ENGINE, who);
+    let who = if kind == ENGINE {
+        world.start_engine(&fx, slot)
+    } else {
+        world.start()
+    };
+    fx.record_slot(slot, kind, who);
+    (fx, who)
+}
+
+fn a_live_engine_process_is_operated_and_may_recount(world: &mut dyn World) {
+    let (fx, _) = recorded(world, 3, ENGINE);
     assert_eq!(probe(world, &fx, 3), Probe::Operated);
     assert!(world.liveness().may_live(fx.ctx(), 3));
 }
 
 fn a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start_engine(&fx, 3);
-    fx.record_slot(3, ENGINE, who);
+    let (fx, who) = recorded(world, 3, ENGINE);
     world.kill(who, true);
     assert!(!world.liveness().may_live(fx.ctx(), 3));
     assert_eq!(probe(world, &fx, 3), Probe::Dead);
 }
 
+/// The process recorded in `slot` as `kind` dies (and is `reaped` or not): the slot probes dead.
+fn probes_dead_once_killed(world: &mut dyn World, slot: u32, kind: u32, reaped: bool) {
+    let (fx, who) = recorded(world, slot, kind);
+    world.kill(who, reaped);
+    assert_eq!(probe(world, &fx, slot), Probe::Dead);
+}
+
 fn an_engine_process_that_exited_unreaped_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start_engine(&fx, 5);
-    fx.record_slot(5, ENGINE, who);
-    world.kill(who, false);
-    assert_eq!(probe(world, &fx, 5), Probe::Dead);
+    probes_dead_once_killed(world, 5, ENGINE, false);
 }
 
 fn a_live_external_holder_nobody_acts_for_is_quiescent(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(7, EXTERNAL, who);
+    let (fx, _) = recorded(world, 7, EXTERNAL);
     assert_eq!(probe(world, &fx, 7), Probe::Quiescent);
     assert!(
         !world.liveness().may_live(fx.ctx(), 7),
@@ -204,19 +214,11 @@ fn a_live_external_holder_nobody_acts_for_is_quiescent(world: &mut dyn World) {
 }
 
 fn a_killed_and_reaped_external_holder_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(7, EXTERNAL, who);
-    world.kill(who, true);
-    assert_eq!(probe(world, &fx, 7), Probe::Dead);
+    probes_dead_once_killed(world, 7, EXTERNAL, true);
 }
 
 fn an_external_holder_that_exited_unreaped_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(7, EXTERNAL, who);
-    world.kill(who, false);
-    assert_eq!(probe(world, &fx, 7), Probe::Dead);
+    probes_dead_once_killed(world, 7, EXTERNAL, false);
 }
 
 /// What a slot sees when the pid it recorded was reused by a later process.
@@ -236,9 +238,7 @@ fn a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead(world: &m
 }
 
 fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(9, EXTERNAL, who);
+    let (fx, who) = recorded(world, 9, EXTERNAL);
     world.kill(who, true);
     // Another process's description (a CLI acting for the holder) holds the byte.
     let acting = sys::reopen(fx.seg.file().as_fd()).expect("reopening the segment");
@@ -250,9 +250,7 @@ fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(world: &mut 
 }
 
 fn a_slot_another_thread_of_this_process_holds_is_operated(world: &mut dyn World) {
-    let fx = Fixture::new();
-    let who = world.start();
-    fx.record_slot(9, EXTERNAL, who);
+    let (fx, who) = recorded(world, 9, EXTERNAL);
     world.kill(who, true);
     assert!(lock_slot(fx.ctx(), 9).expect("locking"));
     let answer = world.liveness().probe(fx.ctx(), 9).expect("probing");
@@ -267,67 +265,36 @@ fn a_free_slot_is_free(world: &mut dyn World) {
     assert!(!world.liveness().may_live(fx.ctx(), 11));
 }
 
-/// One test per case for the world `$world` makes.
+/// One test per case, in module `$implementation`, for the world `$world` makes.
 macro_rules! conformance {
     ($implementation:ident, $world:expr) => {
+        conformance!(
+            $implementation,
+            $world,
+            [
+                a_live_engine_process_is_operated_and_may_recount,
+                a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over,
+                an_engine_process_that_exited_unreaped_is_dead,
+                a_live_external_holder_nobody_acts_for_is_quiescent,
+                a_killed_and_reaped_external_holder_is_dead,
+                an_external_holder_that_exited_unreaped_is_dead,
+                a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead,
+                a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead,
+                a_slot_another_thread_of_this_process_holds_is_operated,
+                a_free_slot_is_free,
+            ]
+        );
+    };
+    ($implementation:ident, $world:expr, [$($case:ident),* $(,)?]) => {
         mod $implementation {
             use super::*;
 
-            #[test]
-            fn a_live_engine_process_is_operated_and_may_recount() {
-                super::a_live_engine_process_is_operated_and_may_recount(&mut $world);
-            }
-
-            #[test]
-            fn a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over() {
-                super::a_killed_engine_process_is_dead_and_its_recount_may_be_taken_over(
-                    &mut $world,
-                );
-            }
-
-            #[test]
-            fn an_engine_process_that_exited_unreaped_is_dead() {
-                super::an_engine_process_that_exited_unreaped_is_dead(&mut $world);
-            }
-
-            #[test]
-            fn a_live_external_holder_nobody_acts_for_is_quiescent() {
-                super::a_live_external_holder_nobody_acts_for_is_quiescent(&mut $world);
-            }
-
-            #[test]
-            fn a_killed_and_reaped_external_holder_is_dead() {
-                super::a_killed_and_reaped_external_holder_is_dead(&mut $world);
-            }
-
-            #[test]
-            fn an_external_holder_that_exited_unreaped_is_dead() {
-                super::an_external_holder_that_exited_unreaped_is_dead(&mut $world);
-            }
-
-            #[test]
-            fn a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead() {
-                super::a_recorded_pid_now_naming_a_process_started_at_another_time_is_dead(
-                    &mut $world,
-                );
-            }
-
-            #[test]
-            fn a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead() {
-                super::a_slot_someone_acts_for_is_operated_even_when_its_holder_is_dead(
-                    &mut $world,
-                );
-            }
-
-            #[test]
-            fn a_slot_another_thread_of_this_process_holds_is_operated() {
-                super::a_slot_another_thread_of_this_process_holds_is_operated(&mut $world);
-            }
-
-            #[test]
-            fn a_free_slot_is_free() {
-                super::a_free_slot_is_free(&mut $world);
-            }
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&mut $world);
+                }
+            )*
         }
     };
 }
