@@ -8,6 +8,7 @@ use std::{
         unix::process::CommandExt,
     },
     process::{Child, Command, Stdio},
+    sync::{Mutex, MutexGuard, PoisonError},
 };
 
 use super::{Declared, Liveness, Os, Probe};
@@ -37,7 +38,21 @@ struct Real {
     children: Vec<Child>,
 }
 
+/// Held while a test of this binary starts a child. A child forked by one test thread holds a
+/// copy of every descriptor of the process until it execs, the lock-holding descriptions of other
+/// tests' engine processes included, so a killed engine process's byte could stay locked for as
+/// long as someone else's child takes to exec. `Command::spawn` returns once its child has
+/// exec'd (and so closed those copies), so starting children one at a time, and opening a
+/// lock-holding description only under this lock, leaves each description with its own child
+/// alone.
+static FORKS: Mutex<()> = Mutex::new(());
+
+fn forks() -> MutexGuard<'static, ()> {
+    FORKS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Real {
+    /// Start `cmd`; the caller holds [`forks`].
     fn spawn(&mut self, mut cmd: Command) -> Identity {
         let child = cmd
             .arg("600")
@@ -59,10 +74,12 @@ impl World for Real {
     }
 
     fn start(&mut self) -> Identity {
+        let _forks = forks();
         self.spawn(Command::new("sleep"))
     }
 
     fn start_engine(&mut self, fx: &Fixture, slot: u32) -> Identity {
+        let _forks = forks();
         // A description of its own, locked here and inherited by the child alone: the lock then
         // lives exactly as long as the child, whose death closes the last descriptor of it.
         let own: File = sys::reopen(fx.seg.file().as_fd()).expect("reopening the segment");
