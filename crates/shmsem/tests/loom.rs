@@ -628,3 +628,130 @@ fn killed_waiter_is_uncounted_by_the_recount() {
         });
     }
 }
+
+/// The reclaim's liveness, modelled: a process slot's lock byte (held by whoever operates the
+/// slot's records, let go by the kernel when that process dies) and whether the slot's holder
+/// lives. A probe answers as the engine's `Liveness` does, and keeps the byte when the answer
+/// lets the caller reclaim.
+struct SlotLiveness {
+    byte: Mutex<()>,
+    holder_lives: bool,
+}
+
+/// What a probe of a slot answers (the engine's `Probe`, less `Free`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Someone holds the byte: a live process operates the slot's records; leave them.
+    Operated,
+    /// The byte is free and the holder lives: nobody operates its records.
+    Quiescent,
+    /// The byte is free and the holder is dead.
+    Dead,
+}
+
+impl SlotLiveness {
+    fn probe(&self) -> (Probe, Option<loom::sync::MutexGuard<'_, ()>>) {
+        match self.byte.try_lock() {
+            Err(_) => (Probe::Operated, None),
+            Ok(byte) if self.holder_lives => (Probe::Quiescent, Some(byte)),
+            Ok(byte) => (Probe::Dead, Some(byte)),
+        }
+    }
+}
+
+/// A process acting for a live external holder (`acquire --holder`) is SIGKILLed after each of
+/// the writes of an acquire + release on the holder's record, while a live lane takes and
+/// releases and a reclaimer probes the slot. While the actor lives the probe says `Operated` and
+/// the reclaimer leaves the record alone; once the actor is dead its byte is free and the holder
+/// still lives, so the probe says `Quiescent` and the recount rolls the abandoned change back or
+/// forward rather than clearing the record. Afterwards the holder holds exactly what the actor's
+/// completed steps gave it, the word's value is what the records hold, and a newcomer gets the
+/// capacity-1 semaphore if and only if the holder holds nothing.
+#[test]
+fn a_killed_actor_for_a_live_holder_is_settled_by_the_reclaim_its_probe_allows() {
+    for k in 0..=WRITES {
+        check(2, move || {
+            let word = Cell64::new(word::empty(0));
+            let (external, live, newcomer) = (Cell64::new(0), Cell64::new(0), Cell64::new(0));
+            let slot = Arc::new(SlotLiveness {
+                byte: Mutex::new(()),
+                holder_lives: true,
+            });
+            let acting = Arc::new(AtomicU32::new(0));
+            let took = Arc::new(AtomicU32::new(0));
+            let inside = Arc::new(AtomicU32::new(0));
+
+            // The actor takes the slot's byte, acquires and releases for the holder and dies
+            // after `k` writes; the byte goes with it.
+            let actor = {
+                let (word, external, slot, acting, took) = (
+                    word.clone(),
+                    external.clone(),
+                    slot.clone(),
+                    acting.clone(),
+                    took.clone(),
+                );
+                thread::spawn(move || {
+                    let _byte = slot.byte.lock().unwrap();
+                    acting.store(1, Ordering::SeqCst);
+                    let budget = Cell::new(k);
+                    let (w, h) = (Mortal::new(&word, &budget), Mortal::new(&external, &budget));
+                    let lane = Lane::new(&w, &h);
+                    if lane.try_take(0, 1, 1, false).is_ok() {
+                        took.store(1, Ordering::SeqCst);
+                        let _ = lane.give(0, 1);
+                    }
+                })
+            };
+            let l = {
+                let (word, live, inside) = (word.clone(), live.clone(), inside.clone());
+                thread::spawn(move || hold_once_alone(&Lane::new(&*word, &*live), &inside))
+            };
+            // The reclaimer probes until the probe lets it in, and recounts as it says.
+            while acting.load(Ordering::SeqCst) == 0 {
+                thread::yield_now();
+            }
+            let (probe, _byte) = loop {
+                match slot.probe() {
+                    (Probe::Operated, _) => thread::yield_now(),
+                    answer => break answer,
+                }
+            };
+            assert_eq!(probe, Probe::Quiescent, "the holder lives");
+            let out = recount_over(
+                &*word,
+                0,
+                &[(&*external, Operator::Quiescent), (&*live, Operator::Live)],
+                true,
+            );
+            assert!(matches!(out, Recount::Done { .. }), "{out:?}");
+            actor.join().unwrap();
+            l.join().unwrap();
+            let kept = external.load(Ordering::SeqCst);
+            assert!(!holding::is_busy(kept), "the abandoned mark was settled");
+            // Only an actor killed between its acquire's closing store and its release's mark
+            // (after write 3) leaves the holder holding; every other death undoes or completes
+            // the change the actor was making.
+            let holds = k == 3 && took.load(Ordering::SeqCst) == 1;
+            assert_eq!(
+                holding::held(kept),
+                i64::from(holds),
+                "what the holder holds"
+            );
+            let end = word.load(Ordering::SeqCst);
+            assert!(!word::is_frozen(end));
+            assert_eq!(
+                word::value(end) as i64,
+                holding::held(kept) + holding::held(live.load(Ordering::SeqCst)),
+                "value != what the records hold"
+            );
+            let took_after = Lane::new(&*word, &*newcomer)
+                .try_take(0, 1, 1, false)
+                .is_ok();
+            assert_eq!(
+                took_after, !holds,
+                "a newcomer gets the semaphore exactly when the holder holds nothing"
+            );
+        });
+    }
+}
