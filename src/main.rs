@@ -8,7 +8,12 @@
 //! | 2 | bad usage: an unknown flag, a malformed number or name, a zero weight |
 //! | 75 | timed out, or would block with `--timeout 0` |
 //! | 77 | permission denied |
+//!
+//! The line is the error's chain, each cause once (a library error's cause is its `source()`,
+//! not part of its message), and then, for some library errors, the command's own advice
+//! ([`advice`]).
 
+mod advice;
 mod cli;
 mod commands;
 mod dashboard;
@@ -34,18 +39,35 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    let place = advice::Place::of(&cli);
     match commands::dispatch(cli) {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
-            report(&format!("{err:#}"));
+            report(&message(&err, &place));
             ExitCode::from(exit_status(&err))
         }
     }
 }
 
+/// The error line: the chain of causes (`{:#}`), then the command's hint for the library error
+/// in it, if it has one.
+fn message(err: &anyhow::Error, place: &advice::Place) -> String {
+    let mut line = format!("{err:#}");
+    if let Some(hint) = library_error(err).and_then(|e| advice::hint(e, place)) {
+        line.push_str("; ");
+        line.push_str(&hint);
+    }
+    line
+}
+
+/// The library error in `err`'s chain, if any.
+fn library_error(err: &anyhow::Error) -> Option<&shmsem::Error> {
+    err.chain().find_map(|e| e.downcast_ref::<shmsem::Error>())
+}
+
 /// The exit status for an error: by the library error inside it, if any.
 fn exit_status(err: &anyhow::Error) -> u8 {
-    match err.chain().find_map(|e| e.downcast_ref::<shmsem::Error>()) {
+    match library_error(err) {
         Some(
             shmsem::Error::Timeout { .. }
             | shmsem::Error::WouldBlock { .. }
@@ -133,5 +155,27 @@ mod tests {
             .context("opening");
         assert_eq!(exit_status(&denied), NO_PERMISSION);
         assert_eq!(exit_status(&anyhow::anyhow!("other")), 1);
+    }
+
+    #[test]
+    fn an_io_cause_is_printed_once_and_advice_follows_the_message() {
+        use clap::Parser;
+        let place = advice::Place::of(&cli::Cli::try_parse_from(["shmsem", "show", "x"]).unwrap());
+        let cause = io::Error::from_raw_os_error(libc::ENOTDIR);
+        let err = anyhow::Error::new(shmsem::Error::Io {
+            context: "creating /tmp/f/d".into(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+        let line = message(&err, &place);
+        assert_eq!(line, format!("creating /tmp/f/d failed: {cause}"));
+        let err = anyhow::Error::new(shmsem::Error::NotFound { name: "x".into() });
+        let line = message(&err, &place);
+        assert!(
+            line.starts_with("no semaphore \"x\" here;")
+                && line.ends_with(
+                    "; `shmsem ls` lists the semaphores of this --scope and --namespace"
+                ),
+            "{line}"
+        );
     }
 }

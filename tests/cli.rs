@@ -252,7 +252,13 @@ fn capacity_two_admits_two_holders_and_a_third_would_block() {
     env.ok(&["acquire", "pool", "--capacity", "2", "--holder", &h1.pid()]);
     env.ok(&["acquire", "pool", "--holder", &h2.pid()]);
     let third = env.run(&["acquire", "pool", "--timeout", "0", "--holder", &h1.pid()]);
-    third.failed(75);
+    let line = third.failed(75);
+    assert!(line.contains("would block"), "{third:?}");
+    // The command's own advice follows the library's.
+    assert!(
+        line.ends_with("; --timeout MS waits up to MS ms, and no --timeout as long as it takes"),
+        "{third:?}"
+    );
     assert!(third.took < Duration::from_secs(1), "{third:?}");
     assert_eq!(env.show("pool")["value"], 2);
 }
@@ -271,7 +277,12 @@ fn a_timeout_is_not_early() {
         "--holder",
         &waiter.pid(),
     ]);
-    assert!(r.failed(75).contains("timed out"), "{r:?}");
+    let line = r.failed(75);
+    assert!(line.contains("timed out"), "{r:?}");
+    assert!(
+        line.ends_with("; `shmsem show full` lists its holders"),
+        "{r:?}"
+    );
     assert!(r.took >= Duration::from_millis(300), "{r:?}");
     assert!(r.took < Duration::from_secs(5), "{r:?}");
 }
@@ -471,11 +482,45 @@ fn state_dependent_errors_exit_1() {
         "--holder",
         &std::process::id().to_string(),
     ]);
-    assert!(r.failed(1).contains("larger than the capacity"), "{r:?}");
-    env.run(&["show", "absent"]).failed(1);
+    let line = r.failed(1);
+    assert!(line.contains("larger than the capacity"), "{r:?}");
+    assert!(
+        line.ends_with("; `shmsem set three --capacity N` raises it"),
+        "{r:?}"
+    );
+    let r = env.run(&["show", "absent", "--scope", "global", "--namespace", "ci"]);
+    assert!(
+        r.failed(1).ends_with(
+            "; `shmsem ls --scope global --namespace ci` lists the semaphores of this --scope \
+             and --namespace"
+        ),
+        "{r:?}"
+    );
     env.run(&["rm", "absent"]).failed(1);
     env.run(&["create", "g", "--group", "no-such-group-shmsem"])
         .failed(1);
+}
+
+#[test]
+fn an_io_error_names_its_cause_once() {
+    let env = Env::new("io");
+    // A `SHMSEM_DIR` below a regular file: creating it fails with ENOTDIR.
+    let file = env.dir.work_file("a-file");
+    std::fs::write(&file, b"").expect("creating a file");
+    let dir = file.join("shm");
+    let out = env
+        .command(&["create", "x"])
+        .env("SHMSEM_DIR", &dir)
+        .output()
+        .expect("running shmsem");
+    let r = Run::new(&["create", "x"], out, Duration::ZERO);
+    let line = r.failed(1);
+    let cause = std::io::Error::from_raw_os_error(libc::ENOTDIR).to_string();
+    assert_eq!(line.matches(&cause).count(), 1, "{r:?}");
+    assert_eq!(
+        line,
+        format!("shmsem: creating {} failed: {cause}", dir.display())
+    );
 }
 
 #[test]
@@ -494,7 +539,12 @@ fn rm_refuses_while_held_unless_forced() {
     let holder = Helper::spawn();
     env.ok(&["acquire", "x", "--holder", &holder.pid()]);
     let r = env.run(&["rm", "x"]);
-    assert!(r.failed(1).contains("held"), "{r:?}");
+    let line = r.failed(1);
+    assert!(line.contains("held"), "{r:?}");
+    assert!(
+        line.ends_with("; `shmsem rm x --force` removes it anyway"),
+        "{r:?}"
+    );
     assert_eq!(env.show("x")["value"], 1);
     env.ok(&["rm", "x", "--force"]);
     env.run(&["show", "x"]).failed(1);

@@ -1,8 +1,13 @@
 //! The one error type of the library.
 //!
-//! Every variant says what happened and, in its message, what to do about it. The CLI maps
-//! variants to exit statuses: [`Error::Timeout`], [`Error::WouldBlock`] and [`Error::Busy`] to 75,
-//! [`Error::PermissionDenied`] to 77, everything else to 1.
+//! Every variant says what happened and, in its message, what a program can do about it, in the
+//! library's terms (which method, which option); the `shmsem` command adds its own advice in its
+//! terms. The command maps variants to exit statuses: [`Error::Timeout`], [`Error::WouldBlock`]
+//! and [`Error::Busy`] to 75, [`Error::PermissionDenied`] to 77, everything else to 1.
+//!
+//! An error with an underlying cause ([`Error::Io`]) returns it from
+//! [`source`](std::error::Error::source) and does not repeat it in its `Display`, as the Rust API
+//! guidelines ask: a report that walks the chain (anyhow's `{:#}`) shows the cause once.
 
 use std::{fmt, io};
 
@@ -132,7 +137,25 @@ pub enum Error {
         /// What was found, and where.
         reason: String,
     },
-    /// An operating-system call failed.
+    /// An operating-system call failed. Its message says what was being done; the OS error is
+    /// its [`source`](std::error::Error::source) (and the `source` field), not repeated in the
+    /// message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    ///
+    /// # let file = tempfile::NamedTempFile::new()?;
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", file.path().join("sub")) };
+    /// // With `SHMSEM_DIR` below a regular file: its directory cannot be created.
+    /// let err = shmsem::Semaphore::open("x", shmsem::Scope::Global).unwrap_err();
+    /// assert!(matches!(err, shmsem::Error::Io { .. }), "{err:?}");
+    /// let cause = err.source().expect("the OS error").to_string();
+    /// assert!(!err.to_string().contains(&cause));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     Io {
         /// What was being done.
         context: String,
@@ -172,13 +195,13 @@ impl fmt::Display for Error {
         match self {
             Error::Timeout { weight, timeout_ms } => write!(
                 f,
-                "timed out after {timeout_ms} ms waiting for weight {weight}; \
-                 try a longer timeout or see who holds it with `shmsem show`"
+                "timed out after {timeout_ms} ms waiting for weight {weight}; wait longer, or \
+                 find who holds it (`Semaphore::info` lists the holders)"
             ),
             Error::WouldBlock { weight, available } => write!(
                 f,
-                "would block: weight {weight} asked, {available} available; \
-                 wait with a timeout instead of trying once"
+                "would block: weight {weight} asked, {available} available; wait with a \
+                 timeout (`Semaphore::acquire_timeout`) instead of trying once"
             ),
             Error::InvalidName { name, reason } => write!(
                 f,
@@ -189,7 +212,8 @@ impl fmt::Display for Error {
             Error::WeightTooLarge { weight, capacity } => write!(
                 f,
                 "weight {weight} is larger than the capacity {capacity} and could never be \
-                 granted; ask for at most {capacity} or raise the capacity"
+                 granted; ask for at most {capacity} or raise the capacity \
+                 (`Semaphore::set_capacity`)"
             ),
             Error::NotHeld { count, held } => write!(
                 f,
@@ -199,27 +223,27 @@ impl fmt::Display for Error {
             Error::TableFull { table, capacity } => write!(
                 f,
                 "the {table} table is full ({capacity} of {capacity} entries in use); \
-                 remove unused entries or use another namespace"
+                 remove unused entries or use another namespace (`Options::namespace`)"
             ),
             Error::PermissionDenied { path } => write!(
                 f,
                 "permission denied: {path}; ask the namespace's owner for access \
-                 (or use a scope you own)"
+                 (`Namespace::grant`), or use a scope you own"
             ),
             Error::NotFound { name } => write!(
                 f,
-                "no semaphore {name:?} here; check the name, --scope and --namespace \
-                 (`shmsem ls` lists them)"
+                "no semaphore {name:?} here; check the name, the scope and the namespace \
+                 (`Namespace::list` lists them), or create it (`Options::open`)"
             ),
             Error::NoNamespace { scope, namespace } => write!(
                 f,
                 "no namespace {namespace:?} in scope {scope}; create a semaphore in it first \
-                 (`shmsem create NAME --group G --mode 0660`)"
+                 (`Options::open`, with `Options::group` and `Options::mode` for its owner)"
             ),
             Error::InUse { name, value } => write!(
                 f,
                 "semaphore {name:?} is held (value {value}); wait for its holders, or remove it \
-                 anyway with --force"
+                 anyway (`Semaphore::remove` with `force`)"
             ),
             Error::Removed { name } => write!(
                 f,
@@ -238,8 +262,8 @@ impl fmt::Display for Error {
                 }
                 write!(
                     f,
-                    " for {waited_ms} ms; it may be stopped or stuck (`shmsem ps` names what it \
-                     holds): try again, or stop it"
+                    " for {waited_ms} ms; it may be stopped or stuck (`shmsem::ps` names what a \
+                     process holds): try again, or stop it"
                 )
             }
             Error::Incompatible { path, reason } => write!(
@@ -252,7 +276,9 @@ impl fmt::Display for Error {
                 "corrupt segment: {reason}; nothing was changed, remove the namespace's files \
                  once nothing uses them"
             ),
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            // The cause is `source()`'s, not repeated here: a report that prints the chain
+            // (anyhow's `{:#}`, `Error::source` in a loop) shows it once.
+            Error::Io { context, .. } => write!(f, "{context} failed"),
         }
     }
 }
@@ -262,6 +288,105 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_io_cause_is_the_source_and_not_in_the_message() {
+        let err = Error::io(
+            "opening /nowhere/x",
+            io::Error::from(io::ErrorKind::NotFound),
+        );
+        let cause = err.source().expect("an I/O error has a source").to_string();
+        let message = err.to_string();
+        assert_eq!(message, "opening /nowhere/x failed");
+        assert!(!message.contains(&cause), "{message}");
+        // A report that walks the chain shows the cause exactly once.
+        let mut report = message;
+        let mut next = err.source();
+        while let Some(e) = next {
+            report = format!("{report}: {e}");
+            next = e.source();
+        }
+        assert_eq!(report.matches(&cause).count(), 1, "{report}");
+    }
+
+    #[test]
+    fn no_other_variant_has_a_source() {
+        let errs = [
+            Error::Timeout {
+                weight: 1,
+                timeout_ms: 5,
+            },
+            Error::PermissionDenied { path: "p".into() },
+            Error::corrupt("r"),
+        ];
+        for err in errs {
+            assert!(err.source().is_none(), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn messages_speak_of_the_library_not_the_command() {
+        let errs = [
+            Error::Timeout {
+                weight: 1,
+                timeout_ms: 5,
+            },
+            Error::WouldBlock {
+                weight: 2,
+                available: 1,
+            },
+            Error::InvalidName {
+                name: "..".into(),
+                reason: "reserved",
+            },
+            Error::invalid("weight 0; ask for at least 1"),
+            Error::WeightTooLarge {
+                weight: 3,
+                capacity: 2,
+            },
+            Error::NotHeld { count: 2, held: 1 },
+            Error::TableFull {
+                table: "semaphore",
+                capacity: 4,
+            },
+            Error::PermissionDenied { path: "p".into() },
+            Error::NotFound { name: "n".into() },
+            Error::NoNamespace {
+                scope: "global".into(),
+                namespace: "ci".into(),
+            },
+            Error::InUse {
+                name: "n".into(),
+                value: 1,
+            },
+            Error::Removed { name: "n".into() },
+            Error::Busy {
+                what: "namespace's table lock",
+                holder: Some(7),
+                waited_ms: 5000,
+            },
+            Error::Incompatible {
+                path: "p".into(),
+                reason: "layout version 4, this build reads 5".into(),
+            },
+            Error::corrupt("r"),
+            Error::io("opening p", io::Error::from(io::ErrorKind::NotFound)),
+        ];
+        for err in errs {
+            let message = err.to_string();
+            assert!(
+                !message.contains("--") && !message.contains("`shmsem "),
+                "{message}"
+            );
         }
     }
 }

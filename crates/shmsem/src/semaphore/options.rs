@@ -184,8 +184,8 @@ impl Options {
         Err(Error::Mismatch {
             path,
             reason: format!(
-                "the namespace exists with {}; use it without --group/--mode, or have its owner \
-                 change it",
+                "the namespace exists with {}; open it without asking for a group or mode \
+                 (`Options::group`, `Options::mode`), or have its owner change it",
                 wrong.join(" and ")
             ),
         })
