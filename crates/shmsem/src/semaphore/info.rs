@@ -38,7 +38,9 @@ pub struct Info {
     pub idle_ms: u32,
     /// Most weight that may be held at once.
     pub capacity: u32,
-    /// Weight held now.
+    /// Weight held now: the sum of the holders' weights, not what is free. What an acquire could
+    /// still get is [`Info::available`] (`capacity - value`, or 0 while a lowered capacity is
+    /// below the value).
     pub value: u32,
     /// Processes holding weight.
     pub holders: Vec<holders::Party>,
@@ -46,6 +48,35 @@ pub struct Info {
     pub waiters: Vec<holders::Party>,
     /// Who owns the namespace's files, and their mode.
     pub owner: Owner,
+}
+
+impl Info {
+    /// The weight not held at the moment of the snapshot: `capacity - value`, or 0 when the
+    /// value is above a capacity lowered at run time. Like tokio's `available_permits`, it is
+    /// only a snapshot: an acquire may still have to wait (another process may take it first, or
+    /// a waiter for more weight may have reserved it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-avail-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Scope, Semaphore};
+    ///
+    /// let sem = Semaphore::options().scope(Scope::Local).capacity(3).open("pool")?;
+    /// let _held = sem.acquire_weight(2)?;
+    /// let info = sem.info()?;
+    /// assert_eq!((info.capacity, info.value, info.available()), (3, 2, 1));
+    ///
+    /// sem.set_capacity(1)?; // below what is held: nothing is available
+    /// assert_eq!(sem.info()?.available(), 0);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn available(&self) -> u32 {
+        self.capacity.saturating_sub(self.value)
+    }
 }
 
 /// The owner, group and mode of a namespace's files: what the OS checks when a process opens it.
