@@ -26,8 +26,23 @@ use crate::{
     wait,
 };
 
-/// What a reclaim (`Options::reap`, `shmsem reap`) gave back from one dead holder on one
-/// semaphore.
+/// What a reclaim ([`Namespace::reap`](crate::Namespace::reap)) gave back from one dead holder
+/// on one semaphore.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("shmsem-doc-reclaimed-{}", std::process::id()));
+/// # // SAFETY: set before this example starts any thread.
+/// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+/// use shmsem::{Namespace, Scope};
+///
+/// for r in Namespace::new(Scope::Local, "default")?.reap()? {
+///     println!("process {} had held {} of {}", r.pid, r.weight, r.semaphore);
+/// }
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), shmsem::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reclaimed {
     /// The semaphore's name.
