@@ -84,6 +84,11 @@ pub enum Error {
         /// The name looked for.
         name: String,
     },
+    /// [`Options::create_new`](crate::Options::create_new) found a semaphore of that name.
+    AlreadyExists {
+        /// The semaphore's name.
+        name: String,
+    },
     /// A namespace-level operation (such as a grant) on a namespace that does not exist.
     NoNamespace {
         /// The scope looked in.
@@ -211,6 +216,7 @@ impl fmt::Display for Error {
                 "no semaphore {name:?} here; check the name, --scope and --namespace \
                  (`shmsem ls` lists them)"
             ),
+            Error::AlreadyExists { name } => write!(f, "semaphore {name:?} already exists"),
             Error::NoNamespace { scope, namespace } => write!(
                 f,
                 "no namespace {namespace:?} in scope {scope}; create a semaphore in it first \
