@@ -3,10 +3,10 @@
 //!
 //! | status | when |
 //! |---|---|
-//! | 0 | done (`run`: the command's own status, 128 + signal if a signal ended it) |
+//! | 0 | done (`run`, `tree`: the command's own status, 128 + signal if a signal ended it) |
 //! | 1 | an error |
-//! | 2 | bad usage: an unknown flag, a malformed number or name, a zero weight |
-//! | 75 | timed out, or would block with `--timeout 0` |
+//! | 2 | bad usage: an unknown flag, a malformed or out-of-range value, `--scope self` outside a tree |
+//! | 75 | timed out, or would block with `--timeout 0` / `-n` |
 //! | 77 | permission denied |
 
 mod cli;
@@ -30,7 +30,7 @@ const TIMED_OUT: u8 = 75;
 const NO_PERMISSION: u8 = 77;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse().and_then(cli::Cli::check) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -45,6 +45,9 @@ fn main() -> ExitCode {
 
 /// The exit status for an error: by the library error inside it, if any.
 fn exit_status(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<commands::TimedOut>()) {
+        return TIMED_OUT;
+    }
     match err.chain().find_map(|e| e.downcast_ref::<shmsem::Error>()) {
         Some(
             shmsem::Error::Timeout { .. }
