@@ -4,9 +4,13 @@
 //! they are usage errors (exit status 2); checks that depend on a semaphore's state (a weight
 //! above its capacity, releasing more than is held) are the library's (exit status 1).
 
-use std::ffi::OsString;
+mod values;
+
+use std::{ffi::OsString, time::Duration};
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+use self::values::{capacity, duration, idle_ms, interval, name, octal_mode, pid};
 
 /// Named counting semaphores shared between processes.
 #[derive(Debug, Parser)]
@@ -19,6 +23,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NS", default_value = shmsem::DEFAULT_NAMESPACE,
           value_parser = name)]
     pub namespace: String,
+    /// Print no warnings (errors are still printed).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -76,6 +83,37 @@ pub enum Command {
     Watch(WatchArgs),
     /// Compare shmsem with POSIX and SysV kernel semaphores.
     Bench(BenchArgs),
+    /// Run a command as the root of a new `self` scope: it and its descendants share
+    /// `--scope self` semaphores; exits with its status.
+    Tree(TreeArgs),
+    /// Wait until nothing of a semaphore is held (its value is 0); takes nothing.
+    Wait(WaitArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), made from this command line's definition.
+    Man,
+}
+
+impl Cli {
+    /// Checks across options that clap's attributes cannot express: `--scope self` outside a
+    /// tree would be a tree of this one process, shared with nobody, so it is refused.
+    pub fn check(self) -> Result<Cli, clap::Error> {
+        let scoped = !matches!(
+            self.command,
+            Command::Ps(_)
+                | Command::Bench(_)
+                | Command::Tree(_)
+                | Command::Completions(_)
+                | Command::Man
+        );
+        if scoped && self.scope == ScopeArg::Tree && std::env::var_os(shmsem::SELF_ENV).is_none() {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--scope self needs a tree: run the commands under `shmsem tree -- CMD`\n",
+            ));
+        }
+        Ok(self)
+    }
 }
 
 /// `create`.
@@ -84,14 +122,19 @@ pub struct CreateArgs {
     /// The semaphore's name: 1 to 200 bytes of [A-Za-z0-9._-].
     #[arg(value_parser = name)]
     pub name: String,
-    /// The most weight held at once, if it is created (an existing one keeps its own).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive_u32)]
-    pub capacity: u32,
+    /// The most weight held at once, if it is created [default: 1]. An existing one keeps its
+    /// own: a different --capacity is ignored with a warning (change it with `shmsem set`).
+    #[arg(long, value_name = "N", value_parser = capacity)]
+    pub capacity: Option<u32>,
+    /// Fail (exit 1) if it exists, instead of opening it.
+    #[arg(long)]
+    pub new: bool,
     /// Keep it until removed instead of deleting it once idle.
     #[arg(long, conflicts_with = "idle_ms")]
     pub persistent: bool,
-    /// How long an auto semaphore stays without holders or waiters before it is deleted.
-    #[arg(long, value_name = "N")]
+    /// How long an auto semaphore stays without holders or waiters before it is deleted, in
+    /// milliseconds (at most 4294967295).
+    #[arg(long, value_name = "N", value_parser = idle_ms)]
     pub idle_ms: Option<u64>,
     /// Owner group of a new namespace's files: a group name or a numeric gid.
     #[arg(long, value_name = "G")]
@@ -111,14 +154,38 @@ pub struct TakeArgs {
     #[arg(value_parser = name)]
     pub name: String,
     /// The weight to take.
-    #[arg(long, value_name = "W", default_value_t = 1, value_parser = positive_u32)]
+    #[arg(long, value_name = "W", default_value_t = 1, value_parser = capacity)]
     pub weight: u32,
-    /// Give up after this many milliseconds (0: try once); without it, wait as long as it takes.
-    #[arg(long, value_name = "MS")]
-    pub timeout: Option<u64>,
-    /// The capacity, if the semaphore is created.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive_u32)]
-    pub capacity: u32,
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: Patience,
+    /// The capacity, if the semaphore is created [default: 1]. An existing one keeps its own: a
+    /// different --capacity is ignored with a warning (change it with `shmsem set`).
+    #[arg(long, value_name = "N", value_parser = capacity)]
+    pub capacity: Option<u32>,
+}
+
+/// How long to wait: `-w/--timeout T` or `-n/--nonblock`, as `flock(1)` has them.
+#[derive(Debug, Args)]
+pub struct Patience {
+    /// Give up after T (exit 75): milliseconds, or a number with a unit (250ms, 2s, 1.5s, 1m,
+    /// 1h); 0 tries once. Without it, wait as long as it takes.
+    #[arg(short = 'w', long, value_name = "T", value_parser = duration)]
+    pub timeout: Option<Duration>,
+    /// Try once and fail at once (exit 75) if it would wait: the same as --timeout 0.
+    #[arg(short = 'n', long, conflicts_with = "timeout")]
+    pub nonblock: bool,
+}
+
+impl Patience {
+    /// The timeout asked for: none (wait forever), or a duration (zero: try once).
+    pub fn timeout(&self) -> Option<Duration> {
+        if self.nonblock {
+            Some(Duration::ZERO)
+        } else {
+            self.timeout
+        }
+    }
 }
 
 /// `run`.
@@ -139,7 +206,7 @@ pub struct AcquireArgs {
     #[command(flatten)]
     pub take: TakeArgs,
     /// The process that holds the weight [default: the parent process]
-    #[arg(long, value_name = "PID", value_parser = positive_u32)]
+    #[arg(long, value_name = "PID", value_parser = pid)]
     pub holder: Option<u32>,
 }
 
@@ -150,10 +217,10 @@ pub struct ReleaseArgs {
     #[arg(value_parser = name)]
     pub name: String,
     /// The weight to give back.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive_u32)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = capacity)]
     pub count: u32,
     /// The process whose weight is given back [default: the parent process]
-    #[arg(long, value_name = "PID", value_parser = positive_u32)]
+    #[arg(long, value_name = "PID", value_parser = pid)]
     pub holder: Option<u32>,
 }
 
@@ -172,7 +239,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct PsArgs {
     /// The process.
-    #[arg(value_parser = positive_u32)]
+    #[arg(value_parser = pid)]
     pub pid: u32,
     /// Print one JSON array.
     #[arg(long)]
@@ -189,7 +256,7 @@ pub struct SetArgs {
     pub name: String,
     /// The new capacity. Raising it wakes the waiters that now fit; lowering it below the value
     /// takes nothing back, but no acquire succeeds until the value is below it.
-    #[arg(long, value_name = "N", value_parser = positive_u32)]
+    #[arg(long, value_name = "N", value_parser = capacity)]
     pub capacity: Option<u32>,
     /// Keep it until removed.
     #[arg(long, conflicts_with = "auto")]
@@ -213,14 +280,38 @@ pub struct WatchArgs {
     /// Watch only this semaphore [default: every semaphore of the scope and namespace]
     #[arg(value_parser = name)]
     pub name: Option<String>,
-    /// Milliseconds between refreshes, from 100 to 60000.
-    #[arg(long, value_name = "MS", default_value_t = 500,
-          value_parser = clap::value_parser!(u64).range(MIN_INTERVAL_MS..=60_000))]
-    pub interval: u64,
+    /// Time between refreshes, from 100 ms to 1 m: milliseconds, or a number with a unit
+    /// (250ms, 2s).
+    #[arg(long, value_name = "T", default_value = "500", value_parser = interval)]
+    pub interval: Duration,
 }
 
-/// The shortest `watch --interval`.
-pub const MIN_INTERVAL_MS: u64 = 100;
+/// `tree`.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// The command and its arguments (after `--`).
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+/// `wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The semaphore's name (it must exist).
+    #[arg(value_parser = name)]
+    pub name: String,
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: Patience,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
 
 /// `rm`.
 #[derive(Debug, Args)]
@@ -258,34 +349,6 @@ pub struct BenchArgs {
     pub from_json: Option<std::path::PathBuf>,
 }
 
-/// A semaphore or namespace name, checked by the library's rule.
-fn name(s: &str) -> Result<String, String> {
-    shmsem::validate_name(s)
-        .map(|()| s.to_owned())
-        .map_err(|e| e.to_string())
-}
-
-/// A number from 1 to `u32::MAX`.
-fn positive_u32(s: &str) -> Result<u32, String> {
-    match s.parse::<u32>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!(
-            "{e} (expected a whole number from 1 to {})",
-            u32::MAX
-        )),
-    }
-}
-
-/// A file mode in octal (`0660`, `660` or `0o660`), at most `0777`.
-fn octal_mode(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o777 && !digits.is_empty() => Ok(m),
-        _ => Err("expected an octal mode from 0 to 0777, such as 0660".to_owned()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,23 +357,5 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn modes_are_octal() {
-        assert_eq!(octal_mode("0660"), Ok(0o660));
-        assert_eq!(octal_mode("0o640"), Ok(0o640));
-        assert_eq!(octal_mode("777"), Ok(0o777));
-        for bad in ["", "0o", "0800", "1777", "rw", "-1"] {
-            assert!(octal_mode(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn numbers_are_positive() {
-        assert_eq!(positive_u32("3"), Ok(3));
-        for bad in ["0", "-1", "x", "", "4294967296"] {
-            assert!(positive_u32(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -3,10 +3,10 @@
 //!
 //! | status | when |
 //! |---|---|
-//! | 0 | done (`run`: the command's own status, 128 + signal if a signal ended it) |
+//! | 0 | done (`run`, `tree`: the command's own status, 128 + signal if a signal ended it) |
 //! | 1 | an error |
-//! | 2 | bad usage: an unknown flag, a malformed number or name, a zero weight |
-//! | 75 | timed out, or would block with `--timeout 0` |
+//! | 2 | bad usage: an unknown flag, a malformed or out-of-range value, `--scope self` outside a tree |
+//! | 75 | timed out, or would block with `--timeout 0` / `-n` |
 //! | 77 | permission denied |
 //!
 //! The line is the error's chain, each cause once (a library error's cause is its `source()`,
@@ -35,7 +35,7 @@ const TIMED_OUT: u8 = 75;
 const NO_PERMISSION: u8 = 77;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse().and_then(cli::Cli::check) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -67,6 +67,9 @@ fn library_error(err: &anyhow::Error) -> Option<&shmsem::Error> {
 
 /// The exit status for an error: by the library error inside it, if any.
 fn exit_status(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<commands::TimedOut>()) {
+        return TIMED_OUT;
+    }
     match library_error(err) {
         Some(
             shmsem::Error::Timeout { .. }

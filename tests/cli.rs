@@ -590,14 +590,15 @@ fn reap_reports_a_dead_external_holder() {
 fn self_scope_is_seen_by_descendants_only() {
     let env = Env::new("self");
     let r = env.ok(&[
-        "--scope", "self", "run", "x", "--", BIN, "--scope", "self", "show", "x", "--json",
+        "tree", "--", BIN, "--scope", "self", "run", "x", "--", BIN, "--scope", "self", "show",
+        "x", "--json",
     ]);
     let seen: Value = serde_json::from_str(&r.stdout).expect("the child's JSON");
     assert_eq!(seen["scope"], "self");
     assert_eq!(seen["value"], 1);
     assert_eq!(seen["holders"].as_array().map(Vec::len), Some(1));
 
-    // A separate invocation is a new tree: a stranger. (Global flags go after the subcommand too.)
-    let r = env.run(&["show", "x", "--scope", "self"]);
+    // A separate tree is a stranger. (Global flags go after the subcommand too.)
+    let r = env.run(&["tree", "--", BIN, "show", "x", "--scope", "self"]);
     assert!(r.failed(1).contains("no semaphore"), "{r:?}");
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use shmsem::Options;
 
+use super::warn_capacity;
 use crate::{
     cli::CreateArgs,
     group,
@@ -11,9 +12,9 @@ use crate::{
 };
 
 /// Open `args.name`, creating it with the given capacity, kind and namespace ownership if it
-/// does not exist, and print it.
-pub fn create(mut opts: Options, args: CreateArgs) -> anyhow::Result<()> {
-    opts = opts.capacity(args.capacity);
+/// does not exist (with `--new`, only create it: an existing one is an error), and print it.
+pub fn create(mut opts: Options, args: CreateArgs, quiet: bool) -> anyhow::Result<()> {
+    opts = opts.capacity(args.capacity.unwrap_or(1));
     if args.persistent {
         opts = opts.persistent();
     }
@@ -26,7 +27,14 @@ pub fn create(mut opts: Options, args: CreateArgs) -> anyhow::Result<()> {
     if let Some(mode) = args.mode {
         opts = opts.mode(mode);
     }
-    let info = opts.open(&args.name)?.info()?;
+    let sem = if args.new {
+        opts.create_new(&args.name)?
+    } else {
+        let sem = opts.open(&args.name)?;
+        warn_capacity(&sem, args.capacity, quiet);
+        sem
+    };
+    let info = sem.info()?;
     if args.json {
         emit_json(&output::summary_json(&info))
     } else {

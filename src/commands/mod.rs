@@ -2,6 +2,7 @@
 
 mod acquire;
 mod create;
+mod docs;
 mod grant;
 mod inspect;
 mod ps;
@@ -10,23 +11,32 @@ mod release;
 mod rm;
 mod run;
 mod set;
+mod tree;
+mod wait;
 mod watch;
 
-use shmsem::Semaphore;
+use std::{
+    fmt,
+    io::{self, Write},
+    time::Duration,
+};
 
-use crate::cli::{Cli, Command};
+use shmsem::{Options, Semaphore};
 
-/// Run the command; its exit status on success (0, `run`'s child's status, or 128 + the signal
-/// that ended `watch`).
+use crate::cli::{Cli, Command, TakeArgs};
+
+/// Run the command; its exit status on success (0, `run`'s or `tree`'s child's status, or
+/// 128 + the signal that ended `watch`).
 pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let scope = cli.scope.into();
     let opts = Semaphore::options()
         .scope(scope)
         .namespace(cli.namespace.clone());
+    let quiet = cli.quiet;
     match cli.command {
-        Command::Create(args) => create::create(opts, args),
-        Command::Run(args) => return run::run(opts, args),
-        Command::Acquire(args) => acquire::acquire(opts, args),
+        Command::Create(args) => create::create(opts, args, quiet),
+        Command::Run(args) => return run::run(opts, args, quiet),
+        Command::Acquire(args) => acquire::acquire(opts, args, quiet),
         Command::Release(args) => release::release(opts, args),
         Command::Ls(args) => inspect::ls(opts, args.json),
         Command::Show(args) => inspect::show(opts, args),
@@ -43,14 +53,58 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             args.svg.as_deref(),
             args.from_json.as_deref(),
         ),
+        Command::Tree(args) => return tree::tree(args),
+        Command::Wait(args) => wait::wait(opts, args),
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Man => docs::man(),
     }
     .map(|()| 0)
 }
 
-/// `opts` waiting for the namespace's locks no longer than `--timeout MS`, when given.
-pub fn with_lock_timeout(opts: shmsem::Options, timeout_ms: Option<u64>) -> shmsem::Options {
-    match timeout_ms {
-        Some(ms) => opts.lock_timeout(std::time::Duration::from_millis(ms)),
+/// `opts` waiting for the namespace's locks no longer than `--timeout`, when given.
+fn with_lock_timeout(opts: Options, timeout: Option<Duration>) -> Options {
+    match timeout {
+        Some(t) => opts.lock_timeout(t),
         None => opts,
     }
 }
+
+/// Open (or create) the semaphore `run` and `acquire` take from, warning when `--capacity` was
+/// given and differs from an existing semaphore's.
+fn open_for_take(opts: Options, take: &TakeArgs, quiet: bool) -> anyhow::Result<Semaphore> {
+    let opts = with_lock_timeout(
+        opts.capacity(take.capacity.unwrap_or(1)),
+        take.wait.timeout(),
+    );
+    let sem = opts.open(&take.name)?;
+    warn_capacity(&sem, take.capacity, quiet);
+    Ok(sem)
+}
+
+/// When `--capacity` was given and the semaphore has another capacity (it existed), say on
+/// stderr that the flag was ignored and how to change the capacity; not with `--quiet`.
+fn warn_capacity(sem: &Semaphore, asked: Option<u32>, quiet: bool) {
+    let Some(asked) = asked else { return };
+    let has = sem.capacity();
+    if has != asked && !quiet {
+        let name = sem.name();
+        let _ = writeln!(
+            io::stderr(),
+            "shmsem: warning: {name} exists with capacity {has}; --capacity {asked} was ignored \
+             (change it with `shmsem set {name} --capacity {asked}`)"
+        );
+    }
+}
+
+/// A wait that reached its deadline, in the command rather than the library (as `shmsem wait`
+/// does): exit status 75, as the library's timeouts.
+#[derive(Debug)]
+pub struct TimedOut(pub String);
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}

@@ -1,19 +1,19 @@
 //! `shmsem run`: acquire, run a command as a child, release when it exits.
 
 use std::{
+    ffi::OsStr,
     io::{self, Write},
     os::{
         fd::AsRawFd,
         unix::process::{CommandExt, ExitStatusExt},
     },
     process::{Command, ExitStatus},
-    time::Duration,
 };
 
 use anyhow::Context;
 use shmsem::{FdPermit, Options, Scope, Tree};
 
-use super::with_lock_timeout;
+use super::open_for_take;
 use crate::{cli::RunArgs, signals};
 
 /// Exit status when the command exists but cannot be run (as `env` and `timeout` use).
@@ -29,11 +29,11 @@ const NOT_FOUND: u8 = 127;
 /// that the command inherits. When the command exits, this process gives the weight back at
 /// once. If this process is killed first, the weight stays held until the command, and every
 /// process that inherited the description from it, has exited (or closed it).
-pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
+pub fn run(opts: Options, args: RunArgs, quiet: bool) -> anyhow::Result<u8> {
     let take = args.take;
     let scope = opts.scope_of();
-    let sem = with_lock_timeout(opts.capacity(take.capacity), take.timeout).open(&take.name)?;
-    let timeout = take.timeout.map(Duration::from_millis);
+    let timeout = take.wait.timeout();
+    let sem = open_for_take(opts, &take, quiet)?;
     let permit = sem.acquire_fd(take.weight, timeout)?;
     signals::install().context("installing the signal handlers")?;
     if let Some(sig) = signals::pending() {
@@ -56,15 +56,7 @@ pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
     unsafe { command.pre_exec(move || FdPermit::inherit(fd)) };
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => {
-            let status = match e.kind() {
-                io::ErrorKind::NotFound => NOT_FOUND,
-                _ => CANNOT_RUN,
-            };
-            // Reported here rather than as an error: the status follows `env`'s convention.
-            let _ = writeln!(io::stderr(), "shmsem: cannot run {program:?}: {e}");
-            return Ok(status);
-        }
+        Err(e) => return Ok(cannot_spawn(program, &e)),
     };
     signals::forward_to(child.id());
     // Only for display: `show` lists the command as the holder.
@@ -74,8 +66,20 @@ pub fn run(opts: Options, args: RunArgs) -> anyhow::Result<u8> {
     Ok(exit_status(status))
 }
 
+/// Report that `program` could not be started, and return the status that says so (127 not
+/// found, 126 otherwise). Reported here rather than as an error: the status follows `env`'s
+/// convention.
+pub(super) fn cannot_spawn(program: &OsStr, e: &io::Error) -> u8 {
+    let status = match e.kind() {
+        io::ErrorKind::NotFound => NOT_FOUND,
+        _ => CANNOT_RUN,
+    };
+    let _ = writeln!(io::stderr(), "shmsem: cannot run {program:?}: {e}");
+    status
+}
+
 /// The exit status that passes `status` on.
-fn exit_status(status: ExitStatus) -> u8 {
+pub(super) fn exit_status(status: ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(sig)) => signal_status(sig),
@@ -84,6 +88,6 @@ fn exit_status(status: ExitStatus) -> u8 {
 }
 
 /// `128 + sig`, as shells report a death by signal.
-fn signal_status(sig: i32) -> u8 {
+pub(super) fn signal_status(sig: i32) -> u8 {
     u8::try_from(128 + sig).unwrap_or(255)
 }

@@ -45,14 +45,14 @@ pub fn watch(opts: Options, args: WatchArgs) -> anyhow::Result<u8> {
     signals::catch_ending().context("installing the signal handlers")?;
     let _restore = Restore::install();
     let mut terminal = enter().context("setting up the terminal")?;
-    let interval = Duration::from_millis(args.interval);
+    let interval = args.interval;
     loop {
         let view = Dashboard {
             infos: &infos,
             scope: ns.scope(),
             namespace: ns.name(),
             only,
-            interval_ms: args.interval,
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             now_ms: output::now_ms(),
         };
         terminal

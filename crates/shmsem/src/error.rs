@@ -89,6 +89,11 @@ pub enum Error {
         /// The name looked for.
         name: String,
     },
+    /// [`Options::create_new`](crate::Options::create_new) found a semaphore of that name.
+    AlreadyExists {
+        /// The semaphore's name.
+        name: String,
+    },
     /// A namespace-level operation (such as a grant) on a namespace that does not exist.
     NoNamespace {
         /// The scope looked in.
@@ -235,6 +240,7 @@ impl fmt::Display for Error {
                 "no semaphore {name:?} here; check the name, the scope and the namespace \
                  (`Namespace::list` lists them), or create it (`Options::open`)"
             ),
+            Error::AlreadyExists { name } => write!(f, "semaphore {name:?} already exists"),
             Error::NoNamespace { scope, namespace } => write!(
                 f,
                 "no namespace {namespace:?} in scope {scope}; create a semaphore in it first \
@@ -360,6 +366,7 @@ mod tests {
             },
             Error::PermissionDenied { path: "p".into() },
             Error::NotFound { name: "n".into() },
+            Error::AlreadyExists { name: "n".into() },
             Error::NoNamespace {
                 scope: "global".into(),
                 namespace: "ci".into(),

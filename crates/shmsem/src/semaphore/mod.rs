@@ -166,6 +166,10 @@ impl Unguarded {
 const RECREATE_TRIES: u32 = 8;
 
 impl Semaphore {
+    /// The largest capacity a semaphore can have (2^30); a larger one is refused with
+    /// [`Error::InvalidArgument`].
+    pub const MAX_CAPACITY: u32 = word::MAX_CAPACITY;
+
     /// Open `name` in `scope` (namespace `default`), creating it with capacity 1 if it does not
     /// exist. See [`Semaphore::options`] for the rest.
     pub fn open(name: &str, scope: Scope) -> Result<Semaphore> {

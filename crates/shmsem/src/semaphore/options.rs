@@ -235,6 +235,54 @@ impl Options {
         Ok(Semaphore::new(ns, name, found, life, Some(new)))
     }
 
+    /// Create `name`, failing with [`Error::AlreadyExists`] if a semaphore of that name exists.
+    ///
+    /// Race-free: the check and the creation happen under the namespace's table lock, through
+    /// the same insert that [`open`](Self::open) uses, so of several processes creating the same
+    /// name at once exactly one succeeds. An auto semaphore whose idle period has passed is swept
+    /// first and does not count as existing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-new-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Error, Semaphore};
+    ///
+    /// let opts = Semaphore::options().namespace("doc-create-new").capacity(3);
+    /// let sem = opts.create_new("fresh")?;
+    /// assert_eq!(sem.capacity(), 3);
+    /// match opts.create_new("fresh") {
+    ///     Err(Error::AlreadyExists { name }) => assert_eq!(name, "fresh"),
+    ///     other => panic!("expected AlreadyExists, got {other:?}"),
+    /// }
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn create_new(&self, name: &str) -> Result<Semaphore> {
+        validate_name(name)?;
+        super::check_capacity(self.capacity)?;
+        self.check_mode()?;
+        let ns = Mapped::open_named(self.scope, &self.namespace, Some(self.creation()))?
+            .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
+        self.check_owner(&ns)?;
+        ns.sweep_idle()?;
+        let exists = || Error::AlreadyExists {
+            name: name.to_owned(),
+        };
+        if table::lookup_life(&ns.seg, name).is_some() {
+            return Err(exists());
+        }
+        let new = self.new_record();
+        let deadline = self.lock_wait.map(|d| Monotonic::now().after(d));
+        let (found, life, created) =
+            ns.with_table_lock_until(deadline, |ctx| table::insert_life(ctx.seg, name, new))?;
+        if !created {
+            return Err(exists());
+        }
+        Ok(Semaphore::new(ns, name, found, life, Some(new)))
+    }
+
     /// Open `name` only if it exists.
     pub fn open_existing(&self, name: &str) -> Result<Semaphore> {
         validate_name(name)?;
