@@ -56,8 +56,9 @@
 //! * [`Semaphore`]: a handle, cheap to clone and shared between threads.
 //!   [`Semaphore::open`] opens with capacity 1 (a mutex); [`Semaphore::options`] gives the
 //!   builder, [`Options`] (scope, namespace, capacity, kind, owner group and mode), whose
-//!   [`Options::open`] is get-or-create (an existing semaphore keeps its capacity) and
-//!   [`Options::open_existing`] only opens.
+//!   [`Options::open`] is get-or-create (an existing semaphore keeps its capacity),
+//!   [`Options::open_existing`] only opens and [`Options::create_new`] only creates
+//!   ([`Error::AlreadyExists`] otherwise); capacities go up to [`Semaphore::MAX_CAPACITY`].
 //! * Holding: [`Semaphore::acquire`], [`Semaphore::acquire_weight`],
 //!   [`Semaphore::acquire_timeout`] and [`Semaphore::try_acquire`] return a [`Permit`] that
 //!   gives its weight back when dropped; [`Semaphore::with`] runs a closure while holding;
