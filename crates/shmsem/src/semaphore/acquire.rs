@@ -11,8 +11,8 @@ use std::{
 };
 
 use super::{
-    FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, frozen_pause,
-    lane_of, note_since,
+    FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, counters,
+    frozen_pause, lane_of, note_since,
     sleep::{POLL_NAP, SpinLuck, fits_now, nap},
     unpack,
 };
@@ -281,6 +281,8 @@ impl Semaphore {
         let watching = self.inner.ns.waiting();
         let mut counted = false;
         let mut reserved = false;
+        // Whether this acquire slept yet: it counts once in the waits (see `counters`).
+        let mut slept = false;
         let result = loop {
             let mut poll = false;
             if !counted {
@@ -300,6 +302,7 @@ impl Semaphore {
                             // usual way below.)
                             seen = w;
                             if !fits_now(rec, seen, weight, token) {
+                                counters::note_sleep(&rec.counters, &mut slept);
                                 self.sleep(&watching, rec, seen, until);
                             }
                             continue;
@@ -352,6 +355,7 @@ impl Semaphore {
             if let Until::Deadline(deadline, timeout) = until
                 && Monotonic::now() >= deadline
             {
+                counters::bump(&rec.counters.timeouts, 1);
                 break Err(Contended::Failed(Error::Timeout {
                     weight,
                     timeout_ms: timeout.as_millis() as u64,
@@ -378,6 +382,7 @@ impl Semaphore {
                 }
             }
             if !fits_now(rec, seen, weight, token) {
+                counters::note_sleep(&rec.counters, &mut slept);
                 self.sleep(&watching, rec, seen, until);
             }
         };
