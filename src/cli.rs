@@ -76,6 +76,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Compare shmsem with POSIX and SysV kernel semaphores.
     Bench(BenchArgs),
+    /// Print every semaphore's numbers and statistics as OpenMetrics (Prometheus) text.
+    Metrics(MetricsArgs),
 }
 
 /// `create`.
@@ -256,6 +258,17 @@ pub struct BenchArgs {
     /// Measure nothing: print the table of a run saved with --json (`-` for stdin).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "quick", "svg"])]
     pub from_json: Option<std::path::PathBuf>,
+}
+
+/// `metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Print one JSON array (the fields of `ls --json` and the counters) instead.
+    #[arg(long)]
+    pub json: bool,
+    /// Every namespace of every scope this user can open, instead of --scope and --namespace.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// A semaphore or namespace name, checked by the library's rule.

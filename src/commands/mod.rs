@@ -4,6 +4,7 @@ mod acquire;
 mod create;
 mod grant;
 mod inspect;
+mod metrics;
 mod ps;
 mod reap;
 mod release;
@@ -43,6 +44,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             args.svg.as_deref(),
             args.from_json.as_deref(),
         ),
+        Command::Metrics(args) => metrics::metrics(opts, args),
     }
     .map(|()| 0)
 }

@@ -7,7 +7,7 @@ use crate::{
     error::{Error, Result},
     holders::Reclaimed,
     namespace::Namespace as Mapped,
-    scope::{DEFAULT_NAMESPACE, Scope, validate_name},
+    scope::{DEFAULT_NAMESPACE, Location, Scope, Tree, validate_name},
     semaphore::{Counters, Info, Options, Semaphore},
     table,
 };
@@ -148,6 +148,41 @@ impl Namespace {
             |sem| Ok((sem.info()?, sem.counters()?)),
             |(info, _)| &info.name,
         )
+    }
+
+    /// Every namespace that exists now and that this process would open by scope and name:
+    /// those of the `global` and `local` scopes, and those of this process's own `self` tree
+    /// (see [`Tree`](crate::Tree)); sorted by scope, then name. Whether each can be opened is
+    /// left to the operation that opens it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-nsall-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Namespace, Scope, Semaphore};
+    ///
+    /// let _a = Semaphore::options().scope(Scope::Global).namespace("web").open("a")?;
+    /// let _b = Semaphore::options().namespace("jobs").open("b")?;
+    /// let all = Namespace::all()?;
+    /// assert!(all.contains(&Namespace::new(Scope::Global, "web")?));
+    /// assert!(all.contains(&Namespace::new(Scope::Local, "jobs")?));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn all() -> Result<Vec<Namespace>> {
+        let mine = Tree::current().ok().map(|t| t.root());
+        let mut out: Vec<Namespace> = Location::all()?
+            .into_iter()
+            .filter(|loc| loc.scope != Scope::Tree || (mine.is_some() && loc.tree_root == mine))
+            .map(|loc| Namespace {
+                scope: loc.scope,
+                name: loc.namespace,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.scope.as_str(), &a.name).cmp(&(b.scope.as_str(), &b.name)));
+        out.dedup();
+        Ok(out)
     }
 
     /// `look` at every semaphore of the namespace, sorted by `name`; those removed meanwhile
