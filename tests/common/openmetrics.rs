@@ -115,7 +115,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
         if closed.contains(&family) {
             return Err(err("the family's samples are not contiguous"));
         }
-        if kind == "counter" && !(sample.value >= 0.0) {
+        if kind == "counter" && (sample.value.is_nan() || sample.value < 0.0) {
             return Err(err("a counter is negative or NaN"));
         }
         if out
