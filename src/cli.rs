@@ -92,6 +92,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), made from this command line's definition.
     Man,
+    /// Print every semaphore's numbers and statistics as OpenMetrics (Prometheus) text.
+    Metrics(MetricsArgs),
 }
 
 impl Cli {
@@ -347,6 +349,17 @@ pub struct BenchArgs {
     /// Measure nothing: print the table of a run saved with --json (`-` for stdin).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "quick", "svg"])]
     pub from_json: Option<std::path::PathBuf>,
+}
+
+/// `metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Print one JSON array (the fields of `ls --json` and the counters) instead.
+    #[arg(long)]
+    pub json: bool,
+    /// Every namespace of every scope this user can open, instead of --scope and --namespace.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod create;
 mod docs;
 mod grant;
 mod inspect;
+mod metrics;
 mod ps;
 mod reap;
 mod release;
@@ -57,6 +58,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Wait(args) => wait::wait(opts, args),
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man => docs::man(),
+        Command::Metrics(args) => metrics::metrics(opts, args),
     }
     .map(|()| 0)
 }

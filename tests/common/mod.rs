@@ -9,8 +9,9 @@
 //! Submodules: [`roles`], child roles that test binaries of both suites run; [`mp`] and
 //! [`life`], what the `multiprocess_*` and the `lifecycle_*` test binaries share; [`cli`],
 //! running the built `shmsem` binary from the parent side; [`killpoint`], the parent side of
-//! the kill-point tests; [`shared`], counters in a file every process maps. Every child process
-//! is started by [`child_command`], mostly through [`Spawn`], and seen through a [`Kid`].
+//! the kill-point tests; [`openmetrics`], a strict parser of `shmsem metrics`' output;
+//! [`shared`], counters in a file every process maps. Every child process is started by
+//! [`child_command`], mostly through [`Spawn`], and seen through a [`Kid`].
 
 #![allow(dead_code)] // each test binary that includes this module uses a different part of it
 
@@ -20,6 +21,7 @@ mod kid;
 pub mod killpoint;
 pub mod life;
 pub mod mp;
+pub mod openmetrics;
 pub mod roles;
 pub mod shared;
 mod spawn;

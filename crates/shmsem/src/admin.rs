@@ -7,8 +7,8 @@ use crate::{
     error::{Error, Result},
     holders::Reclaimed,
     namespace::Namespace as Mapped,
-    scope::{DEFAULT_NAMESPACE, Scope, validate_name},
-    semaphore::{Info, Options, Semaphore},
+    scope::{DEFAULT_NAMESPACE, Location, Scope, Tree, validate_name},
+    semaphore::{Counters, Info, Options, Semaphore},
     table,
 };
 
@@ -123,11 +123,80 @@ impl Namespace {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn list(&self) -> Result<Vec<Info>> {
+        self.each(Semaphore::info, |info| &info.name)
+    }
+
+    /// Every semaphore in the namespace with its statistics (see [`Counters`]), sorted by name,
+    /// as [`Namespace::list`] lists them. What `shmsem metrics` prints.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-nsctr-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Counters, Namespace, Scope, Semaphore};
+    ///
+    /// let _sem = Semaphore::options().namespace("stats").persistent().open("db")?;
+    /// let all = Namespace::new(Scope::Local, "stats")?.list_with_counters()?;
+    /// assert_eq!(all.len(), 1);
+    /// assert_eq!((all[0].0.name.as_str(), all[0].1), ("db", Counters::default()));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn list_with_counters(&self) -> Result<Vec<(Info, Counters)>> {
+        self.each(
+            |sem| Ok((sem.info()?, sem.counters()?)),
+            |(info, _)| &info.name,
+        )
+    }
+
+    /// Every namespace that exists now and that this process would open by scope and name:
+    /// those of the `global` and `local` scopes, and those of this process's own `self` tree
+    /// (see [`Tree`](crate::Tree)); sorted by scope, then name. Whether each can be opened is
+    /// left to the operation that opens it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-nsall-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// use shmsem::{Namespace, Scope, Semaphore};
+    ///
+    /// let _a = Semaphore::options().scope(Scope::Global).namespace("web").open("a")?;
+    /// let _b = Semaphore::options().namespace("jobs").open("b")?;
+    /// let all = Namespace::all()?;
+    /// assert!(all.contains(&Namespace::new(Scope::Global, "web")?));
+    /// assert!(all.contains(&Namespace::new(Scope::Local, "jobs")?));
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn all() -> Result<Vec<Namespace>> {
+        let mine = Tree::current().ok().map(|t| t.root());
+        let mut out: Vec<Namespace> = Location::all()?
+            .into_iter()
+            .filter(|loc| loc.scope != Scope::Tree || (mine.is_some() && loc.tree_root == mine))
+            .map(|loc| Namespace {
+                scope: loc.scope,
+                name: loc.namespace,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.scope.as_str(), &a.name).cmp(&(b.scope.as_str(), &b.name)));
+        out.dedup();
+        Ok(out)
+    }
+
+    /// `look` at every semaphore of the namespace, sorted by `name`; those removed meanwhile
+    /// are left out.
+    fn each<T>(
+        &self,
+        look: impl Fn(&Semaphore) -> Result<T>,
+        name: impl Fn(&T) -> &String,
+    ) -> Result<Vec<T>> {
         let Some(ns) = self.mapped()? else {
             return Ok(Vec::new());
         };
         ns.sweep_idle()?;
-        let mut out: Vec<Info> = table::live(&ns.seg)
+        let mut out: Vec<T> = table::live(&ns.seg)
             .into_iter()
             .map(|(found, name)| {
                 // Acquire: pairs with the (SeqCst) store that publishes a new incarnation, so the
@@ -136,11 +205,11 @@ impl Namespace {
                     .seg
                     .sem(found.index)
                     .map_or(0, |r| r.incarnation.load(Acquire));
-                Semaphore::new(ns.clone(), &name, found, life, None).info()
+                look(&Semaphore::new(ns.clone(), &name, found, life, None))
             })
             .filter_map(Result::ok)
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| name(a).cmp(name(b)));
         Ok(out)
     }
 

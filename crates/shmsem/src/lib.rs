@@ -116,7 +116,7 @@ pub use crate::{
     holders::{Party, Reclaimed},
     ps::{Activity, State, ps},
     scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, Tree, validate_name},
-    semaphore::{FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
+    semaphore::{Counters, FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
 };
 
 /// What the loom model (`tests/loom.rs`), the fuzz targets and the tests of the whole reach

@@ -267,6 +267,8 @@ pub fn insert_life(seg: &Segment, name: &str, new: NewRecord) -> Result<(Found, 
         .store(if new.persistent { KIND_PERSISTENT } else { 0 }, Relaxed);
     rec.idle_ms.store(new.idle_ms, Relaxed);
     rec.reservation.store(0, Relaxed);
+    // A new life counts from zero; published with the rest by the Release store below.
+    crate::semaphore::reset_counters(&rec.counters);
     rec.last_used_ms.store(now, Relaxed);
     rec.created_ms.store(now, Relaxed);
     let packed = Packed::new(bytes);

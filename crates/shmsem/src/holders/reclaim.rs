@@ -140,6 +140,8 @@ pub(super) fn reclaim_locked(
             Ok(Some(gone)) => {
                 for (pid, weight) in gone {
                     *report.entry((name.clone(), pid)).or_default() += weight;
+                    // The semaphore's statistics (see `semaphore::counters`).
+                    crate::semaphore::bump_counter(&rec.counters.reclaimed_weight, weight);
                 }
             }
             Ok(None) => deferred = true,

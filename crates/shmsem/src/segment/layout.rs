@@ -170,7 +170,39 @@ pub struct SemRecord {
     _pad0: AtomicU32,
     /// The name, little-endian packed, zero-padded.
     pub name: [AtomicU64; NAME_WORDS],
-    _name_reserved: [AtomicU64; 5],
+    /// Statistics of this life of the semaphore, for `shmsem metrics` and
+    /// [`Semaphore::counters`](crate::Semaphore::counters): see `semaphore::counters`.
+    ///
+    /// They live here, in the cold name line, and are written only on slow paths: the fast path
+    /// never touches this line, so it pays nothing for them, and the hot line (state word,
+    /// capacity) stays free of statistics writes that would bounce it between waiters.
+    ///
+    /// Each is a wrapping `u64` changed only by `Relaxed` `fetch_add` and reset to 0 by
+    /// `table::insert_life` when the record starts a new life; any value is valid (a corrupted
+    /// counter is a wrong number, nothing more).
+    ///
+    /// Layout decision: these words were `_name_reserved` before, which no build ever wrote, so
+    /// a segment made by an older build reads 0 in them. Sizes and every offset that the
+    /// [`FINGERPRINT`] covers stay the same, so neither it nor [`LAYOUT_VERSION`] changes: old
+    /// and new builds keep sharing segments. An older build neither counts nor resets them
+    /// (a record it re-uses keeps the previous life's counts), which is acceptable for
+    /// statistics and needs no incompatibility.
+    pub counters: SemCounters,
+    _name_reserved: [AtomicU64; 1],
+}
+
+/// The statistics words of a [`SemRecord`]; see [`SemRecord::counters`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct SemCounters {
+    /// Acquires that had to sleep: each one that went to sleep at least once counts 1.
+    pub waits: AtomicU64,
+    /// Timed acquires that ended with a timeout.
+    pub timeouts: AtomicU64,
+    /// Weight given back from dead holders by reclaims.
+    pub reclaimed_weight: AtomicU64,
+    /// Futex wakes issued by releases and capacity changes.
+    pub wakes: AtomicU64,
 }
 
 // ===== offsets =====
@@ -209,6 +241,14 @@ const _: () = {
     assert!(offset_of!(SemRecord, incarnation) == 56);
     assert!(offset_of!(SemRecord, hash) == 128);
     assert!(offset_of!(SemRecord, name) == 144);
+    // The counters took the first four of the five reserved words after the name.
+    assert!(size_of::<SemCounters>() == 32 && align_of::<SemCounters>() == 8);
+    assert!(offset_of!(SemRecord, counters) == 144 + NAME_MAX);
+    assert!(offset_of!(SemRecord, counters) + offset_of!(SemCounters, waits) == 344);
+    assert!(offset_of!(SemRecord, counters) + offset_of!(SemCounters, timeouts) == 352);
+    assert!(offset_of!(SemRecord, counters) + offset_of!(SemCounters, reclaimed_weight) == 360);
+    assert!(offset_of!(SemRecord, counters) + offset_of!(SemCounters, wakes) == 368);
+    assert!(offset_of!(SemRecord, _name_reserved) == 376);
     assert!(PROCS_OFFSET % 128 == 0 && HOLDERS_OFFSET % 128 == 0 && SEMS_OFFSET % 128 == 0);
     assert!(SEGMENT_SIZE == 7_409_664);
     // Table indices are packed into 16-bit fields of HolderRecord::key.

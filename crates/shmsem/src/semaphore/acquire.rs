@@ -11,8 +11,8 @@ use std::{
 };
 
 use super::{
-    FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, frozen_pause,
-    lane_of, note_since,
+    FROZEN_PATIENCE, Held, RECREATE_TRIES, SPINS, Semaphore, Until, check_weight, counters,
+    frozen_pause, lane_of, note_since,
     sleep::{POLL_NAP, SpinLuck, fits_now, nap},
     unpack,
 };
@@ -120,6 +120,7 @@ impl Semaphore {
             token,
             refused,
             own_attempt(&lane, found.generation, weight),
+            &mut false,
         );
         match outcome {
             Ok(()) => Ok((packed, hit.epoch)),
@@ -189,6 +190,8 @@ impl Semaphore {
     ) -> Result<(Found, u64, Held)> {
         let until = until.start();
         let token = Reservation::new(self.inner.ns.registration()?.slot, lane, weight);
+        // Counted once however many rounds this acquire takes (see `counters`).
+        let mut slept = false;
         for _ in 0..RECREATE_TRIES {
             let (found, life) = at;
             let outcome = match refused {
@@ -199,8 +202,10 @@ impl Semaphore {
                     Ok((h, held)) => {
                         let lane_view = lane_of(self.rec(found), h);
                         let attempt = own_attempt(&lane_view, found.generation, weight);
-                        self.take_contended(found, weight, until, h, token, refused, attempt)
-                            .map(|()| held)
+                        self.take_contended(
+                            found, weight, until, h, token, refused, attempt, &mut slept,
+                        )
+                        .map(|()| held)
                     }
                 },
             };
@@ -223,7 +228,9 @@ impl Semaphore {
     /// Wait for `weight` on `found` after a first attempt was refused with `first`, taking it
     /// with `attempt(capacity, counted)`. `h` is this thread's own record: the waiter counts and
     /// shows itself there (so a waiter that dies stops counting at the next recount). `token`
-    /// names this waiter in the semaphore's fairness reservation.
+    /// names this waiter in the semaphore's fairness reservation. `slept`: whether this acquire
+    /// slept already, in an earlier round; it counts once in the semaphore's waits (see
+    /// `counters`).
     #[cold]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn take_contended(
@@ -235,6 +242,7 @@ impl Semaphore {
         token: Reservation,
         first: Refused,
         mut attempt: impl FnMut(u32, bool) -> Attempt,
+        slept: &mut bool,
     ) -> Result<(), Contended> {
         let rec = self.rec(found);
         let generation = found.generation;
@@ -300,6 +308,7 @@ impl Semaphore {
                             // usual way below.)
                             seen = w;
                             if !fits_now(rec, seen, weight, token) {
+                                counters::note_sleep(&rec.counters, slept);
                                 self.sleep(&watching, rec, seen, until);
                             }
                             continue;
@@ -352,6 +361,7 @@ impl Semaphore {
             if let Until::Deadline(deadline, timeout) = until
                 && Monotonic::now() >= deadline
             {
+                counters::bump(&rec.counters.timeouts, 1);
                 break Err(Contended::Failed(Error::Timeout {
                     weight,
                     timeout_ms: timeout.as_millis() as u64,
@@ -378,6 +388,7 @@ impl Semaphore {
                 }
             }
             if !fits_now(rec, seen, weight, token) {
+                counters::note_sleep(&rec.counters, slept);
                 self.sleep(&watching, rec, seen, until);
             }
         };
@@ -407,12 +418,14 @@ impl Semaphore {
     /// holder's, an `FdPermit`'s) with `attempt(capacity)`, waiting as long as `until` allows,
     /// counted and shown in this thread's own record. One round: the caller re-creates a removed
     /// semaphore ([`Contended::Removed`]) or looks the record up again ([`Contended::Moved`]).
+    /// `slept`: as for [`Self::take_contended`], kept by the caller across its rounds.
     pub(super) fn take_into(
         &self,
         (found, life): (Found, u64),
         weight: u32,
         until: Until,
         attempt: impl Fn(u32) -> Attempt,
+        slept: &mut bool,
     ) -> Result<(), Contended> {
         let me = self
             .inner
@@ -436,9 +449,16 @@ impl Semaphore {
                 Attempt::Busy => Refused::Full(rec.word.load(Relaxed)),
             };
             let token = Reservation::new(me, lane, weight);
-            self.take_contended(found, weight, until, h, token, first, |fair, _| {
-                attempt(fair)
-            })
+            self.take_contended(
+                found,
+                weight,
+                until,
+                h,
+                token,
+                first,
+                |fair, _| attempt(fair),
+                slept,
+            )
         })
     }
 

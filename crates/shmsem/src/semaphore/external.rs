@@ -58,12 +58,18 @@ impl Semaphore {
         .start();
         may_act_for(pid)?;
         let mut at = self.current();
+        // Counted once in the semaphore's waits, however many rounds it takes.
+        let mut slept = false;
         // Bounded: each round re-creates a removed semaphore or finds a freed slot again.
         for _ in 0..2 * super::RECREATE_TRIES {
             let (slot, slot_gen) = self.external_slot(pid, until.lock_deadline())?;
-            let outcome = self.take_into(at, weight, until, |fair| {
-                self.take_external(slot, slot_gen, at, weight, fair)
-            });
+            let outcome = self.take_into(
+                at,
+                weight,
+                until,
+                |fair| self.take_external(slot, slot_gen, at, weight, fair),
+                &mut slept,
+            );
             match outcome {
                 Ok(()) => return Ok(()),
                 Err(Contended::Moved) => {}

@@ -89,8 +89,16 @@ impl Semaphore {
             epoch: sys::FORK_EPOCH.load(Relaxed),
         };
         let mut at = self.current();
+        // Counted once in the semaphore's waits, however many rounds it takes.
+        let mut slept = false;
         for _ in 0..super::RECREATE_TRIES {
-            let outcome = self.take_into(at, weight, until, |fair| permit.take(weight, at, fair));
+            let outcome = self.take_into(
+                at,
+                weight,
+                until,
+                |fair| permit.take(weight, at, fair),
+                &mut slept,
+            );
             match outcome {
                 Ok(()) => {
                     (permit.found, permit.life, permit.weight) = (at.0, at.1, weight);

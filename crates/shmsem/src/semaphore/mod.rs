@@ -8,6 +8,7 @@
 //! as with a mutex. A failed try-acquire or a timed-out acquire synchronises with nothing.
 
 mod acquire;
+mod counters;
 mod external;
 mod fd_permit;
 mod info;
@@ -18,9 +19,11 @@ mod sleep;
 mod until;
 
 use self::acquire::{Contended, fair_capacity};
+pub(crate) use self::counters::{bump as bump_counter, reset as reset_counters};
 #[doc(hidden)]
 use self::until::Until;
 pub use self::{
+    counters::Counters,
     fd_permit::FdPermit,
     info::{Info, Kind, Owner},
     options::Options,
@@ -440,7 +443,7 @@ impl Semaphore {
         // `protocol::clear_sleeping`).
         rec.capacity.store(capacity, SeqCst);
         protocol::clear_sleeping(&rec.word);
-        wait::wake(&rec.word, u32::MAX);
+        release::wake_counted(rec, u32::MAX);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, frozen_pause, lane_of};
+use super::{BOUNDED_SLEEP, FROZEN_PATIENCE, Semaphore, counters, frozen_pause, lane_of};
 use crate::namespace::fast;
 use crate::{
     error::{Error, Result},
@@ -136,12 +136,22 @@ fn mark_used(rec: &SemRecord) {
 }
 
 /// Wake whom a release of `count` that found the word `before` must wake: nobody when nobody is
-/// counted (no system call).
+/// counted (no system call, and nothing counted).
 #[inline(always)]
 fn wake_after_release(rec: &SemRecord, before: u64, count: u32) {
     match word::wake_count(before, count) {
         Wake::None => {}
-        Wake::Some(n) => wait::wake(&rec.word, n),
-        Wake::All => wait::wake(&rec.word, u32::MAX),
+        Wake::Some(n) => wake_counted(rec, n),
+        Wake::All => wake_counted(rec, u32::MAX),
     }
+}
+
+/// Wake up to `n` sleepers on `rec`'s word, and count the wake in the record's statistics (see
+/// `counters`). Only for the wakes of releases and capacity changes, which a waiter's count
+/// made necessary: never on the fast path.
+#[cold]
+#[inline(never)]
+pub(super) fn wake_counted(rec: &SemRecord, n: u32) {
+    counters::bump(&rec.counters.wakes, 1);
+    wait::wake(&rec.word, n);
 }
