@@ -29,60 +29,44 @@ pub struct Family {
     /// The `# HELP` text.
     pub help: &'static str,
     /// The value for one semaphore.
-    pub value: fn(&Info, &Counters) -> u64,
+    pub value: Reader,
 }
 
 /// Every family `shmsem metrics` prints, in order. The README's table lists the same.
+#[rustfmt::skip]
 pub const FAMILIES: [Family; 8] = [
-    Family {
-        name: "shmsem_capacity",
-        kind: Type::Gauge,
-        help: "Most weight that may be held at once.",
-        value: |i, _| i.capacity.into(),
-    },
-    Family {
-        name: "shmsem_value",
-        kind: Type::Gauge,
-        help: "Weight held now.",
-        value: |i, _| i.value.into(),
-    },
-    Family {
-        name: "shmsem_holders",
-        kind: Type::Gauge,
-        help: "Processes holding weight.",
-        value: |i, _| i.holders.len() as u64,
-    },
-    Family {
-        name: "shmsem_waiters",
-        kind: Type::Gauge,
-        help: "Processes waiting for weight.",
-        value: |i, _| i.waiters.len() as u64,
-    },
-    Family {
-        name: "shmsem_waits",
-        kind: Type::Counter,
-        help: "Acquires that had to sleep before they got the weight or gave up.",
-        value: |_, c| c.waits,
-    },
-    Family {
-        name: "shmsem_timeouts",
-        kind: Type::Counter,
-        help: "Timed acquires that timed out.",
-        value: |_, c| c.timeouts,
-    },
-    Family {
-        name: "shmsem_reclaimed_weight",
-        kind: Type::Counter,
-        help: "Weight given back from dead holders by reclaims.",
-        value: |_, c| c.reclaimed_weight,
-    },
-    Family {
-        name: "shmsem_wakes",
-        kind: Type::Counter,
-        help: "Futex wakes issued by releases and capacity changes.",
-        value: |_, c| c.wakes,
-    },
+    Family::gauge("shmsem_capacity", "Most weight that may be held at once.", |i, _| i.capacity.into()),
+    Family::gauge("shmsem_value", "Weight held now.", |i, _| i.value.into()),
+    Family::gauge("shmsem_holders", "Processes holding weight.", |i, _| i.holders.len() as u64),
+    Family::gauge("shmsem_waiters", "Processes waiting for weight.", |i, _| i.waiters.len() as u64),
+    Family::counter("shmsem_waits", "Acquires that had to sleep before they got the weight or gave up.", |_, c| c.waits),
+    Family::counter("shmsem_timeouts", "Timed acquires that timed out.", |_, c| c.timeouts),
+    Family::counter("shmsem_reclaimed_weight", "Weight given back from dead holders by reclaims.", |_, c| c.reclaimed_weight),
+    Family::counter("shmsem_wakes", "Futex wakes issued by releases and capacity changes.", |_, c| c.wakes),
 ];
+
+impl Family {
+    const fn gauge(name: &'static str, help: &'static str, value: Reader) -> Family {
+        Family {
+            name,
+            kind: Type::Gauge,
+            help,
+            value,
+        }
+    }
+
+    const fn counter(name: &'static str, help: &'static str, value: Reader) -> Family {
+        Family {
+            name,
+            kind: Type::Counter,
+            help,
+            value,
+        }
+    }
+}
+
+/// How a family's value is read off a semaphore.
+type Reader = fn(&Info, &Counters) -> u64;
 
 /// The OpenMetrics text for `all`, ending with `# EOF` and a newline.
 ///

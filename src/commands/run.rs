@@ -1,7 +1,7 @@
 //! `shmsem run`: acquire, run a command as a child, release when it exits.
 
 use std::{
-    ffi::OsStr,
+    ffi::{OsStr, OsString},
     io::{self, Write},
     os::{
         fd::AsRawFd,
@@ -21,6 +21,22 @@ const CANNOT_RUN: u8 = 126;
 /// Exit status when the command is not found.
 const NOT_FOUND: u8 = 127;
 
+/// The command line `argv` as a [`Command`], and its program, once the signal handlers are
+/// installed; `Err` with the exit status when a signal came first (the command is then not
+/// started).
+pub(super) fn prepare(argv: &[OsString]) -> anyhow::Result<Result<(Command, &OsStr), u8>> {
+    signals::install().context("installing the signal handlers")?;
+    if let Some(sig) = signals::pending() {
+        return Ok(Err(signal_status(sig)));
+    }
+    let (program, rest) = argv
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
+    let mut command = Command::new(program);
+    command.args(rest);
+    Ok(Ok((command, program)))
+}
+
 /// Hold the weight for as long as the command runs; return the command's exit status
 /// (128 + the signal if a signal ended it).
 ///
@@ -35,18 +51,12 @@ pub fn run(opts: Options, args: RunArgs, quiet: bool) -> anyhow::Result<u8> {
     let timeout = take.wait.timeout();
     let sem = open_for_take(opts, &take, quiet)?;
     let permit = sem.acquire_fd(take.weight, timeout)?;
-    signals::install().context("installing the signal handlers")?;
-    if let Some(sig) = signals::pending() {
+    let (mut command, program) = match prepare(&args.command)? {
+        Ok(prepared) => prepared,
         // Interrupted before the command started: do not start it.
-        return Ok(signal_status(sig));
-    }
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
+        Err(status) => return Ok(status),
+    };
     let fd = permit.descriptor().as_raw_fd();
-    let mut command = Command::new(program);
-    command.args(rest);
     if scope == Scope::Tree {
         // The command joins this process's `self` tree, whose semaphore it holds.
         Tree::current()?.command(&mut command);

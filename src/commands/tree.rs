@@ -1,11 +1,8 @@
 //! `shmsem tree`: run a command as the root of a new `self` scope.
 
-use std::process::Command;
-
-use anyhow::Context;
 use shmsem::{SELF_ENV, Tree};
 
-use super::run::{cannot_spawn, exit_status, signal_status};
+use super::run::{cannot_spawn, exit_status, prepare};
 use crate::{cli::TreeArgs, signals};
 
 /// Start the command in a new `self` tree rooted at this process, wait for it, and return its
@@ -23,16 +20,10 @@ pub fn tree(args: TreeArgs) -> anyhow::Result<u8> {
         unsafe { std::env::remove_var(SELF_ENV) };
     }
     let tree = Tree::current()?;
-    signals::install().context("installing the signal handlers")?;
-    if let Some(sig) = signals::pending() {
-        return Ok(signal_status(sig));
-    }
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
-    let mut command = Command::new(program);
-    command.args(rest);
+    let (mut command, program) = match prepare(&args.command)? {
+        Ok(prepared) => prepared,
+        Err(status) => return Ok(status),
+    };
     tree.command(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,

@@ -68,13 +68,15 @@
 //!   [`Semaphore::acquire_for`] and [`Semaphore::release_for`] hold on behalf of another
 //!   process.
 //! * Looking: [`Semaphore::info`] returns an [`Info`] (capacity, value, [`Kind`], the holders
-//!   and waiters as [`Party`]s, the files' [`Owner`]); [`ps`] lists what a process holds or
-//!   waits for ([`Activity`], [`State`]).
+//!   and waiters as [`Party`]s, the files' [`Owner`]); [`Semaphore::counters`] its statistics
+//!   ([`Counters`]: waits, timeouts, reclaimed weight, wakes, all kept off the fast path);
+//!   [`ps`] lists what a process holds or waits for ([`Activity`], [`State`]).
 //! * Changing: [`Semaphore::set_capacity`], [`Semaphore::set_persistent`],
 //!   [`Semaphore::remove`].
 //! * A namespace as a whole, [`Namespace`] (from [`Options::to_namespace`]):
-//!   [`Namespace::list`], [`Namespace::reap`] (what came back, as [`Reclaimed`]),
-//!   [`Namespace::grant`].
+//!   [`Namespace::list`] (or [`Namespace::list_with_counters`]), [`Namespace::reap`] (what
+//!   came back, as [`Reclaimed`]), [`Namespace::grant`]; [`Namespace::all`] lists every
+//!   namespace this user can open.
 //! * Scopes: [`Scope`]; a child process joins its parent's `self` tree through [`Tree`]
 //!   (the [`SELF_ENV`] variable); [`DIR_ENV`] moves every scope's files; names follow
 //!   [`validate_name`]; the namespace used when none is given is [`DEFAULT_NAMESPACE`].

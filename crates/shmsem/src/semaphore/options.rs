@@ -1,6 +1,6 @@
 //! Opening semaphores: scope, namespace, and what to create them with.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use super::Semaphore;
 use crate::{
@@ -213,14 +213,21 @@ impl Options {
         }
     }
 
-    /// Open `name`, creating it if it does not exist.
-    pub fn open(&self, name: &str) -> Result<Semaphore> {
+    /// The namespace mapped (created if need be) for creating `name` in it, once the name, the
+    /// capacity, the mode and the namespace's owner are checked.
+    fn map_to_create(&self, name: &str) -> Result<Arc<Mapped>> {
         validate_name(name)?;
         super::check_capacity(self.capacity)?;
         self.check_mode()?;
         let ns = Mapped::open_named(self.scope, &self.namespace, Some(self.creation()))?
             .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
         self.check_owner(&ns)?;
+        Ok(ns)
+    }
+
+    /// Open `name`, creating it if it does not exist.
+    pub fn open(&self, name: &str) -> Result<Semaphore> {
+        let ns = self.map_to_create(name)?;
         let new = self.new_record();
         let (found, life) = match table::lookup_life(&ns.seg, name) {
             Some(f) => f,
@@ -260,12 +267,7 @@ impl Options {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn create_new(&self, name: &str) -> Result<Semaphore> {
-        validate_name(name)?;
-        super::check_capacity(self.capacity)?;
-        self.check_mode()?;
-        let ns = Mapped::open_named(self.scope, &self.namespace, Some(self.creation()))?
-            .ok_or_else(|| Error::corrupt("namespace vanished while being created"))?;
-        self.check_owner(&ns)?;
+        let ns = self.map_to_create(name)?;
         ns.sweep_idle()?;
         let exists = || Error::AlreadyExists {
             name: name.to_owned(),
