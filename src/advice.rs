@@ -2,10 +2,11 @@
 //!
 //! The library's messages say what happened and what a *program* can do (which method, which
 //! option). Someone at a shell needs the command or flag instead, so for the errors where one
-//! helps, the error line goes on with a hint in the command's terms:
+//! helps, the error line keeps what happened and gives, in place of the library's advice, a hint
+//! in the command's terms:
 //!
 //! ```text
-//! shmsem: timed out after 300 ms waiting for weight 1; wait longer, …; `shmsem show gpu` lists its holders
+//! shmsem: timed out after 300 ms waiting for weight 1; `shmsem show gpu` lists its holders
 //! ```
 
 use crate::cli::{Cli, Command, ScopeArg};
@@ -62,7 +63,8 @@ pub fn hint(err: &shmsem::Error, place: &Place) -> Option<String> {
     Some(match err {
         E::Timeout { .. } => format!("{} lists its holders", place.command("show", None, "")),
         E::WouldBlock { .. } => {
-            "--timeout MS waits up to MS ms, and no --timeout as long as it takes".to_owned()
+            "--timeout T (such as 250ms or 2s) waits up to T, and no --timeout as long as it takes"
+                .to_owned()
         }
         E::WeightTooLarge { .. } => {
             format!("{} raises it", place.command("set", None, " --capacity N"))

@@ -49,11 +49,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error line: the chain of causes (`{:#}`), then the command's hint for the library error
-/// in it, if it has one.
+/// The error line: the chain of causes, as `{:#}` prints it, with the command's hint for the
+/// library error in it when it has one. The hint replaces the library's own advice (what
+/// follows the first `; ` of its message), which speaks to programs: which method, which option.
 fn message(err: &anyhow::Error, place: &advice::Place) -> String {
-    let mut line = format!("{err:#}");
-    if let Some(hint) = library_error(err).and_then(|e| advice::hint(e, place)) {
+    let hint = library_error(err).and_then(|e| advice::hint(e, place));
+    let causes: Vec<String> = err
+        .chain()
+        .map(|cause| {
+            let text = cause.to_string();
+            match (&hint, cause.downcast_ref::<shmsem::Error>()) {
+                (Some(_), Some(_)) => text
+                    .split_once("; ")
+                    .map_or_else(|| text.clone(), |(what, _)| what.to_owned()),
+                _ => text,
+            }
+        })
+        .collect();
+    let mut line = causes.join(": ");
+    if let Some(hint) = hint {
         line.push_str("; ");
         line.push_str(&hint);
     }
