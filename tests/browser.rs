@@ -342,7 +342,10 @@ impl World {
             if Instant::now() > deadline {
                 let url = self.c.current_url().await.map(|u| u.to_string());
                 let text = self
-                    .js("return document.body ? document.body.innerText : null", vec![])
+                    .js(
+                        "return document.body ? document.body.innerText : null",
+                        vec![],
+                    )
                     .await;
                 panic!(
                     "timed out after {WAIT:?}: {what}; last result {v}; page {url:?}:\n{}\n\
@@ -385,7 +388,9 @@ impl World {
     /// Type `value` into the field `selector`, replacing what it held.
     async fn fill(&self, selector: &str, value: &str) {
         let e = self.element(selector).await;
-        e.clear().await.unwrap_or_else(|e| panic!("clearing {selector}: {e}"));
+        e.clear()
+            .await
+            .unwrap_or_else(|e| panic!("clearing {selector}: {e}"));
         e.send_keys(value)
             .await
             .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
@@ -460,6 +465,34 @@ fn cli_capacity(dir: &TestDir, name: &str) -> Option<u64> {
 
 // ===== the tests =====
 
+/// The browser itself works here (so that a failure below is the server's): Chromium, through
+/// chromedriver, runs a page's script at the size asked for.
+#[test]
+fn chromium_runs() {
+    let dir = TestDir::new("browser-chromium");
+    let driver = Driver::start(&dir);
+    block_on(async {
+        let c = driver.session(PHONE).await;
+        c.goto("data:text/html,<title>t</title><p id=p>hello</p>")
+            .await
+            .expect("opening a data: page");
+        let v = c
+            .execute(
+                "return [document.getElementById('p').textContent, window.innerWidth]",
+                vec![],
+            )
+            .await
+            .expect("running a script");
+        assert_eq!(v[0], json!("hello"));
+        let width = v[1].as_u64().expect("innerWidth");
+        assert!(
+            (300..=PHONE.0 as u64).contains(&width),
+            "innerWidth {width}"
+        );
+        c.close().await.expect("closing the session");
+    });
+}
+
 /// The list shows what another process holds, and follows its release without a reload.
 #[test]
 fn list_follows_a_holder_live() {
@@ -467,7 +500,10 @@ fn list_follows_a_holder_live() {
     let pid = holder.pid();
     block_on(async {
         let w = World::new("browser-live", DESKTOP, |dir| {
-            cli::ok(dir, &["acquire", "live", "--capacity", "2", "--holder", &pid]);
+            cli::ok(
+                dir,
+                &["acquire", "live", "--capacity", "2", "--holder", &pid],
+            );
         })
         .await;
         w.goto("/").await;
@@ -475,9 +511,11 @@ fn list_follows_a_holder_live() {
         w.until_text(&format!("{r} td.value"), "1/2").await;
         w.until_text(&format!("{r} td.holders"), "1").await;
         assert_eq!(
-            w.js("return document.querySelector(arguments[0]).getAttribute('href')",
-                vec![json!(format!("{r} td.name a"))])
-                .await,
+            w.js(
+                "return document.querySelector(arguments[0]).getAttribute('href')",
+                vec![json!(format!("{r} td.name a"))]
+            )
+            .await,
             json!("/sem/local/default/live")
         );
         w.js("window.__noReload = 1", vec![]).await;
@@ -509,7 +547,11 @@ fn create_needs_the_token() {
         w.submit("form#create").await;
         let err = w.message("error").await;
         assert!(!err.is_empty(), "an empty error message");
-        assert_eq!(cli_capacity(&w.dir, "refused"), None, "created without a token");
+        assert_eq!(
+            cli_capacity(&w.dir, "refused"),
+            None,
+            "created without a token"
+        );
 
         // With the token in the address: created, and the list shows it.
         w.goto(&format!("/?token={}", w.server.token)).await;
@@ -568,7 +610,11 @@ fn edit_needs_the_token() {
         w.submit("form#edit").await;
         let err = w.message("error").await;
         assert!(!err.is_empty(), "an empty error message");
-        assert_eq!(cli_capacity(&w.dir, "ed"), Some(5), "changed without a token");
+        assert_eq!(
+            cli_capacity(&w.dir, "ed"),
+            Some(5),
+            "changed without a token"
+        );
         w.close().await;
     });
 }
@@ -640,7 +686,14 @@ fn list_fits_a_phone() {
         let w = World::new("browser-phone", PHONE, |dir| {
             cli::ok(
                 dir,
-                &["acquire", "a-rather-long-semaphore-name", "--capacity", "16", "--holder", &pid],
+                &[
+                    "acquire",
+                    "a-rather-long-semaphore-name",
+                    "--capacity",
+                    "16",
+                    "--holder",
+                    &pid,
+                ],
             );
         })
         .await;
@@ -651,7 +704,8 @@ fn list_fits_a_phone() {
         )
         .await;
         let (sw, iw) = (
-            w.js("return document.documentElement.scrollWidth", vec![]).await,
+            w.js("return document.documentElement.scrollWidth", vec![])
+                .await,
             w.js("return window.innerWidth", vec![]).await,
         );
         assert!(
