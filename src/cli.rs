@@ -94,6 +94,9 @@ pub enum Command {
     Man,
     /// Print every semaphore's numbers and statistics as OpenMetrics (Prometheus) text.
     Metrics(MetricsArgs),
+    /// Serve the Semaphores web page, a JSON API and /metrics over HTTP; read-only unless
+    /// --edit, and then every change needs the token it prints.
+    Serve(ServeArgs),
 }
 
 impl Cli {
@@ -360,6 +363,17 @@ pub struct MetricsArgs {
     /// Every namespace of every scope this user can open, instead of --scope and --namespace.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address and port to listen on (port 0: any free port; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7733")]
+    pub listen: std::net::SocketAddr,
+    /// Allow changes (create, set, remove, reap) from clients that send the printed token.
+    #[arg(long)]
+    pub edit: bool,
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ mod cli;
 mod commands;
 mod dashboard;
 mod group;
+#[cfg(feature = "serve")]
+mod serve;
 mod signals;
 
 use shmsem_cli::output;
