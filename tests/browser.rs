@@ -122,7 +122,10 @@ impl Server {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("listening on ") {
                         base = Some(url.trim().trim_end_matches('/').to_owned());
-                    } else if let Some(t) = line.strip_prefix("token: ") {
+                    } else if let Some(t) = line
+                        .strip_prefix("token: ")
+                        .or_else(|| line.strip_prefix("token "))
+                    {
                         token = Some(t.trim().to_owned());
                     }
                     seen.push(line);
@@ -358,17 +361,26 @@ impl World {
         }
     }
 
-    /// Wait until the text of the element `selector` contains `text`.
-    async fn until_text(&self, selector: &str, text: &str) -> String {
-        let v = self
-            .until(
-                &format!("{selector} contains {text:?}"),
-                "const e = document.querySelector(arguments[0]); \
-                 return e && e.textContent.includes(arguments[1]) ? e.textContent : null",
-                vec![json!(selector), json!(text)],
-            )
-            .await;
-        v.as_str().unwrap_or_default().to_owned()
+    /// Wait until the text of the element `selector`, trimmed, is `text`.
+    async fn until_text(&self, selector: &str, text: &str) {
+        self.until(
+            &format!("the text of {selector} is {text:?}"),
+            "const e = document.querySelector(arguments[0]); \
+             return e !== null && e.textContent.trim() === arguments[1]",
+            vec![json!(selector), json!(text)],
+        )
+        .await;
+    }
+
+    /// Wait until the element `selector` has the attribute `attr` equal to `value`.
+    async fn until_attr(&self, selector: &str, attr: &str, value: &str) {
+        self.until(
+            &format!("{selector} has {attr}={value:?}"),
+            "const e = document.querySelector(arguments[0]); \
+             return e !== null && e.getAttribute(arguments[1]) === arguments[2]",
+            vec![json!(selector), json!(attr), json!(value)],
+        )
+        .await;
     }
 
     /// Wait until `selector` matches an element, and return it.
@@ -404,8 +416,14 @@ impl World {
             .unwrap_or_else(|e| panic!("choosing {value:?} in {selector}: {e}"));
     }
 
-    /// Click the submit button of `form`.
+    /// Click the submit button of `form`, after emptying `#message` so that [`World::message`]
+    /// reads the answer to this submission and not an earlier one.
     async fn submit(&self, form: &str) {
+        self.js(
+            "const m = document.getElementById('message'); if (m) { m.textContent = ''; }",
+            vec![],
+        )
+        .await;
         let button = format!("{form} button[type=submit], {form} input[type=submit]");
         self.element(&button)
             .await
@@ -414,18 +432,31 @@ impl World {
             .unwrap_or_else(|e| panic!("clicking {button}: {e}"));
     }
 
-    /// Wait for `#message` to have class `class` (`ok` or `error`), and return its text.
-    async fn message(&self, class: &str) -> String {
-        self.until_text(&format!("#message.{class}"), "").await;
+    /// Wait for `#message` to say something with `data-state` `state` (`ok` or `error`), and
+    /// return what it says.
+    async fn message(&self, state: &str) -> String {
         self.until(
-            &format!("#message.{class} has a text"),
-            "return document.querySelector(arguments[0]).textContent.trim()",
-            vec![json!(format!("#message.{class}"))],
+            &format!("#message says something with data-state={state:?}"),
+            "const e = document.getElementById('message'); \
+             return e !== null && e.dataset.state === arguments[0] ? e.textContent.trim() : null",
+            vec![json!(state)],
         )
         .await
         .as_str()
         .unwrap_or_default()
         .to_owned()
+    }
+
+    /// Type `token` into `#token`, once the page's script has run (it fills the field from the
+    /// tab's `sessionStorage`, and keeps what is typed there).
+    async fn type_token(&self, token: &str) {
+        self.ready().await;
+        self.fill("#token", token).await;
+    }
+
+    /// Wait until the page's script has run (`<body data-ready="true">`).
+    async fn ready(&self) {
+        self.until_attr("body", "data-ready", "true").await;
     }
 
     /// Forget the token this tab kept, so that the next page opened without `?token=` has none.
@@ -445,9 +476,10 @@ impl World {
     }
 }
 
-/// The selector of `name`'s row on the list page (local scope, default namespace).
+/// The selector of `name`'s row on the list page (of the server's scope and namespace: the
+/// test's `local` scope, namespace `default`).
 fn row(name: &str) -> String {
-    format!(r#"tr.sem[data-scope="local"][data-namespace="default"][data-name="{name}"]"#)
+    format!(r#"#semaphores tr.semaphore[data-name="{name}"]"#)
 }
 
 /// `show NAME` through the CLI: its capacity, or `None` if there is no such semaphore.
@@ -508,21 +540,32 @@ fn list_follows_a_holder_live() {
         .await;
         w.goto("/").await;
         let r = row("live");
-        w.until_text(&format!("{r} td.value"), "1/2").await;
+        w.until_text(&format!("{r} td.value"), "1").await;
+        w.until_text(&format!("{r} td.capacity"), "2").await;
         w.until_text(&format!("{r} td.holders"), "1").await;
-        assert_eq!(
-            w.js(
-                "return document.querySelector(arguments[0]).getAttribute('href')",
-                vec![json!(format!("{r} td.name a"))]
-            )
-            .await,
-            json!("/sem/local/default/live")
-        );
+        w.until_attr(&format!("{r} meter.usage"), "value", "1")
+            .await;
+        w.until_attr(&format!("{r} td.name a"), "href", "/semaphores/live")
+            .await;
+        w.ready().await;
         w.js("window.__noReload = 1", vec![]).await;
 
         cli::ok(&w.dir, &["release", "live", "--holder", &pid]);
-        w.until_text(&format!("{r} td.value"), "0/2").await;
+        w.until_text(&format!("{r} td.value"), "0").await;
         w.until_text(&format!("{r} td.holders"), "0").await;
+        w.until_attr(&format!("{r} meter.usage"), "value", "0")
+            .await;
+        // A semaphore created elsewhere appears, and one removed elsewhere goes, still in place.
+        cli::ok(&w.dir, &["create", "later", "--capacity", "3"]);
+        w.until_text(&format!("{} td.capacity", row("later")), "3")
+            .await;
+        cli::ok(&w.dir, &["rm", "later"]);
+        w.until(
+            "the removed semaphore's row goes",
+            "return document.querySelector(arguments[0]) === null",
+            vec![json!(row("later"))],
+        )
+        .await;
         assert_eq!(
             w.js("return window.__noReload === 1", vec![]).await,
             json!(true),
@@ -532,60 +575,97 @@ fn list_follows_a_holder_live() {
     });
 }
 
-/// `form#create` creates a semaphore with the token from `?token=`, and is refused without it.
+/// `form#create-form` creates a semaphore with the token typed into `#token`, and is refused
+/// without it or with another.
 #[test]
 fn create_needs_the_token() {
     block_on(async {
         let w = World::new("browser-create", DESKTOP, |_| {}).await;
+        w.goto("/").await;
+        w.ready().await;
+        let create = |name: &'static str| {
+            let w = &w;
+            async move {
+                w.fill("form#create-form [name=name]", name).await;
+                w.fill("form#create-form [name=capacity]", "3").await;
+                w.submit("form#create-form").await;
+            }
+        };
 
         // Without a token: refused, and nothing is created.
-        w.goto("/").await;
-        w.fill("form#create [name=name]", "refused").await;
-        w.select("form#create [name=scope]", "local").await;
-        w.fill("form#create [name=namespace]", "default").await;
-        w.fill("form#create [name=capacity]", "3").await;
-        w.submit("form#create").await;
+        assert_eq!(
+            w.js("return document.getElementById('token').value", vec![])
+                .await,
+            json!("")
+        );
+        create("refused").await;
         let err = w.message("error").await;
-        assert!(!err.is_empty(), "an empty error message");
+        assert!(
+            err.contains("token"),
+            "refused without a token, but: {err:?}"
+        );
         assert_eq!(
             cli_capacity(&w.dir, "refused"),
             None,
             "created without a token"
         );
 
-        // With the token in the address: created, and the list shows it.
-        w.goto(&format!("/?token={}", w.server.token)).await;
-        w.until(
-            "the token leaves the address bar",
-            "return !location.search.includes('token=')",
-            vec![],
-        )
-        .await;
-        w.fill("form#create [name=name]", "made").await;
-        w.select("form#create [name=scope]", "local").await;
-        w.fill("form#create [name=namespace]", "default").await;
-        w.fill("form#create [name=capacity]", "3").await;
-        w.select("form#create [name=kind]", "persistent").await;
-        w.submit("form#create").await;
-        w.message("ok").await;
-        w.until_text(&format!("{} td.value", row("made")), "0/3")
+        // Another token: refused.
+        w.type_token(&"0".repeat(64)).await;
+        create("refused").await;
+        let err = w.message("error").await;
+        assert!(!err.is_empty(), "an empty error message");
+        assert_eq!(
+            cli_capacity(&w.dir, "refused"),
+            None,
+            "created with a wrong token"
+        );
+
+        // The token: created, and the list shows it without a reload.
+        w.type_token(&w.server.token).await;
+        w.js("window.__noReload = 1", vec![]).await;
+        w.fill("form#create-form [name=name]", "made").await;
+        w.fill("form#create-form [name=capacity]", "3").await;
+        w.element("form#create-form [name=persistent]")
+            .await
+            .click()
+            .await
+            .expect("ticking persistent");
+        w.submit("form#create-form").await;
+        assert_eq!(w.message("ok").await, "created made");
+        w.until_text(&format!("{} td.capacity", row("made")), "3")
             .await;
+        w.until_text(&format!("{} td.kind", row("made")), "persistent")
+            .await;
+        assert_eq!(
+            w.js("return window.__noReload === 1", vec![]).await,
+            json!(true),
+            "the page was reloaded"
+        );
         assert_eq!(cli_capacity(&w.dir, "made"), Some(3));
         assert_eq!(cli::show(&w.dir, "made")["kind"], json!("persistent"));
 
-        // The token stays with the tab, not with the page: forgotten, the next change is refused.
+        // The tab keeps the token for its other pages...
+        w.goto("/").await;
+        w.ready().await;
+        assert_eq!(
+            w.js("return document.getElementById('token').value", vec![])
+                .await,
+            json!(w.server.token)
+        );
+        // ...and once it is forgotten, a change is refused again.
         w.forget_token().await;
         w.goto("/").await;
-        w.fill("form#create [name=name]", "refused2").await;
-        w.fill("form#create [name=capacity]", "1").await;
-        w.submit("form#create").await;
+        w.ready().await;
+        create("refused").await;
         w.message("error").await;
-        assert_eq!(cli_capacity(&w.dir, "refused2"), None);
+        assert_eq!(cli_capacity(&w.dir, "refused"), None);
         w.close().await;
     });
 }
 
-/// `form#edit` changes the capacity with the token, and is refused without it.
+/// `form#set-form` on a semaphore's page changes its capacity with the token, and is refused
+/// without it.
 #[test]
 fn edit_needs_the_token() {
     block_on(async {
@@ -593,23 +673,29 @@ fn edit_needs_the_token() {
             cli::ok(dir, &["create", "ed", "--capacity", "2", "--persistent"]);
         })
         .await;
-        let page = "/sem/local/default/ed";
+        let page = "/semaphores/ed";
 
-        w.goto(&format!("{page}?token={}", w.server.token)).await;
-        w.until_text("h1#title", "ed").await;
-        w.until_text("#summary dd.capacity", "2").await;
-        w.fill("form#edit [name=capacity]", "5").await;
-        w.submit("form#edit").await;
-        w.message("ok").await;
+        w.goto(page).await;
+        w.until_text("main#semaphore h1", "ed").await;
+        w.until_text("#facts dd.capacity", "2").await;
+        w.type_token(&w.server.token).await;
+        w.fill("form#set-form [name=capacity]", "5").await;
+        w.submit("form#set-form").await;
+        assert_eq!(w.message("ok").await, "capacity 5");
         assert_eq!(cli_capacity(&w.dir, "ed"), Some(5));
+        w.until_attr("main#semaphore", "data-capacity", "5").await;
 
         w.forget_token().await;
         w.goto(page).await;
-        w.until_text("#summary dd.capacity", "5").await;
-        w.fill("form#edit [name=capacity]", "7").await;
-        w.submit("form#edit").await;
+        w.until_text("#facts dd.capacity", "5").await;
+        w.ready().await;
+        w.fill("form#set-form [name=capacity]", "7").await;
+        w.submit("form#set-form").await;
         let err = w.message("error").await;
-        assert!(!err.is_empty(), "an empty error message");
+        assert!(
+            err.contains("token"),
+            "refused without a token, but: {err:?}"
+        );
         assert_eq!(
             cli_capacity(&w.dir, "ed"),
             Some(5),
@@ -633,13 +719,10 @@ fn screenshots() {
             acquire(&["builds", "--holder", &b]);
             acquire(&["deploy", "--capacity", "1", "--holder", &c]);
             cli::ok(dir, &["create", "gpu", "--capacity", "2", "--persistent"]);
-            cli::ok(
-                dir,
-                &["--namespace", "ci", "create", "tests", "--capacity", "8"],
-            );
+            cli::ok(dir, &["create", "tests", "--capacity", "8"]);
         })
         .await;
-        // A process waiting for `deploy`, held by `c`.
+        // A process waiting for `deploy`, which `c` holds.
         let mut cmd = cli::command(
             &w.dir,
             &["acquire", "deploy", "--holder", &waiter_holder.pid()],
@@ -653,23 +736,38 @@ fn screenshots() {
             None => w.dir.work.clone(),
         };
 
-        w.goto(&format!("/?token={}", w.server.token)).await;
-        w.until_text(&format!("{} td.value", row("builds")), "3/4")
+        w.goto("/").await;
+        w.until_text(&format!("{} td.value", row("builds")), "3")
             .await;
         w.until_text(&format!("{} td.waiters", row("deploy")), "1")
             .await;
+        w.until_attr("#live", "data-state", "live").await;
         let png = w.screenshot().await;
         fs::write(out.join("serve-list.png"), png).expect("writing serve-list.png");
 
-        w.goto("/sem/local/default/builds").await;
-        w.until_text("h1#title", "builds").await;
+        w.goto("/semaphores/builds").await;
+        w.until_text("main#semaphore h1", "builds").await;
         w.until(
             "two holders",
             "return document.querySelectorAll('#holders tr[data-pid]').length === 2",
             vec![],
         )
         .await;
-        w.element("svg#history").await;
+        // Some history in the plot: a second or two at 3/4, then 2/4.
+        let samples = |n: u32| {
+            let w = &w;
+            async move {
+                w.until(
+                    &format!("at least {n} samples in the plot"),
+                    "return Number(document.getElementById('plot').dataset.samples) >= arguments[0]",
+                    vec![json!(n)],
+                )
+                .await;
+            }
+        };
+        samples(2).await;
+        cli::ok(&w.dir, &["release", "builds", "--holder", &b]);
+        samples(4).await;
         let png = w.screenshot().await;
         fs::write(out.join("serve-sem.png"), png).expect("writing serve-sem.png");
         w.close().await;
@@ -683,26 +781,17 @@ fn list_fits_a_phone() {
     let holder = Sleeper::spawn();
     let pid = holder.pid();
     block_on(async {
+        let name = "a-rather-long-semaphore-name";
         let w = World::new("browser-phone", PHONE, |dir| {
             cli::ok(
                 dir,
-                &[
-                    "acquire",
-                    "a-rather-long-semaphore-name",
-                    "--capacity",
-                    "16",
-                    "--holder",
-                    &pid,
-                ],
+                &["acquire", name, "--capacity", "16", "--holder", &pid],
             );
         })
         .await;
         w.goto("/").await;
-        w.until_text(
-            &format!("{} td.value", row("a-rather-long-semaphore-name")),
-            "1/16",
-        )
-        .await;
+        w.until_text(&format!("{} td.value", row(name)), "1").await;
+        w.ready().await;
         let (sw, iw) = (
             w.js("return document.documentElement.scrollWidth", vec![])
                 .await,
@@ -712,10 +801,26 @@ fn list_fits_a_phone() {
             iw.as_u64().is_some_and(|iw| iw <= 400),
             "the window is not a phone's width: innerWidth {iw}"
         );
-        assert!(
-            sw.as_u64() <= iw.as_u64(),
-            "the list scrolls sideways at a phone's width: scrollWidth {sw} > innerWidth {iw}"
-        );
+        if sw.as_u64() > iw.as_u64() {
+            // The innermost elements that reach past the right edge, to say what is too wide.
+            let wide = w
+                .js(
+                    "return [...document.querySelectorAll('body *')]\
+                       .filter(e => e.getBoundingClientRect().right > innerWidth + 1)\
+                       .filter(e => ![...e.children].some(c => \
+                         c.getBoundingClientRect().right > innerWidth + 1))\
+                       .slice(0, 8)\
+                       .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + \
+                         (e.className ? '.' + e.className : '') + ' ' + \
+                         Math.round(e.getBoundingClientRect().right))",
+                    vec![],
+                )
+                .await;
+            panic!(
+                "the list scrolls sideways at a phone's width: scrollWidth {sw} > innerWidth \
+                 {iw}; past the edge (element, right edge): {wide}"
+            );
+        }
         w.close().await;
     });
 }
