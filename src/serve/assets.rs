@@ -38,6 +38,7 @@ svg#plot polyline.capacity { stroke: #aaa; stroke-dasharray: 4 3; }
 #edit { border-top: 1px solid #ddd; margin-top: 1rem; padding-top: .5rem; }
 #message[data-state="error"] { color: #b42318; }
 main#error .message { color: #b42318; }
+@media (max-width: 40rem) { table { display: block; overflow-x: auto; } meter.usage { width: 4rem; } }
 "##;
 
 const SCRIPT: &str = r##"
