@@ -408,14 +408,6 @@ impl World {
             .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
     }
 
-    async fn select(&self, selector: &str, value: &str) {
-        self.element(selector)
-            .await
-            .select_by_value(value)
-            .await
-            .unwrap_or_else(|e| panic!("choosing {value:?} in {selector}: {e}"));
-    }
-
     /// Click the submit button of `form`, after emptying `#message` so that [`World::message`]
     /// reads the answer to this submission and not an earlier one.
     async fn submit(&self, form: &str) {
