@@ -12,42 +12,73 @@ use common::{
     cli::{self, Sleeper, eventually},
     http::Server,
 };
+use serde_json::json;
 
 const HTML: &str = "text/html; charset=utf-8";
 const JSON: &str = "application/json";
 
-/// A test directory with `a` (capacity 3, persistent) and `b` (capacity 1), and the server.
+/// A test directory with `local/default/a` (capacity 3, persistent), `local/default/b`
+/// (capacity 1) and `global/ops/g`, and the server.
 fn setup(test: &str, extra: &[&str]) -> (TestDir, Server) {
     let dir = TestDir::new(test);
     cli::ok(&dir, &["create", "a", "--capacity", "3", "--persistent"]);
     cli::ok(&dir, &["create", "b", "--persistent"]);
+    cli::ok(
+        &dir,
+        &[
+            "--scope",
+            "global",
+            "--namespace",
+            "ops",
+            "create",
+            "g",
+            "--persistent",
+        ],
+    );
     let server = Server::start(&dir, extra);
     (dir, server)
+}
+
+fn contains_all(html: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(html.contains(needle), "{needle} not in {html}");
+    }
 }
 
 #[test]
 fn read_routes_answer_with_the_commands_json_and_the_contracts_pages() {
     let (dir, server) = setup("serve-read", &[]);
     let holder = Sleeper::spawn();
-    cli::ok(
-        &dir,
-        &["acquire", "a", "--weight", "2", "--holder", &holder.pid()],
-    );
+    let hpid = holder.pid();
+    cli::ok(&dir, &["acquire", "a", "--weight", "2", "--holder", &hpid]);
 
     let list = server.get("/api/semaphores");
     let list = list.expect(200, JSON).json();
+    let names: Vec<(&str, &str, &str)> = list
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| {
+            let f = |k: &str| s[k].as_str().unwrap_or_default();
+            (f("scope"), f("namespace"), f("name"))
+        })
+        .collect();
     assert_eq!(
-        list,
-        cli::ok(&dir, &["ls", "--json"]).json(),
-        "the same objects as ls --json"
+        names,
+        [
+            ("global", "ops", "g"),
+            ("local", "default", "a"),
+            ("local", "default", "b")
+        ]
     );
-    assert_eq!(list[0]["name"], "a");
+    let local = cli::ok(&dir, &["ls", "--json"]).json();
+    assert_eq!(list[1], local[0], "the fields of ls --json");
     assert_eq!(
-        (list[0]["value"].as_u64(), list[0]["holders"].as_u64()),
+        (list[1]["value"].as_u64(), list[1]["holders"].as_u64()),
         (Some(2), Some(1))
     );
 
-    let show = server.get("/api/semaphores/a");
+    let show = server.get("/api/sem/local/default/a");
     let show = show.expect(200, JSON).json();
     assert_eq!(
         show["holders"][0]["pid"].as_u64(),
@@ -55,44 +86,44 @@ fn read_routes_answer_with_the_commands_json_and_the_contracts_pages() {
     );
     assert_eq!(show["holders"][0]["weight"], 2);
     assert!(show["holders"][0]["since_ms"].is_u64());
-
-    let ps = server.get(&format!("/api/pids/{}", holder.pid()));
-    let ps = ps.expect(200, JSON).json();
-    assert_eq!(ps[0]["name"], "a");
-    assert_eq!(ps[0]["state"], "held");
-
-    let info = server.get("/api/info");
-    let info = info.expect(200, JSON).json();
+    assert_eq!(show["holders"][0]["cmdline"], "sleep 60");
     assert_eq!(
-        (info["scope"].as_str(), info["edit"].as_bool()),
-        (Some("local"), Some(false))
+        server.get("/api/sem/global/ops/g").expect(200, JSON).json()["scope"],
+        "global"
     );
 
-    eventually("a history sample", || {
-        let h = server.get("/api/semaphores/a/history");
-        let h = h.expect(200, JSON).json();
-        h["samples"].as_array().is_some_and(|s| !s.is_empty())
-    });
-    // The first sample may predate the acquire: wait for one that shows it.
+    let ps = server.get(&format!("/api/pid/{hpid}"));
+    let ps = ps.expect(200, JSON).json();
+    assert_eq!(
+        ps,
+        json!([{"scope": "local", "namespace": "default", "name": "a", "weight": 2, "state": "held"}])
+    );
+
     eventually("a sample of the held weight", || {
-        let h = server.get("/api/semaphores/a/history").json();
+        let h = server.get("/api/sem/local/default/a/history").json();
         let last = h["samples"].as_array().and_then(|s| s.last().cloned());
         last.is_some_and(|s| s["value"] == 2 && s["capacity"] == 3 && s["holders"] == 1)
     });
 
     let metrics = server.get("/metrics");
-    metrics.expect(200, "application/openmetrics-text; version=1.0.0");
-    assert!(
-        metrics.text().contains("shmsem_capacity{"),
-        "{}",
-        metrics.text()
+    metrics.expect(
+        200,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
     );
-    assert!(metrics.text().ends_with("# EOF\n"));
+    let text = metrics.text();
+    assert!(
+        text.contains("scope=\"global\",namespace=\"ops\",name=\"g\""),
+        "all scopes: {text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
 
-    server.get("/healthz").expect(200, "text/plain");
-    assert_eq!(server.get("/healthz").text(), "ok\n");
+    assert_eq!(
+        server.get("/healthz").expect(200, "text/plain").text(),
+        "ok\n"
+    );
     server.get("/assets/style.css").expect(200, "text/css");
     server.get("/assets/app.js").expect(200, "text/javascript");
+    assert_eq!(server.get("/api/info").json()["edit"], false);
 
     let page = server.get("/");
     page.expect(200, HTML);
@@ -102,66 +133,76 @@ fn read_routes_answer_with_the_commands_json_and_the_contracts_pages() {
     );
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     let html = page.text();
-    for needle in [
-        "data-edit=\"false\"",
-        "id=\"nav\"",
-        "id=\"live\"",
-        "<main id=\"list\"",
-        "<table id=\"semaphores\"",
-        "<tr class=\"semaphore\" data-name=\"a\" data-kind=\"persistent\" data-capacity=\"3\" data-value=\"2\" data-holders=\"1\" data-waiters=\"0\"",
-        "<a href=\"/semaphores/a\">a</a>",
-        "<meter class=\"usage\" min=\"0\" max=\"3\" value=\"2\">",
+    contains_all(
+        &html,
+        &[
+            "<meta name=\"viewport\"",
+            "<table id=\"semaphores\"",
+            "<input id=\"filter\"",
+            "<th data-sort=\"name\">",
+            "<tr class=\"sem\" data-scope=\"local\" data-namespace=\"default\" data-name=\"a\">",
+            "<td class=\"scope\">local</td>",
+            "<td class=\"namespace\">default</td>",
+            "<td class=\"name\"><a href=\"/sem/local/default/a\">a</a></td>",
+            "<td class=\"kind\">persistent</td>",
+            "<td class=\"capacity\">3</td>",
+            "<td class=\"value\"><span>2/3</span>",
+            "<td class=\"holders\">1</td>",
+            "<td class=\"waiters\">0</td>",
+            "<td class=\"owner\">",
+            "<tr class=\"sem\" data-scope=\"global\" data-namespace=\"ops\" data-name=\"g\">",
+        ],
+    );
+    for absent in [
+        "id=\"token\"",
+        "id=\"create\"",
+        "id=\"reap\"",
+        "id=\"message\"",
     ] {
-        assert!(html.contains(needle), "{needle} not in {html}");
-    }
-    for absent in ["id=\"token\"", "id=\"create-form\"", "id=\"empty\""] {
         assert!(!html.contains(absent), "{absent} in {html}");
     }
 
-    let html = server.get("/semaphores/a");
+    let html = server.get("/sem/local/default/a");
     let html = html.expect(200, HTML).text();
-    let party = format!(
-        "<tr class=\"party\" data-pid=\"{0}\" data-weight=\"2\"",
-        holder.pid()
+    contains_all(
+        &html,
+        &[
+            "<h1 id=\"title\"",
+            ">a</h1>",
+            "<dl id=\"summary\">",
+            "<dd class=\"capacity\">3</dd>",
+            "<dd class=\"value\">2</dd>",
+            "<table id=\"holders\"",
+            "<table id=\"waiters\"",
+            "<svg id=\"history\"",
+            &format!(
+                "<tr data-pid=\"{hpid}\"><td class=\"pid\"><a href=\"/pid/{hpid}\">{hpid}</a></td>"
+            ),
+            "<td class=\"cmdline\">sleep 60</td>",
+            "<td class=\"weight\">2</td>",
+        ],
     );
-    for needle in [
-        "<main id=\"semaphore\" data-name=\"a\"",
-        "id=\"facts\"",
-        "<table id=\"holders\"",
-        "<table id=\"waiters\"",
-        "<svg id=\"plot\"",
-        "polyline class=\"value\"",
-        party.as_str(),
-        &format!("href=\"/pids/{}\"", holder.pid()),
-    ] {
-        assert!(html.contains(needle), "{needle} not in {html}");
-    }
+    assert!(!html.contains("id=\"edit\"") && !html.contains("id=\"remove\""));
 
-    let html = server.get(&format!("/pids/{}", holder.pid()));
+    let html = server.get(&format!("/pid/{hpid}"));
     let html = html.expect(200, HTML).text();
-    assert!(
-        html.contains(&format!("<main id=\"pid\" data-pid=\"{}\"", holder.pid())),
-        "{html}"
-    );
-    assert!(html.contains("<tr class=\"activity\" data-scope=\"local\" data-namespace=\"default\" data-name=\"a\" data-weight=\"2\" data-state=\"held\""), "{html}");
-
-    // Another namespace, named in the query: empty, and the page says so.
-    let other = server.get("/api/semaphores?namespace=other");
-    assert_eq!(other.expect(200, JSON).json(), serde_json::json!([]));
-    let html = server.get("/?scope=local&namespace=other").text();
-    assert!(
-        html.contains("<p id=\"empty\">") && html.contains("data-namespace=\"other\""),
-        "{html}"
+    contains_all(
+        &html,
+        &[
+            "<table id=\"activity\"",
+            "<tr data-scope=\"local\" data-namespace=\"default\" data-name=\"a\">",
+            "<td class=\"state\">held</td>",
+        ],
     );
 }
 
 #[test]
-fn the_event_stream_sends_the_list_at_once_and_then_every_second() {
-    let (_dir, server) = setup("serve-events", &[]);
-    // The server closes nothing: read what two seconds bring, then drop the connection.
+fn the_event_stream_sends_the_list_and_then_its_changes() {
+    let (dir, server) = setup("serve-events", &[]);
     use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
     let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+    s.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     write!(
         s,
@@ -171,8 +212,13 @@ fn the_event_stream_sends_the_list_at_once_and_then_every_second() {
     .expect("write");
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_millis(2300) {
+    let start = Instant::now();
+    let mut created = false;
+    while start.elapsed() < Duration::from_millis(2500) {
+        if !created && start.elapsed() > Duration::from_millis(700) {
+            cli::ok(&dir, &["create", "late", "--persistent"]);
+            created = true;
+        }
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -186,9 +232,18 @@ fn the_event_stream_sends_the_list_at_once_and_then_every_second() {
             .contains("content-type: text/event-stream"),
         "{text}"
     );
-    let events = text.matches("event: semaphores").count();
-    assert!(events >= 2, "{events} events in {text}");
-    assert!(text.contains("data: [{\"capacity\":3,"), "{text}");
+    let events: Vec<&str> = text.split("event: semaphores").skip(1).collect();
+    assert!(events.len() >= 2, "the list, then the change: {text}");
+    assert!(
+        events[0].contains("\"name\":\"a\"") && !events[0].contains("\"late\""),
+        "{text}"
+    );
+    assert!(
+        events
+            .last()
+            .is_some_and(|e| e.contains("\"name\":\"late\"")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -203,82 +258,76 @@ fn refusals_have_the_contracts_statuses() {
     );
 
     let status = |path: &str| server.get(path).status;
-    assert_eq!(status("/api/semaphores/nope"), 404);
-    assert_eq!(status("/semaphores/nope"), 404);
-    assert!(
-        server
-            .get("/semaphores/nope")
-            .text()
-            .contains("<main id=\"error\" data-status=\"404\">")
-    );
-    assert_eq!(status("/api/semaphores/nope/history"), 404);
-    assert_eq!(status("/api/semaphores/bad%20name"), 400);
-    assert_eq!(status("/semaphores/bad%3Cb%3E"), 400);
-    assert_eq!(status("/api/pids/abc"), 400);
-    assert_eq!(status("/api/pids/0"), 400);
-    assert_eq!(status("/pids/99999999999"), 400);
-    assert_eq!(status("/api/semaphores?scope=nowhere"), 400);
-    assert_eq!(status("/?scope=nowhere"), 400);
-    assert_eq!(status("/api/semaphores?namespace=..%2Fetc"), 400);
+    assert_eq!(status("/api/sem/local/default/nope"), 404);
+    assert_eq!(status("/sem/local/default/nope"), 404);
+    assert_eq!(status("/api/sem/local/nons/a"), 404);
+    assert_eq!(status("/api/sem/local/default/bad%20name"), 400);
+    assert_eq!(status("/sem/local/default/bad%3Cb%3E"), 400);
+    assert_eq!(status("/api/sem/nowhere/default/a"), 400);
+    assert_eq!(status("/sem/nowhere/default/a"), 400);
+    assert_eq!(status("/api/sem/local/..%2Fetc/a"), 400);
+    assert_eq!(status("/api/pid/abc"), 400);
+    assert_eq!(status("/api/pid/0"), 400);
+    assert_eq!(status("/pid/99999999999"), 400);
     assert_eq!(status("/no/such/route"), 404);
+    assert_eq!(status("/api/no/such/route"), 404);
     assert_eq!(
         server.request("PUT", "/api/semaphores", &[], b"").status,
         405
     );
-    let e = server.get("/api/semaphores/nope").json();
-    assert_eq!(e["status"], 404);
+    let e = server.get("/api/sem/local/default/nope").json();
     assert!(
         e["error"].as_str().is_some_and(|m| m.contains("nope")),
         "{e}"
     );
 
     // The token rule, in the contract's order.
-    let post = |headers: &[&str], body: &str| {
+    let post = |path: &str, headers: &[&str], body: &str| {
         server
-            .request("POST", "/api/semaphores", headers, body.as_bytes())
+            .request("POST", path, headers, body.as_bytes())
             .status
     };
     let json = "Content-Type: application/json";
-    let good = format!("Authorization: Bearer {token}");
-    let wrong = format!("Authorization: Bearer {}", "0".repeat(64));
-    assert_eq!(post(&[json], r#"{"name":"c"}"#), 401);
-    assert_eq!(post(&[json, &wrong], r#"{"name":"c"}"#), 403);
+    let good = format!("X-Shmsem-Token: {token}");
+    let wrong = format!("X-Shmsem-Token: {}", "0".repeat(64));
+    let c = "/api/sem/local/default/c";
+    assert_eq!(post(c, &[json], r#"{"capacity":2}"#), 401);
+    assert_eq!(post(c, &[json, &wrong], r#"{"capacity":2}"#), 403);
     assert_eq!(
-        post(
-            &[json, &format!("Authorization: {token}")],
-            r#"{"name":"c"}"#
-        ),
-        403
+        post(c, &[json, &format!("Authorization: Bearer {token}")], "{}"),
+        401
     );
     assert_eq!(
-        post(
-            &[json, &good, "Origin: http://evil.example"],
-            r#"{"name":"c"}"#
-        ),
+        post(c, &[json, &good, "Origin: http://evil.example"], "{}"),
         403
     );
     let own_origin = format!("Origin: http://{}", server.addr);
-    assert_eq!(post(&[json, &good, &own_origin], r#"{"name":"c"}"#), 201);
-    let big = format!(r#"{{"name":"d","pad":"{}"}}"#, "x".repeat(17 * 1024));
-    assert_eq!(post(&[json, &good], &big), 413);
-    assert_eq!(post(&[json, &good], "not json"), 400);
     assert_eq!(
-        post(&["Content-Type: text/plain", &good], r#"{"name":"d"}"#),
-        415
+        post(
+            c,
+            &[json, &good, &own_origin],
+            r#"{"capacity":2,"kind":"persistent"}"#
+        ),
+        201
     );
+    let d = "/api/sem/local/default/d";
+    let big = format!(r#"{{"capacity":1,"pad":"{}"}}"#, "x".repeat(17 * 1024));
+    assert_eq!(post(d, &[json, &good], &big), 413);
+    assert_eq!(post(d, &[json, &good], "not json"), 400);
+    assert_eq!(post(d, &[json, &good], r#"{"capacity":"many"}"#), 400);
+    assert_eq!(post(d, &[json, &good], r#"{"capacity":0}"#), 400);
+    assert_eq!(post(d, &[json, &good], r#"{"kind":"sometimes"}"#), 400);
+    assert_eq!(post(d, &[json, &good], r#"{"mode":"999"}"#), 400);
     assert_eq!(
-        post(&[json, &good], r#"{"name":"d","capacity":"many"}"#),
+        post("/api/sem/local/default/bad%20name", &[json, &good], "{}"),
         400
     );
-    assert_eq!(post(&[json, &good], r#"{"name":"d","capacity":0}"#), 400);
-    assert_eq!(post(&[json, &good], r#"{"name":"bad name"}"#), 400);
-    assert_eq!(post(&[json, &good], r#"{"name":"a"}"#), 409);
     assert_eq!(
-        server
-            .change("POST", "/api/semaphores?scope=x", r#"{"name":"d"}"#)
-            .status,
+        post("/api/sem/nowhere/default/d", &[json, &good], "{}"),
         400
     );
+    assert_eq!(post("/api/sem/local/default/a", &[json, &good], "{}"), 409);
+    assert_eq!(post("/api/reap/nowhere/default", &[&good], ""), 400);
     // Nothing refused was created.
     let names: Vec<String> = cli::ls(&dir, &[])
         .iter()
@@ -296,114 +345,140 @@ fn changes_need_edit_and_do_what_the_commands_do() {
     let (dir, server) = setup("serve-changes", &["--edit"]);
     let created = server.change(
         "POST",
-        "/api/semaphores",
-        r#"{"name":"c","capacity":4,"persistent":true}"#,
+        "/api/sem/global/team/c",
+        r#"{"capacity":4,"kind":"persistent","mode":"0660"}"#,
     );
     let created = created.expect(201, JSON).json();
     assert_eq!(
         (created["name"].as_str(), created["capacity"].as_u64()),
         (Some("c"), Some(4))
     );
-    assert_eq!(created["kind"], "persistent");
-
-    let changed = server.change(
-        "PATCH",
-        "/api/semaphores/c",
-        r#"{"capacity":2,"persistent":false}"#,
-    );
-    let changed = changed.expect(200, JSON).json();
     assert_eq!(
-        (changed["capacity"].as_u64(), changed["kind"].as_str()),
-        (Some(2), Some("auto"))
+        (created["kind"].as_str(), created["scope"].as_str()),
+        (Some("persistent"), Some("global"))
     );
+
+    let c = "/api/sem/global/team/c";
+    let changed = server.change("POST", &format!("{c}/capacity"), r#"{"capacity":2}"#);
+    assert_eq!(changed.expect(200, JSON).json()["capacity"], 2);
+    let changed = server.change("POST", &format!("{c}/kind"), r#"{"kind":"auto"}"#);
+    assert_eq!(changed.expect(200, JSON).json()["kind"], "auto");
     assert_eq!(
         server
-            .change("PATCH", "/api/semaphores/nope", r#"{"capacity":2}"#)
+            .change(
+                "POST",
+                "/api/sem/local/default/nope/capacity",
+                r#"{"capacity":2}"#
+            )
             .status,
         404
     );
     assert_eq!(
         server
-            .change("PATCH", "/api/semaphores/c", r#"{"capacity":-1}"#)
+            .change("POST", &format!("{c}/capacity"), r#"{"capacity":-1}"#)
             .status,
+        400
+    );
+    assert_eq!(
+        server.change("POST", &format!("{c}/kind"), "{}").status,
         400
     );
 
     let holder = Sleeper::spawn();
     cli::ok(&dir, &["acquire", "a", "--holder", &holder.pid()]);
-    assert_eq!(server.change("DELETE", "/api/semaphores/a", "").status, 409);
+    let a = "/api/sem/local/default/a";
+    assert_eq!(server.change("DELETE", a, "").status, 409);
     assert_eq!(
         server
-            .change("DELETE", "/api/semaphores/a?force=maybe", "")
+            .change("DELETE", &format!("{a}?force=maybe"), "")
             .status,
         400
     );
     assert_eq!(
         server
-            .change("DELETE", "/api/semaphores/a?force=true", "")
+            .change("DELETE", &format!("{a}?force=true"), "")
             .status,
         204
     );
-    assert_eq!(server.get("/api/semaphores/a").status, 404);
-    assert_eq!(server.change("DELETE", "/api/semaphores/b", "").status, 204);
+    assert_eq!(server.get(a).status, 404);
+    assert_eq!(
+        server
+            .change("DELETE", "/api/sem/local/default/b", "")
+            .status,
+        204
+    );
 
-    let reaped = server.change("POST", "/api/reap", "");
+    let reaped = server.change("POST", "/api/reap/local/default", "");
     assert!(reaped.expect(200, JSON).json().is_array());
 
     let html = server.get("/").text();
-    for needle in [
-        "data-edit=\"true\"",
-        "<form id=\"create-form\"",
-        "id=\"token\"",
-        "id=\"message\"",
-    ] {
-        assert!(html.contains(needle), "{needle} not in {html}");
-    }
-    let html = server.get("/semaphores/c").text();
-    for needle in [
-        "<form id=\"set-form\"",
-        "<button id=\"remove\"",
-        "id=\"force\"",
-    ] {
-        assert!(html.contains(needle), "{needle} not in {html}");
-    }
+    contains_all(
+        &html,
+        &[
+            "data-edit=\"true\"",
+            "<form id=\"create\">",
+            "name=\"name\"",
+            "name=\"scope\"",
+            "name=\"namespace\"",
+            "name=\"capacity\"",
+            "name=\"kind\"",
+            "name=\"group\"",
+            "name=\"mode\"",
+            "<button type=\"submit\">",
+            "<button id=\"reap\"",
+            "<input id=\"token\"",
+            "<div id=\"message\"",
+        ],
+    );
+    let html = server.get("/sem/global/team/c").text();
+    contains_all(
+        &html,
+        &[
+            "<form id=\"edit\">",
+            "name=\"capacity\"",
+            "name=\"kind\"",
+            "<button id=\"remove\"",
+        ],
+    );
 
     // Read-only: every change is 403, token or not.
     let ro = Server::start(&dir, &[]);
-    let auth = format!(
-        "Authorization: Bearer {}",
-        server.token.as_deref().unwrap_or("")
-    );
-    let refused = ro.request(
-        "POST",
-        "/api/semaphores",
-        &[&auth, "Content-Type: application/json"],
-        br#"{"name":"e"}"#,
-    );
-    assert_eq!(refused.status, 403);
+    let auth = format!("X-Shmsem-Token: {}", server.token.as_deref().unwrap_or(""));
+    let json = "Content-Type: application/json";
     assert_eq!(
-        ro.request("DELETE", "/api/semaphores/c", &[], b"").status,
+        ro.request("POST", "/api/sem/local/default/e", &[&auth, json], b"{}")
+            .status,
+        403
+    );
+    assert_eq!(ro.request("DELETE", c, &[], b"").status, 403);
+    assert_eq!(
+        ro.request(
+            "POST",
+            &format!("{c}/capacity"),
+            &[&auth, json],
+            br#"{"capacity":3}"#
+        )
+        .status,
         403
     );
     assert_eq!(
-        ro.request("PATCH", "/api/semaphores/c", &[], b"").status,
+        ro.request("POST", "/api/reap/local/default", &[], b"")
+            .status,
         403
     );
-    assert_eq!(ro.request("POST", "/api/reap", &[], b"").status, 403);
-    assert_eq!(cli::ls(&dir, &[]).len(), 1);
+    assert_eq!(ro.get(c).json()["capacity"], 2, "nothing changed");
 }
 
 #[test]
 fn html_escapes_every_value() {
-    let (dir, server) = setup("serve-escape", &[]);
-    // Names cannot carry markup; the query can, and it must come back inert.
-    let page = server.get("/?namespace=%3Cscript%3E");
+    let (_dir, server) = setup("serve-escape", &[]);
+    // Names cannot carry markup; a path can, and it must come back inert.
+    let page = server.get("/sem/local/%3Cscript%3E/a");
     assert_eq!(page.status, 400);
     assert!(!page.text().contains("<script>"), "{}", page.text());
-    let page = server.get("/semaphores/%22%3E%3Cimg");
+    let page = server.get("/sem/local/default/%22%3E%3Cimg");
     assert_eq!(page.status, 400);
     assert!(!page.text().contains("\"><img"), "{}", page.text());
-    drop(dir);
 }
 
 #[test]
@@ -413,42 +488,48 @@ fn the_server_survives_its_namespace_file_removed_or_overwritten() {
     assert!(file.exists(), "{file:?}");
 
     fs::remove_file(&file).expect("removing the namespace file");
-    let list = server.get("/api/semaphores");
-    assert_eq!(list.expect(200, JSON).json(), serde_json::json!([]));
-    assert_eq!(server.get("/api/semaphores/a").status, 404);
+    let list = server.get("/api/semaphores").expect(200, JSON).json();
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(1),
+        "only global/ops/g: {list}"
+    );
+    assert_eq!(server.get("/api/sem/local/default/a").status, 404);
+    assert_eq!(server.get("/sem/local/default/a").status, 404);
     assert_eq!(server.get("/").status, 200);
 
     fs::write(&file, vec![0xA5u8; 8192]).expect("overwriting the namespace file");
-    for path in [
-        "/api/semaphores",
-        "/api/semaphores/a",
-        "/",
-        "/semaphores/a",
-        "/metrics",
-    ] {
+    for path in ["/api/sem/local/default/a", "/sem/local/default/a"] {
         let r = server.get(path);
         assert!(
-            (400..500).contains(&r.status),
+            [400, 404, 409].contains(&r.status),
             "{path}: {} {}",
             r.status,
             r.text()
         );
     }
-    assert_eq!(
-        server
-            .change("POST", "/api/semaphores", r#"{"name":"x"}"#)
-            .status
-            / 100,
-        4
+    for path in ["/api/semaphores", "/", "/metrics"] {
+        assert_eq!(
+            server.get(path).status,
+            200,
+            "{path}: the other namespaces still show"
+        );
+    }
+    let r = server.change("POST", "/api/sem/local/default/x", "{}");
+    assert!(
+        [400, 404, 409].contains(&r.status),
+        "{} {}",
+        r.status,
+        r.text()
     );
+    assert!(r.json()["error"].is_string());
     fs::write(&file, b"short").expect("overwriting the namespace file");
-    assert_eq!(server.get("/api/semaphores").status / 100, 4);
+    assert!([400, 404, 409].contains(&server.get("/api/sem/local/default/a").status));
     assert!(server.alive(), "the server died");
 
     fs::remove_file(&file).expect("removing the garbage");
     cli::ok(&dir, &["create", "z", "--persistent"]);
-    let list = server.get("/api/semaphores");
-    assert_eq!(list.expect(200, JSON).json()[0]["name"], "z");
+    assert_eq!(server.get("/api/sem/local/default/z").status, 200);
     assert!(server.alive());
 }
 

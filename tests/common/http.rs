@@ -35,20 +35,24 @@ impl Server {
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         out.read_line(&mut line).expect("reading the address line");
-        let addr = line
+        let addr: SocketAddr = line
             .trim()
             .strip_prefix("listening on http://")
-            .and_then(|a| a.strip_suffix('/'))
             .unwrap_or_else(|| panic!("not an address line: {line:?}"))
             .parse()
             .expect("an address");
         let token = extra.contains(&"--edit").then(|| {
             let mut line = String::new();
             out.read_line(&mut line).expect("reading the token line");
-            line.trim()
-                .strip_prefix("token ")
+            let token = line
+                .trim()
+                .strip_prefix("token: ")
                 .unwrap_or_else(|| panic!("not a token line: {line:?}"))
-                .to_owned()
+                .to_owned();
+            let mut open = String::new();
+            out.read_line(&mut open).expect("reading the open line");
+            assert_eq!(open.trim(), format!("open http://{addr}/?token={token}"));
+            token
         });
         Server { child, addr, token }
     }
@@ -64,10 +68,7 @@ impl Server {
 
     /// A change with the right token and a JSON body (`""` for none).
     pub fn change(&self, method: &str, path: &str, json: &str) -> Response {
-        let auth = format!(
-            "Authorization: Bearer {}",
-            self.token.as_deref().unwrap_or("")
-        );
+        let auth = format!("X-Shmsem-Token: {}", self.token.as_deref().unwrap_or(""));
         let mut headers = vec![auth.as_str()];
         if !json.is_empty() {
             headers.push("Content-Type: application/json");
