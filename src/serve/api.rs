@@ -153,7 +153,7 @@ pub async fn events(
         (list, stopping, true),
         |(mut list, mut stopping, first)| async move {
             // At once, if the server has looked already; else at its first look.
-            if !(first && !list.borrow().is_empty()) {
+            if !first || list.borrow().is_empty() {
                 tokio::select! {
                     r = list.changed() => r.ok()?,
                     _ = stopping.changed() => return None,
