@@ -94,8 +94,9 @@ pub enum Command {
     Man,
     /// Print every semaphore's numbers and statistics as OpenMetrics (Prometheus) text.
     Metrics(MetricsArgs),
-    /// Serve the Semaphores web page, a JSON API and /metrics over HTTP; read-only unless
-    /// --edit, and then every change needs the token it prints.
+    /// Serve the Semaphores web page, a JSON API and /metrics over HTTP for every scope and
+    /// namespace this user may open; read-only unless --edit, and then every change needs the
+    /// token it prints.
     Serve(ServeArgs),
 }
 
@@ -369,7 +370,7 @@ pub struct MetricsArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The address and port to listen on (port 0: any free port; the address is printed).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7733")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7310")]
     pub listen: std::net::SocketAddr,
     /// Allow changes (create, set, remove, reap) from clients that send the printed token.
     #[arg(long)]

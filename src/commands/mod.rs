@@ -59,24 +59,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man => docs::man(),
         Command::Metrics(args) => metrics::metrics(opts, args),
-        Command::Serve(args) => serve(scope, cli.namespace, args),
+        Command::Serve(args) => serve(args),
     }
     .map(|()| 0)
 }
 
 /// `shmsem serve`, when built with the `serve` feature.
 #[cfg(feature = "serve")]
-fn serve(
-    scope: shmsem::Scope,
-    namespace: String,
-    args: crate::cli::ServeArgs,
-) -> anyhow::Result<()> {
-    crate::serve::serve(scope, namespace, args.listen, args.edit)
+fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
+    crate::serve::serve(args.listen, args.edit)
 }
 
 /// `shmsem serve` in a build without the `serve` feature: an error that says so.
 #[cfg(not(feature = "serve"))]
-fn serve(_: shmsem::Scope, _: String, _: crate::cli::ServeArgs) -> anyhow::Result<()> {
+fn serve(_: crate::cli::ServeArgs) -> anyhow::Result<()> {
     anyhow::bail!(
         "this shmsem was built without the `serve` feature (cargo build --features serve)"
     )

@@ -1,11 +1,11 @@
 //! The JSON read routes, the event stream, `/metrics` and `/healthz`. The JSON is the
 //! command's own (`shmsem_cli::output`), so the field names are those of `--json`.
 
-use std::{convert::Infallible, time::Duration};
+use std::convert::Infallible;
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::header,
     response::{
         IntoResponse, Response,
@@ -14,91 +14,119 @@ use axum::{
 };
 use futures_util::stream::{self, Stream};
 use serde_json::{Value, json};
+use shmsem::{Info, Namespace};
 use shmsem_cli::{openmetrics, output};
 
 use super::{
     Shared,
-    place::{Failure, Place, Query as Params, blocking, checked_name, checked_pid},
+    place::{Failure, Place, blocking, checked_name, checked_pid},
 };
 
-/// How often the event stream sends the list.
-const EVENT_PERIOD: Duration = Duration::from_secs(1);
-
-/// The `ls --json` array of a place.
-pub async fn list_json(place: &Place) -> Result<Value, Failure> {
-    let ns = place.namespace()?;
-    let infos = blocking(move || ns.list()).await?;
-    Ok(infos.iter().map(output::summary_json).collect())
+/// Every semaphore of every namespace this process may open (as `Namespace::all` finds them),
+/// sorted by scope, namespace and name. A namespace that cannot be read (refused, removed or
+/// damaged under the server) is left out, as `shmsem metrics --all` leaves it: one bad file
+/// does not hide the others. Blocking.
+pub fn all_infos() -> Result<Vec<Info>, shmsem::Error> {
+    Ok(Namespace::all()?
+        .iter()
+        .filter_map(|ns| ns.list().ok())
+        .flatten()
+        .collect())
 }
 
-/// `GET /api/semaphores`.
-pub async fn list(
-    State(state): State<Shared>,
-    Query(q): Query<Params>,
-) -> Result<Json<Value>, Failure> {
-    let place = Place::of(&state, &q)?;
-    Ok(Json(list_json(&place).await?))
+/// `GET /api/semaphores`: the `ls --json` objects of every namespace.
+pub async fn list() -> Result<Json<Value>, Failure> {
+    let infos = blocking(all_infos).await?;
+    Ok(Json(infos.iter().map(output::summary_json).collect()))
 }
 
-/// One existing semaphore's [`shmsem::Info`]: 400 for a malformed name, 404 for a missing one.
-pub async fn info_of(place: &Place, name: String) -> Result<shmsem::Info, Failure> {
+/// One existing semaphore's place and [`Info`]: 400 for a malformed scope, namespace or name,
+/// 404 for a missing one.
+pub async fn info_of(scope: &str, namespace: &str, name: String) -> Result<(Place, Info), Failure> {
+    let place = Place::parse(scope, namespace)?;
     checked_name(&name)?;
     let opts = place.options();
-    blocking(move || opts.open_existing(&name)?.info()).await
+    let info = blocking(move || opts.open_existing(&name)?.info()).await?;
+    Ok((place, info))
 }
 
-/// `GET /api/semaphores/{name}`.
+/// The command line of `pid` from `/proc`, its arguments joined by spaces; `None` once gone.
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(args.join(" "))
+}
+
+/// The `show --json` object with each holder's and waiter's `cmdline`. Blocking (reads /proc).
+pub fn detail_with_cmdlines(info: &Info) -> Value {
+    let mut v = output::detail_json(info);
+    for list in ["holders", "waiters"] {
+        if let Some(parties) = v[list].as_array_mut() {
+            for p in parties {
+                let pid = p["pid"].as_u64().and_then(|n| u32::try_from(n).ok());
+                p["cmdline"] = json!(pid.and_then(cmdline));
+            }
+        }
+    }
+    v
+}
+
+/// `GET /api/sem/{scope}/{namespace}/{name}`.
 pub async fn show(
-    State(state): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Query<Params>,
+    Path((scope, ns, name)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, Failure> {
-    let place = Place::of(&state, &q)?;
-    let info = info_of(&place, name).await?;
-    Ok(Json(output::detail_json(&info)))
+    let (_, info) = info_of(&scope, &ns, name).await?;
+    blocking(move || Ok(detail_with_cmdlines(&info)))
+        .await
+        .map(Json)
 }
 
-/// `GET /api/semaphores/{name}/history`.
+/// `GET /api/sem/{scope}/{namespace}/{name}/history`: the samples behind the plot.
 pub async fn history(
     State(state): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Query<Params>,
+    Path((scope, ns, name)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, Failure> {
-    let place = Place::of(&state, &q)?;
-    let info = info_of(&place, name).await?;
-    let samples = state.history.samples(place.is_default(&state), &info.name);
+    let (place, info) = info_of(&scope, &ns, name).await?;
+    let samples = state
+        .history
+        .samples(place.scope.as_str(), &place.namespace, &info.name);
     Ok(Json(json!({
-        "name": info.name,
         "scope": place.scope.as_str(),
         "namespace": place.namespace,
+        "name": info.name,
         "samples": samples,
     })))
 }
 
-/// `GET /api/pids/{pid}`.
+/// `GET /api/pid/{pid}`.
 pub async fn pid(Path(pid): Path<String>) -> Result<Json<Value>, Failure> {
     let pid = checked_pid(&pid)?;
     let activity = blocking(move || shmsem::ps(pid)).await?;
     Ok(Json(output::activity_json(&activity)))
 }
 
-/// `GET /api/info`.
+/// `GET /api/info`: the version, and whether changes are allowed.
 pub async fn info(State(state): State<Shared>) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "scope": state.scope.as_str(),
-        "namespace": state.namespace,
         "edit": state.token.is_some(),
     }))
 }
 
-/// `GET /metrics`: the text of `shmsem metrics` for the request's place.
-pub async fn metrics(
-    State(state): State<Shared>,
-    Query(q): Query<Params>,
-) -> Result<Response, Failure> {
-    let ns = Place::of(&state, &q)?.namespace()?;
-    let all = blocking(move || ns.list_with_counters()).await?;
+/// `GET /metrics`: the text of `shmsem metrics --all`.
+pub async fn metrics() -> Result<Response, Failure> {
+    let all = blocking(|| {
+        Ok(Namespace::all()?
+            .iter()
+            .filter_map(|ns| ns.list_with_counters().ok())
+            .flatten()
+            .collect::<Vec<_>>())
+    })
+    .await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -114,32 +142,30 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /api/events`: the list at once and then every second, as `semaphores` events (an
-/// `error` event when the list fails); ends when the server stops.
+/// `GET /api/events`: a `semaphores` event with the `/api/semaphores` array at once, and again
+/// whenever it changes (the server looks twice a second); ends when the server stops.
 pub async fn events(
     State(state): State<Shared>,
-    Query(q): Query<Params>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Failure> {
-    let place = Place::of(&state, &q)?;
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let list = state.list.subscribe();
     let stopping = state.stopping.clone();
-    let start = (place, stopping, true);
-    let events = stream::unfold(start, |(place, mut stopping, first)| async move {
-        if !first {
-            tokio::select! {
-                () = tokio::time::sleep(EVENT_PERIOD) => {}
-                _ = stopping.changed() => return None,
+    let events = stream::unfold(
+        (list, stopping, true),
+        |(mut list, mut stopping, first)| async move {
+            // At once, if the server has looked already; else at its first look.
+            if !first || list.borrow().is_empty() {
+                tokio::select! {
+                    r = list.changed() => r.ok()?,
+                    _ = stopping.changed() => return None,
+                }
             }
-        }
-        if *stopping.borrow() {
-            return None;
-        }
-        let event = match list_json(&place).await {
-            Ok(list) => Event::default().event("semaphores").data(list.to_string()),
-            Err(f) => Event::default()
-                .event("error")
-                .data(f.to_json().to_string()),
-        };
-        Some((Ok(event), (place, stopping, false)))
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+            if *stopping.borrow() {
+                return None;
+            }
+            let data = list.borrow_and_update().clone();
+            let event = Event::default().event("semaphores").data(data);
+            Some((Ok(event), (list, stopping, false)))
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
 }

@@ -1,12 +1,13 @@
 //! The change routes (`--edit` only) and the token they require.
 //!
 //! Each change is checked in the contract's order before its body is read: the server started
-//! with `--edit` (else 403); an `Origin`, when sent, the server's own (else 403, so that another
-//! site's page cannot drive a browser that has the token); `Authorization: Bearer TOKEN` present
-//! (else 401) and equal to the printed token (else 403). Only then is the body read, at most
+//! with `--edit` (else 403); an `Origin`, when sent, the server's own (else 403); the header
+//! `X-Shmsem-Token` present (else 401) and equal to the printed token (else 403, compared in
+//! constant time). A cross-site form cannot send a custom header, so a page of another site
+//! cannot make a browser change anything. Only then is the body read, at most
 //! [`BODY_LIMIT`](super::BODY_LIMIT) bytes (else 413).
 
-use std::{fs::File, io::Read, time::Duration};
+use std::{collections::HashMap, fs::File, io::Read, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
@@ -22,8 +23,11 @@ use shmsem_cli::output;
 
 use super::{
     BODY_LIMIT, Shared,
-    place::{Failure, Place, Query as Params, blocking, checked_name},
+    place::{Failure, Place, blocking, checked_name},
 };
+
+/// The header that carries the token.
+pub const TOKEN_HEADER: &str = "x-shmsem-token";
 
 /// A new token: 32 bytes from the kernel's random source, as 64 lowercase hex digits.
 pub fn new_token() -> anyhow::Result<String> {
@@ -54,14 +58,13 @@ fn authorize(state: &super::State, headers: &HeaderMap) -> Result<(), Failure> {
             return Err(forbidden("the request comes from another origin"));
         }
     }
-    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+    let Some(given) = headers.get(TOKEN_HEADER) else {
         return Err(Failure::new(
             StatusCode::UNAUTHORIZED,
-            "no token: send `Authorization: Bearer TOKEN`, the token `shmsem serve --edit` printed",
+            "no token: send the header X-Shmsem-Token with the token `shmsem serve --edit` printed",
         ));
     };
-    let given = auth.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"");
-    if !same(given, token.as_bytes()) {
+    if !same(given.as_bytes(), token.as_bytes()) {
         return Err(forbidden("wrong token"));
     }
     Ok(())
@@ -115,87 +118,151 @@ fn number(
     }
 }
 
-/// An optional boolean field: 400 for another type.
-fn flag(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, Failure> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(Failure::bad_request(format!(
-            "{key} must be true or false, not {v}"
-        ))),
-    }
-}
-
 /// A capacity field: 1 to the library's largest capacity.
 fn capacity(body: &Map<String, Value>) -> Result<Option<u32>, Failure> {
     Ok(number(body, "capacity", 1, Semaphore::MAX_CAPACITY.into())?.map(|n| n as u32))
 }
 
-/// `POST /api/semaphores`: create a semaphore that does not exist (409 if it does).
+/// The `kind` field: `Some(true)` for persistent, `Some(false)` for auto; 400 otherwise.
+fn kind(body: &Map<String, Value>) -> Result<Option<bool>, Failure> {
+    match body.get("kind") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(k)) if k == "persistent" => Ok(Some(true)),
+        Some(Value::String(k)) if k == "auto" => Ok(Some(false)),
+        Some(v) => Err(Failure::bad_request(format!(
+            "kind must be \"auto\" or \"persistent\", not {v}"
+        ))),
+    }
+}
+
+/// The `mode` field: an octal string (`"0660"`, `"660"`) up to 0777; 400 otherwise.
+fn mode(body: &Map<String, Value>) -> Result<Option<u32>, Failure> {
+    match body.get("mode") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(m)) if m.is_empty() => Ok(None),
+        Some(Value::String(m)) => match u32::from_str_radix(m.strip_prefix("0o").unwrap_or(m), 8) {
+            Ok(n) if n <= 0o777 => Ok(Some(n)),
+            _ => Err(Failure::bad_request(format!(
+                "mode must be octal from 0 to 0777, such as \"0660\", not {m:?}"
+            ))),
+        },
+        Some(v) => Err(Failure::bad_request(format!(
+            "mode must be a string such as \"0660\", not {v}"
+        ))),
+    }
+}
+
+/// The `group` field: a group name or gid, resolved; 400 for an unknown group.
+fn group(body: &Map<String, Value>) -> Result<Option<u32>, Failure> {
+    match body.get("group") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(g)) if g.is_empty() => Ok(None),
+        Some(Value::String(g)) => crate::group::resolve(g)
+            .map(Some)
+            .map_err(|e| Failure::bad_request(format!("group: {e:#}"))),
+        Some(v) => Err(Failure::bad_request(format!(
+            "group must be a string, not {v}"
+        ))),
+    }
+}
+
+/// The path of one semaphore: scope, namespace, name.
+type SemPath = Path<(String, String, String)>;
+
+/// The place and checked name of a path: 400 when malformed.
+fn place_of((scope, ns, name): &(String, String, String)) -> Result<Place, Failure> {
+    let place = Place::parse(scope, ns)?;
+    checked_name(name)?;
+    Ok(place)
+}
+
+/// `POST /api/sem/{scope}/{namespace}/{name}`: create a semaphore that does not exist (201),
+/// 409 if it does.
 pub async fn create(
     State(state): State<Shared>,
-    Query(q): Query<Params>,
+    Path(path): SemPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
     authorize(&state, &headers)?;
-    let place = Place::of(&state, &q)?;
+    let place = place_of(&path)?;
     let body = json_body(&headers, body).await?;
-    let name = match body.get("name") {
-        Some(Value::String(n)) => n.clone(),
-        _ => return Err(Failure::bad_request("name must be a string")),
-    };
-    checked_name(&name)?;
     let mut opts = place.options().capacity(capacity(&body)?.unwrap_or(1));
-    if flag(&body, "persistent")? == Some(true) {
+    if kind(&body)? == Some(true) {
         opts = opts.persistent();
     }
     if let Some(ms) = number(&body, "idle_ms", 0, u32::MAX.into())? {
         opts = opts.auto(Duration::from_millis(ms));
     }
+    if let Some(gid) = group(&body)? {
+        opts = opts.group(gid);
+    }
+    if let Some(m) = mode(&body)? {
+        opts = opts.mode(m);
+    }
+    let name = path.2;
     let info = blocking(move || opts.create_new(&name)?.info()).await?;
     Ok((StatusCode::CREATED, Json(output::summary_json(&info))).into_response())
 }
 
-/// `PATCH /api/semaphores/{name}`: change the capacity, then the kind.
-pub async fn change(
-    State(state): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Query<Params>,
-    headers: HeaderMap,
-    body: Body,
+/// Apply `change` to an existing semaphore; its `show --json` object.
+async fn change_with(
+    place: Place,
+    name: String,
+    change: impl FnOnce(&Semaphore) -> Result<(), shmsem::Error> + Send + 'static,
 ) -> Result<Json<Value>, Failure> {
-    authorize(&state, &headers)?;
-    let place = Place::of(&state, &q)?;
-    checked_name(&name)?;
-    let body = json_body(&headers, body).await?;
-    let capacity = capacity(&body)?;
-    let persistent = flag(&body, "persistent")?;
     let opts = place.options();
     let info = blocking(move || {
         let sem = opts.open_existing(&name)?;
-        if let Some(c) = capacity {
-            sem.set_capacity(c)?;
-        }
-        if let Some(p) = persistent {
-            sem.set_persistent(p)?;
-        }
+        change(&sem)?;
         sem.info()
     })
     .await?;
     Ok(Json(output::detail_json(&info)))
 }
 
-/// `DELETE /api/semaphores/{name}`: remove it; 409 while held unless `?force=true`.
+/// `POST /api/sem/{scope}/{namespace}/{name}/capacity` with `{"capacity": N}`.
+pub async fn capacity_route(
+    State(state): State<Shared>,
+    Path(path): SemPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Failure> {
+    authorize(&state, &headers)?;
+    let place = place_of(&path)?;
+    let body = json_body(&headers, body).await?;
+    let Some(c) = capacity(&body)? else {
+        return Err(Failure::bad_request("capacity is missing"));
+    };
+    change_with(place, path.2, move |sem| sem.set_capacity(c)).await
+}
+
+/// `POST /api/sem/{scope}/{namespace}/{name}/kind` with `{"kind": "auto"|"persistent"}`.
+pub async fn kind_route(
+    State(state): State<Shared>,
+    Path(path): SemPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Failure> {
+    authorize(&state, &headers)?;
+    let place = place_of(&path)?;
+    let body = json_body(&headers, body).await?;
+    let Some(persistent) = kind(&body)? else {
+        return Err(Failure::bad_request("kind is missing"));
+    };
+    change_with(place, path.2, move |sem| sem.set_persistent(persistent)).await
+}
+
+/// `DELETE /api/sem/{scope}/{namespace}/{name}`: remove it (204); 409 while held unless
+/// `?force=true`.
 pub async fn remove(
     State(state): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Query<Params>,
+    Path(path): SemPath,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<StatusCode, Failure> {
     authorize(&state, &headers)?;
-    let place = Place::of(&state, &q)?;
-    checked_name(&name)?;
+    let place = place_of(&path)?;
     let force = match q.get("force").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -206,22 +273,23 @@ pub async fn remove(
         }
     };
     let opts = place.options();
+    let name = path.2;
     blocking(move || opts.open_existing(&name)?.remove(force)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/reap`: reclaim what dead holders hold; the `reap --json` array.
+/// `POST /api/reap/{scope}/{namespace}`: reclaim what dead holders hold; the `reap --json` array.
 pub async fn reap(
     State(state): State<Shared>,
-    Query(q): Query<Params>,
+    Path((scope, ns)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Failure> {
     authorize(&state, &headers)?;
-    let place = Place::of(&state, &q)?;
+    let place = Place::parse(&scope, &ns)?;
     json_body(&headers, body).await?;
-    let ns = place.namespace()?;
-    let reclaimed = blocking(move || ns.reap()).await?;
+    let namespace = place.namespace()?;
+    let reclaimed = blocking(move || namespace.reap()).await?;
     Ok(Json(output::reclaimed_json(
         place.scope,
         &place.namespace,

@@ -1,14 +1,15 @@
 //! `shmsem serve`: the Semaphores web page, a JSON API and `/metrics` over HTTP (axum on
-//! tokio). The routes, status codes and page structure are those of `docs/serve-contract.md`.
+//! tokio), for every scope and namespace this user may open. The routes, status codes and page
+//! structure are those of `docs/serve-contract.md`.
 //!
 //! | module | job |
 //! |---|---|
 //! | this one | startup, the shared state, the router, graceful shutdown |
-//! | [`place`] | the scope and namespace of a request, library errors as HTTP statuses, the blocking pool |
+//! | [`place`] | the scope and namespace of a path, library errors as HTTP statuses, the blocking pool |
 //! | [`api`] | the JSON read routes, the event stream, `/metrics` |
 //! | [`pages`] | the HTML pages (every value escaped) |
 //! | [`edit`] | the token and the change routes |
-//! | [`history`] | the in-memory samples behind the plot |
+//! | [`history`] | the watch over every namespace: the event streams' list, the plot's samples |
 //! | [`assets`] | the page's CSS and JS |
 //!
 //! Library calls take OFD locks and may wait: every one runs on tokio's blocking pool
@@ -35,7 +36,6 @@ use axum::{
     middleware,
     routing::{get, post},
 };
-use shmsem::Scope;
 use tokio::sync::watch;
 
 /// The largest request body a change route reads (a larger one is refused with 413).
@@ -44,14 +44,12 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 /// What every handler shares.
 #[derive(Debug)]
 pub struct State {
-    /// The scope of requests that name none.
-    pub scope: Scope,
-    /// The namespace of requests that name none.
-    pub namespace: String,
     /// The token that change routes require; `None` when started without `--edit`.
     pub token: Option<String>,
-    /// Samples of the default namespace, for the plot.
+    /// Samples of every semaphore, for the plot.
     pub history: history::History,
+    /// The latest `/api/semaphores` array as JSON text (empty before the first look).
+    pub list: watch::Sender<String>,
     /// Becomes `true` when the server is stopping, so that event streams end.
     pub stopping: watch::Receiver<bool>,
 }
@@ -61,25 +59,15 @@ pub type Shared = Arc<State>;
 
 /// Run the server until SIGINT or SIGTERM: bind `listen`, print the address (and the token with
 /// `edit`) on stdout, answer requests, then finish those in flight and return.
-pub fn serve(
-    scope: Scope,
-    namespace: String,
-    listen: SocketAddr,
-    edit: bool,
-) -> anyhow::Result<()> {
+pub fn serve(listen: SocketAddr, edit: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(scope, namespace, listen, edit))
+    runtime.block_on(run(listen, edit))
 }
 
-async fn run(
-    scope: Scope,
-    namespace: String,
-    listen: SocketAddr,
-    edit: bool,
-) -> anyhow::Result<()> {
+async fn run(listen: SocketAddr, edit: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -89,14 +77,13 @@ async fn run(
     let token = if edit { Some(edit::new_token()?) } else { None };
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(State {
-        scope,
-        namespace,
         token,
         history: history::History::default(),
+        list: watch::Sender::new(String::new()),
         stopping: stop_rx,
     });
     announce(addr, state.token.as_deref()).context("writing to standard output")?;
-    let sampler = tokio::spawn(history::sample_forever(state.clone()));
+    let sampler = tokio::spawn(history::watch_forever(state.clone()));
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -109,13 +96,14 @@ async fn run(
     Ok(())
 }
 
-/// The address line, and the token line with `--edit`, flushed at once: tests and scripts read
-/// them from a pipe.
+/// The address line, and with `--edit` the token and the page's address with it, flushed at
+/// once: tests and scripts read them from a pipe.
 fn announce(addr: SocketAddr, token: Option<&str>) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(out, "listening on http://{addr}/")?;
+    writeln!(out, "listening on http://{addr}")?;
     if let Some(token) = token {
-        writeln!(out, "token {token}")?;
+        writeln!(out, "token: {token}")?;
+        writeln!(out, "open http://{addr}/?token={token}")?;
     }
     out.flush()
 }
@@ -140,20 +128,20 @@ async fn stop_signal() {
 fn router(state: Shared) -> Router {
     let pages = Router::new()
         .route("/", get(pages::list))
-        .route("/semaphores/{name}", get(pages::semaphore))
-        .route("/pids/{pid}", get(pages::pid))
+        .route("/sem/{scope}/{namespace}/{name}", get(pages::semaphore))
+        .route("/pid/{pid}", get(pages::pid))
         .route_layer(middleware::map_response(pages::security_headers));
+    let one = "/api/sem/{scope}/{namespace}/{name}";
     let api = Router::new()
-        .route("/api/semaphores", get(api::list).post(edit::create))
-        .route(
-            "/api/semaphores/{name}",
-            get(api::show).patch(edit::change).delete(edit::remove),
-        )
-        .route("/api/semaphores/{name}/history", get(api::history))
-        .route("/api/pids/{pid}", get(api::pid))
+        .route("/api/semaphores", get(api::list))
+        .route(one, get(api::show).post(edit::create).delete(edit::remove))
+        .route(&format!("{one}/capacity"), post(edit::capacity_route))
+        .route(&format!("{one}/kind"), post(edit::kind_route))
+        .route(&format!("{one}/history"), get(api::history))
+        .route("/api/pid/{pid}", get(api::pid))
         .route("/api/events", get(api::events))
         .route("/api/info", get(api::info))
-        .route("/api/reap", post(edit::reap))
+        .route("/api/reap/{scope}/{namespace}", post(edit::reap))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/assets/style.css", get(assets::style))

@@ -1,12 +1,12 @@
-//! The HTML pages: the list, one semaphore, one process, and the error page. Every value that
-//! comes from a semaphore, a request or the system goes through [`esc`]. The pages carry no
-//! inline script or style (the Content-Security-Policy forbids them): `/assets/app.js` reads the
-//! data attributes and keeps the page live.
+//! The HTML pages: the list of every semaphore, one semaphore, one process, and the error page.
+//! Every value that comes from a semaphore, a request or the system goes through [`esc`]. The
+//! pages carry no inline script or style (the Content-Security-Policy forbids them):
+//! `/assets/app.js` reads the data attributes and keeps the page live.
 
 use std::fmt::Write as _;
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
@@ -15,8 +15,8 @@ use shmsem_cli::output;
 
 use super::{
     Shared,
-    api::info_of,
-    place::{Failure, Place, Query as Params, blocking, checked_pid},
+    api::{all_infos, cmdline, info_of},
+    place::{Failure, blocking, checked_pid},
 };
 
 /// The policy of every page: scripts, styles and connections from this server only.
@@ -48,210 +48,240 @@ pub async fn security_headers(mut res: Response) -> Response {
     res
 }
 
-/// A whole page: `main` is the `<main>` element with its contents.
-fn page(state: &Shared, place: &Place, title: &str, main: &str) -> String {
-    let edit = state.token.is_some();
+/// A whole page: `main` is the contents of `<main>`.
+fn page(state: &Shared, title: &str, main: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\">\
          <title>{title} · shmsem</title><link rel=\"stylesheet\" href=\"/assets/style.css\">\
          <script src=\"/assets/app.js\" defer></script></head>\n\
-         <body data-edit=\"{edit}\" data-scope=\"{scope}\" data-namespace=\"{ns}\">\n\
-         <nav id=\"nav\"><a href=\"/{query}\">Semaphores</a> <span class=\"place\">{scope} / {ns}</span> \
-         <span id=\"live\" data-state=\"connecting\">connecting</span></nav>\n{main}\n</body></html>\n",
+         <body data-edit=\"{edit}\"><nav><a href=\"/\">Semaphores</a></nav>\n<main>{main}</main>\n\
+         </body></html>\n",
         title = esc(title),
-        scope = esc(place.scope.as_str()),
-        ns = esc(&place.namespace),
-        query = esc(&place.query_string(state)),
+        edit = state.token.is_some(),
     )
 }
 
 /// The page for a failure, with its status.
-fn error_page(state: &Shared, place: Option<&Place>, f: &Failure) -> Response {
-    let fallback = Place {
-        scope: state.scope,
-        namespace: state.namespace.clone(),
-    };
+fn error_page(state: &Shared, f: &Failure) -> Response {
     let main = format!(
-        "<main id=\"error\" data-status=\"{code}\"><h1>{code} {reason}</h1><p class=\"message\">{msg}</p></main>",
+        "<h1 id=\"title\">{code} {reason}</h1><p id=\"error\">{msg}</p>",
         code = f.status.as_u16(),
         reason = esc(f.status.canonical_reason().unwrap_or("")),
         msg = esc(&f.message),
     );
-    let html = page(state, place.unwrap_or(&fallback), "error", &main);
-    (f.status, Html(html)).into_response()
+    (f.status, Html(page(state, "error", &main))).into_response()
 }
 
-/// The token field, message and form of edit mode, or nothing.
-fn edit_controls(state: &Shared, form: &str) -> String {
-    if state.token.is_none() {
-        return String::new();
+/// The token field and message of edit mode.
+const TOKEN_FIELD: &str =
+    "<label>Token <input id=\"token\" type=\"password\" autocomplete=\"off\"></label>";
+const MESSAGE: &str = "<div id=\"message\" role=\"status\"></div>";
+
+/// The kind cell's text: auto with its idle period, or persistent.
+fn kind_text(info: &Info) -> String {
+    match info.kind {
+        Kind::Auto => format!("auto ({} ms idle)", info.idle_ms),
+        Kind::Persistent => "persistent".to_owned(),
     }
-    format!(
-        "<section id=\"edit\"><label>Token <input id=\"token\" type=\"password\" \
-         autocomplete=\"off\"></label>{form}<p id=\"message\" data-state=\"ok\" role=\"status\"></p></section>"
-    )
 }
 
-/// `GET /`: every semaphore of the place.
-pub async fn list(State(state): State<Shared>, Query(q): Query<Params>) -> Response {
-    let place = match Place::of(&state, &q) {
-        Ok(p) => p,
-        Err(f) => return error_page(&state, None, &f),
-    };
-    let ns = match place.namespace() {
-        Ok(ns) => ns,
-        Err(f) => return error_page(&state, Some(&place), &f),
-    };
-    let infos = match blocking(move || ns.list()).await {
+/// `GET /`: every semaphore of every namespace.
+pub async fn list(State(state): State<Shared>) -> Response {
+    let infos = match blocking(all_infos).await {
         Ok(infos) => infos,
-        Err(f) => return error_page(&state, Some(&place), &f),
+        Err(f) => return error_page(&state, &f),
     };
-    let query = place.query_string(&state);
     let mut rows = String::new();
     for info in &infos {
-        rows.push_str(&list_row(info, &query));
+        rows.push_str(&list_row(info));
     }
-    let empty = if infos.is_empty() {
-        "<p id=\"empty\">No semaphores.</p>"
+    let mut head = String::new();
+    for col in [
+        "scope",
+        "namespace",
+        "name",
+        "kind",
+        "owner",
+        "capacity",
+        "value",
+        "holders",
+        "waiters",
+    ] {
+        let _ = write!(head, "<th data-sort=\"{col}\">{col}</th>");
+    }
+    let edit = if state.token.is_some() {
+        format!(
+            "<section id=\"changes\">{TOKEN_FIELD}<form id=\"create\">\
+             <input name=\"name\" placeholder=\"name\" required>\
+             <select name=\"scope\"><option>local</option><option>global</option>{tree}</select>\
+             <input name=\"namespace\" value=\"default\">\
+             <input name=\"capacity\" type=\"number\" min=\"1\" value=\"1\">\
+             <select name=\"kind\"><option>auto</option><option>persistent</option></select>\
+             <input name=\"group\" placeholder=\"group\"><input name=\"mode\" placeholder=\"0660\">\
+             <button type=\"submit\">Create</button></form>\
+             <button id=\"reap\" type=\"button\">Reap dead holders</button>{MESSAGE}</section>",
+            tree = if shmsem::Tree::current().is_ok()
+                && std::env::var_os(shmsem::SELF_ENV).is_some()
+            {
+                "<option>self</option>"
+            } else {
+                ""
+            },
+        )
     } else {
-        ""
+        String::new()
     };
-    let form = "<form id=\"create-form\"><input name=\"name\" placeholder=\"name\" required> \
-                <input name=\"capacity\" type=\"number\" min=\"1\" value=\"1\"> \
-                <label><input name=\"persistent\" type=\"checkbox\"> persistent</label> \
-                <button type=\"submit\">Create</button></form>";
     let main = format!(
-        "<main id=\"list\"><h1>Semaphores</h1><table id=\"semaphores\"><thead><tr><th>name</th>\
-         <th>kind</th><th>value</th><th>capacity</th><th>holders</th><th>waiters</th><th>use</th>\
-         </tr></thead><tbody>{rows}</tbody></table>{empty}{edit}</main>",
-        edit = edit_controls(&state, form),
+        "<h1 id=\"title\">Semaphores</h1><input id=\"filter\" type=\"search\" placeholder=\"filter by name\">\
+         <div class=\"scroll\"><table id=\"semaphores\"><thead><tr>{head}</tr></thead>\
+         <tbody>{rows}</tbody></table></div>{edit}"
     );
-    Html(page(&state, &place, "Semaphores", &main)).into_response()
+    Html(page(&state, "Semaphores", &main)).into_response()
 }
 
-/// One row of the list.
-fn list_row(info: &Info, query: &str) -> String {
+/// One row of the list (the script builds the same from the JSON).
+fn list_row(info: &Info) -> String {
     format!(
-        "<tr class=\"semaphore\" data-name=\"{name}\" data-kind=\"{kind}\" data-capacity=\"{cap}\" \
-         data-value=\"{value}\" data-holders=\"{h}\" data-waiters=\"{w}\">\
-         <td class=\"name\"><a href=\"/semaphores/{name}{query}\">{name}</a></td>\
-         <td class=\"kind\">{kind}</td><td class=\"value\">{value}</td><td class=\"capacity\">{cap}</td>\
-         <td class=\"holders\">{h}</td><td class=\"waiters\">{w}</td><td class=\"bar\">\
-         <meter class=\"usage\" min=\"0\" max=\"{cap}\" value=\"{value}\"></meter></td></tr>",
+        "<tr class=\"sem\" data-scope=\"{scope}\" data-namespace=\"{ns}\" data-name=\"{name}\">\
+         <td class=\"scope\">{scope}</td><td class=\"namespace\">{ns}</td>\
+         <td class=\"name\"><a href=\"/sem/{scope}/{ns}/{name}\">{name}</a></td>\
+         <td class=\"kind\">{kind}</td><td class=\"owner\">{owner}</td>\
+         <td class=\"capacity\">{cap}</td><td class=\"value\"><span>{value}/{cap}</span> \
+         <meter min=\"0\" max=\"{cap}\" value=\"{value}\"></meter></td>\
+         <td class=\"holders\">{h}</td><td class=\"waiters\">{w}</td></tr>",
+        scope = esc(info.scope.as_str()),
+        ns = esc(&info.namespace),
         name = esc(&info.name),
-        kind = esc(info.kind.as_str()),
+        kind = esc(&kind_text(info)),
+        owner = esc(&output::owner_cell(&info.owner)),
         cap = info.capacity,
         value = info.value,
         h = info.holders.len(),
         w = info.waiters.len(),
-        query = esc(query),
     )
 }
 
-/// `GET /semaphores/{name}`: one semaphore, its holders and waiters, and its plot.
+/// `GET /sem/{scope}/{namespace}/{name}`: one semaphore, its holders and waiters, its plot.
 pub async fn semaphore(
     State(state): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Query<Params>,
+    Path((scope, ns, name)): Path<(String, String, String)>,
 ) -> Response {
-    let place = match Place::of(&state, &q) {
-        Ok(p) => p,
-        Err(f) => return error_page(&state, None, &f),
+    let (place, info) = match info_of(&scope, &ns, name).await {
+        Ok(found) => found,
+        Err(f) => return error_page(&state, &f),
     };
-    let info = match info_of(&place, name).await {
-        Ok(info) => info,
-        Err(f) => return error_page(&state, Some(&place), &f),
+    let info2 = info.clone();
+    let tables = blocking(move || {
+        let now = output::now_ms();
+        Ok((
+            parties("holders", &info2.holders, now),
+            parties("waiters", &info2.waiters, now),
+        ))
+    })
+    .await;
+    let Ok((holders, waiters)) = tables else {
+        return error_page(
+            &state,
+            &Failure::new(StatusCode::CONFLICT, "reading the processes"),
+        );
     };
-    let now = output::now_ms();
-    let idle = match info.kind {
-        Kind::Auto => info.idle_ms.to_string(),
-        Kind::Persistent => "-".to_owned(),
-    };
-    let mut facts = String::new();
+    let mut summary = String::new();
     for (key, value) in [
-        ("kind", info.kind.as_str().to_owned()),
+        ("scope", place.scope.as_str().to_owned()),
+        ("namespace", place.namespace.clone()),
+        ("kind", kind_text(&info)),
+        ("owner", output::owner_cell(&info.owner)),
         ("capacity", info.capacity.to_string()),
         ("value", info.value.to_string()),
         ("available", info.available().to_string()),
-        ("owner", output::owner_cell(&info.owner)),
-        ("idle_ms", idle),
     ] {
         let _ = write!(
-            facts,
+            summary,
             "<dt>{key}</dt><dd class=\"{key}\">{}</dd>",
             esc(&value)
         );
     }
-    let form = "<form id=\"set-form\"><input name=\"capacity\" type=\"number\" min=\"1\"> \
-                <button type=\"submit\">Set capacity</button></form> \
-                <label><input id=\"force\" type=\"checkbox\"> force</label> \
-                <button id=\"remove\" type=\"button\">Remove</button>";
+    let edit = if state.token.is_some() {
+        format!(
+            "<section id=\"changes\">{TOKEN_FIELD}<form id=\"edit\">\
+             <input name=\"capacity\" type=\"number\" min=\"1\" value=\"{cap}\">\
+             <select name=\"kind\"><option{auto}>auto</option><option{pers}>persistent</option></select>\
+             <button type=\"submit\">Change</button></form>\
+             <label><input id=\"force\" type=\"checkbox\"> even while held</label> \
+             <button id=\"remove\" type=\"button\">Remove</button>{MESSAGE}</section>",
+            cap = info.capacity,
+            auto = if info.kind == Kind::Auto {
+                " selected"
+            } else {
+                ""
+            },
+            pers = if info.kind == Kind::Persistent {
+                " selected"
+            } else {
+                ""
+            },
+        )
+    } else {
+        String::new()
+    };
     let main = format!(
-        "<main id=\"semaphore\" data-name=\"{name}\" data-kind=\"{kind}\" data-capacity=\"{cap}\" \
-         data-value=\"{value}\"><h1>{name}</h1><dl id=\"facts\">{facts}</dl>\
-         <svg id=\"plot\" data-samples=\"0\" viewBox=\"0 0 600 120\" preserveAspectRatio=\"none\" \
-         role=\"img\" aria-label=\"value over time\"><polyline class=\"capacity\" points=\"\"></polyline>\
-         <polyline class=\"value\" points=\"\"></polyline></svg>\
-         <h2>Holders</h2>{holders}<h2>Waiters</h2>{waiters}{edit}</main>",
+        "<h1 id=\"title\" data-scope=\"{scope}\" data-namespace=\"{ns}\" data-name=\"{name}\">{name}</h1>\
+         <dl id=\"summary\">{summary}</dl>\
+         <svg id=\"history\" viewBox=\"0 0 600 120\" preserveAspectRatio=\"none\" role=\"img\" \
+         aria-label=\"value and waiters over time\"><polyline class=\"capacity\" points=\"\"></polyline>\
+         <polyline class=\"value\" points=\"\"></polyline><polyline class=\"waiters\" points=\"\"></polyline></svg>\
+         <p class=\"legend\"><span class=\"value\">value</span> <span class=\"waiters\">waiters</span> \
+         <span class=\"capacity\">capacity</span></p>\
+         <h2>Holders</h2>{holders}<h2>Waiters</h2>{waiters}{edit}",
+        scope = esc(place.scope.as_str()),
+        ns = esc(&place.namespace),
         name = esc(&info.name),
-        kind = esc(info.kind.as_str()),
-        cap = info.capacity,
-        value = info.value,
-        holders = parties("holders", &info.holders, now),
-        waiters = parties("waiters", &info.waiters, now),
-        edit = edit_controls(&state, form),
     );
-    Html(page(&state, &place, &info.name, &main)).into_response()
+    Html(page(&state, &info.name, &main)).into_response()
 }
 
-/// The table of holders or waiters.
+/// The table of holders or waiters. Blocking (reads each command line from /proc).
 fn parties(id: &str, parties: &[Party], now: u64) -> String {
     let mut rows = String::new();
     for p in parties {
         let _ = write!(
             rows,
-            "<tr class=\"party\" data-pid=\"{pid}\" data-weight=\"{w}\" data-since-ms=\"{since}\">\
-             <td class=\"pid\"><a href=\"/pids/{pid}\">{pid}</a></td><td class=\"weight\">{w}</td>\
-             <td class=\"since\">{age}</td></tr>",
+            "<tr data-pid=\"{pid}\"><td class=\"pid\"><a href=\"/pid/{pid}\">{pid}</a></td>\
+             <td class=\"cmdline\">{cmd}</td><td class=\"weight\">{w}</td>\
+             <td class=\"since\" data-since-ms=\"{since}\">{age}</td></tr>",
             pid = p.pid,
+            cmd = esc(&cmdline(p.pid).unwrap_or_default()),
             w = p.weight,
             since = p.since_ms,
             age = esc(&output::age(now, p.since_ms)),
         );
     }
     format!(
-        "<table id=\"{id}\"><thead><tr><th>pid</th><th>weight</th><th>since</th></tr></thead>\
-         <tbody>{rows}</tbody></table>"
+        "<div class=\"scroll\"><table id=\"{id}\"><thead><tr><th>pid</th><th>command</th><th>weight</th>\
+         <th>since</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
 }
 
-/// `GET /pids/{pid}`: what one process holds or waits on, in every scope.
-pub async fn pid(
-    State(state): State<Shared>,
-    Path(pid): Path<String>,
-    Query(q): Query<Params>,
-) -> Response {
-    let place = match Place::of(&state, &q) {
-        Ok(p) => p,
-        Err(f) => return error_page(&state, None, &f),
-    };
+/// `GET /pid/{pid}`: what one process holds or waits on, in every scope.
+pub async fn pid(State(state): State<Shared>, Path(pid): Path<String>) -> Response {
     let pid = match checked_pid(&pid) {
         Ok(pid) => pid,
-        Err(f) => return error_page(&state, Some(&place), &f),
+        Err(f) => return error_page(&state, &f),
     };
     let activity = match blocking(move || shmsem::ps(pid)).await {
         Ok(a) => a,
-        Err(f) => return error_page(&state, Some(&place), &f),
+        Err(f) => return error_page(&state, &f),
     };
     let mut rows = String::new();
     for a in &activity {
         let _ = write!(
             rows,
-            "<tr class=\"activity\" data-scope=\"{scope}\" data-namespace=\"{ns}\" data-name=\"{name}\" \
-             data-weight=\"{w}\" data-state=\"{st}\"><td class=\"scope\">{scope}</td>\
-             <td class=\"namespace\">{ns}</td><td class=\"name\">{name}</td><td class=\"weight\">{w}</td>\
-             <td class=\"state\">{st}</td></tr>",
+            "<tr data-scope=\"{scope}\" data-namespace=\"{ns}\" data-name=\"{name}\">\
+             <td class=\"scope\">{scope}</td><td class=\"namespace\">{ns}</td>\
+             <td class=\"name\"><a href=\"/sem/{scope}/{ns}/{name}\">{name}</a></td>\
+             <td class=\"weight\">{w}</td><td class=\"state\">{st}</td></tr>",
             scope = esc(a.scope.as_str()),
             ns = esc(&a.namespace),
             name = esc(&a.name),
@@ -259,21 +289,21 @@ pub async fn pid(
             st = esc(a.state.as_str()),
         );
     }
-    let empty = if activity.is_empty() {
-        "<p id=\"empty\">Holds and waits on nothing.</p>"
-    } else {
-        ""
-    };
+    let cmd = blocking(move || Ok(cmdline(pid))).await.ok().flatten();
     let main = format!(
-        "<main id=\"pid\" data-pid=\"{pid}\"><h1>Process {pid}</h1><table id=\"activity\"><thead><tr>\
-         <th>scope</th><th>namespace</th><th>name</th><th>weight</th><th>state</th></tr></thead>\
-         <tbody>{rows}</tbody></table>{empty}</main>"
+        "<h1 id=\"title\" data-pid=\"{pid}\">Process {pid}</h1><p class=\"cmdline\">{cmd}</p>\
+         <div class=\"scroll\"><table id=\"activity\"><thead><tr><th>scope</th><th>namespace</th>\
+         <th>name</th><th>weight</th><th>state</th></tr></thead><tbody>{rows}</tbody></table></div>",
+        cmd = esc(&cmd.unwrap_or_default()),
     );
-    Html(page(&state, &place, &format!("process {pid}"), &main)).into_response()
+    Html(page(&state, &format!("process {pid}"), &main)).into_response()
 }
 
-/// Any other route: 404, as a page.
-pub async fn not_found(State(state): State<Shared>) -> Response {
-    let f = Failure::new(StatusCode::NOT_FOUND, "no such page");
-    security_headers(error_page(&state, None, &f)).await
+/// Any other route: 404, as JSON under `/api/`, else as a page.
+pub async fn not_found(State(state): State<Shared>, uri: axum::http::Uri) -> Response {
+    let f = Failure::new(StatusCode::NOT_FOUND, format!("no route {}", uri.path()));
+    if uri.path().starts_with("/api/") {
+        return f.into_response();
+    }
+    security_headers(error_page(&state, &f)).await
 }

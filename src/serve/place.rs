@@ -1,8 +1,7 @@
-//! What every route shares: the scope and namespace a request names (its query, or the
-//! server's), the refusal a handler answers with ([`Failure`]), the HTTP status of each library
+//! What every route shares: the scope and namespace a path names, the refusal a handler answers with ([`Failure`]), the HTTP status of each library
 //! error, and [`blocking`], which runs a library call on tokio's blocking pool.
 
-use std::{collections::HashMap, str::FromStr, time::Duration};
+use std::{str::FromStr, time::Duration};
 
 use axum::{
     Json,
@@ -12,13 +11,11 @@ use axum::{
 use serde_json::json;
 use shmsem::{Namespace, Options, Scope, Semaphore};
 
-use super::State;
-
 /// How long a request waits for a namespace's lock before answering 503.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// A refusal or failure: its status and a message for the client. Routes under `/api/` answer
-/// it as JSON `{"error", "status"}`; the pages turn it into an HTML page.
+/// it as JSON `{"error"}`; the pages turn it into an HTML page.
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// The HTTP status.
@@ -43,7 +40,7 @@ impl Failure {
 
     /// The JSON body of the contract.
     pub fn to_json(&self) -> serde_json::Value {
-        json!({ "error": self.message, "status": self.status.as_u16() })
+        json!({ "error": self.message })
     }
 }
 
@@ -73,7 +70,10 @@ impl From<shmsem::Error> for Failure {
             E::Busy { .. } | E::Timeout { .. } | E::WouldBlock { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            // An operating-system call failed on the namespace's files (removed or replaced
+            // under the server, for instance): the request conflicts with what is there. The
+            // server answers no 500 for the library's errors.
+            _ => StatusCode::CONFLICT,
         };
         Failure::new(status, error_line(&err))
     }
@@ -107,10 +107,7 @@ where
     }
 }
 
-/// The query parameters of a request.
-pub type Query = HashMap<String, String>;
-
-/// The scope and namespace a request is about.
+/// A semaphore's place and name, from a path `/S/NS/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     /// The scope.
@@ -120,29 +117,18 @@ pub struct Place {
 }
 
 impl Place {
-    /// The place the query names, each part defaulting to the server's: an unknown scope or a
-    /// malformed namespace is 400.
-    pub fn of(state: &State, query: &Query) -> Result<Place, Failure> {
-        let scope = match query.get("scope") {
-            None => state.scope,
-            Some(s) => Scope::from_str(s).map_err(|_| {
-                Failure::bad_request(format!("unknown scope {s:?} (self, local or global)"))
-            })?,
-        };
-        let namespace = match query.get("namespace") {
-            None => state.namespace.clone(),
-            Some(ns) => {
-                shmsem::validate_name(ns)
-                    .map_err(|e| Failure::bad_request(format!("namespace: {e}")))?;
-                ns.clone()
-            }
-        };
-        Ok(Place { scope, namespace })
-    }
-
-    /// Whether this is the server's own scope and namespace.
-    pub fn is_default(&self, state: &State) -> bool {
-        self.scope == state.scope && self.namespace == state.namespace
+    /// The place of path segments `scope` and `namespace`: an unknown scope or a malformed
+    /// namespace is 400.
+    pub fn parse(scope: &str, namespace: &str) -> Result<Place, Failure> {
+        let scope = Scope::from_str(scope).map_err(|_| {
+            Failure::bad_request(format!("unknown scope {scope:?} (self, local or global)"))
+        })?;
+        shmsem::validate_name(namespace)
+            .map_err(|e| Failure::bad_request(format!("namespace: {e}")))?;
+        Ok(Place {
+            scope,
+            namespace: namespace.to_owned(),
+        })
     }
 
     /// Options for semaphores of this place, with a bounded wait for locks.
@@ -156,20 +142,6 @@ impl Place {
     /// The namespace itself.
     pub fn namespace(&self) -> Result<Namespace, Failure> {
         Namespace::new(self.scope, self.namespace.clone()).map_err(Failure::from)
-    }
-
-    /// The query string that names this place, `?scope=…&namespace=…`, or empty for the
-    /// server's own (names and scopes need no percent-encoding: their characters are safe).
-    pub fn query_string(&self, state: &State) -> String {
-        if self.is_default(state) {
-            String::new()
-        } else {
-            format!(
-                "?scope={}&namespace={}",
-                self.scope.as_str(),
-                self.namespace
-            )
-        }
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod corruption;
+pub mod http;
 mod kid;
 pub mod killpoint;
 pub mod life;
