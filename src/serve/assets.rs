@@ -80,7 +80,7 @@ const SCRIPT: &str = r##"
   }
 
   async function change(method, url, payload) {
-    const headers = { "X-Shmsem-Token": token() };
+    const headers = token() ? { "X-Shmsem-Token": token() } : {};
     const init = { method, headers };
     if (payload !== undefined) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(payload); }
     const res = await fetch(url, init);
