@@ -90,6 +90,8 @@ struct Server {
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     base: String,
     token: String,
+    /// The printed `open http://127.0.0.1:PORT/?token=TOKEN`.
+    open: String,
     /// Its stderr, shown when a check fails.
     log: PathBuf,
 }
@@ -114,38 +116,44 @@ impl Server {
             }
         });
         let deadline = Instant::now() + WAIT;
-        let (mut base, mut token) = (None, None);
+        let (mut base, mut token, mut open) = (None, None, None);
         let mut seen = Vec::new();
-        while base.is_none() || token.is_none() {
+        while base.is_none() || token.is_none() || open.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("listening on ") {
                         base = Some(url.trim().trim_end_matches('/').to_owned());
-                    } else if let Some(t) = line
-                        .strip_prefix("token: ")
-                        .or_else(|| line.strip_prefix("token "))
-                    {
+                    } else if let Some(t) = line.strip_prefix("token: ") {
                         token = Some(t.trim().to_owned());
+                    } else if let Some(url) = line.strip_prefix("open ") {
+                        open = Some(url.trim().to_owned());
                     }
                     seen.push(line);
                 }
                 Err(e) => {
                     let _ = child.kill();
                     panic!(
-                        "shmsem serve did not print `listening on http://…` and `token: …` \
-                         within {WAIT:?} ({e}); stdout: {seen:?}; stderr: {}",
+                        "shmsem serve did not print `listening on http://…`, `token: …` and \
+                         `open http://…/?token=…` within {WAIT:?} ({e}); stdout: {seen:?}; \
+                         stderr: {}",
                         fs::read_to_string(&log).unwrap_or_default()
                     );
                 }
             }
         }
-        let base = base.unwrap();
+        let (base, token, open) = (base.unwrap(), token.unwrap(), open.unwrap());
         assert!(base.starts_with("http://127.0.0.1:"), "{seen:?}");
+        assert!(
+            token.len() >= 32 && token.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{seen:?}"
+        );
+        assert_eq!(open, format!("{base}/?token={token}"), "{seen:?}");
         Server {
             child,
             base,
-            token: token.unwrap(),
+            token,
+            open,
             log,
         }
     }
@@ -372,6 +380,28 @@ impl World {
         .await;
     }
 
+    /// Wait until the text of the element `selector` contains `text`.
+    async fn until_contains(&self, selector: &str, text: &str) {
+        self.until(
+            &format!("the text of {selector} contains {text:?}"),
+            "const e = document.querySelector(arguments[0]); \
+             return e !== null && e.textContent.includes(arguments[1])",
+            vec![json!(selector), json!(text)],
+        )
+        .await;
+    }
+
+    /// Wait until the element `selector` is shown (`shown`) or hidden (`!shown`) by the page.
+    async fn until_shown(&self, selector: &str, shown: bool) {
+        self.until(
+            &format!("{selector} is on the page and shown={shown}"),
+            "const e = document.querySelector(arguments[0]); \
+             return e !== null && (e.getClientRects().length > 0) === arguments[1]",
+            vec![json!(selector), json!(shown)],
+        )
+        .await;
+    }
+
     /// Wait until the element `selector` has the attribute `attr` equal to `value`.
     async fn until_attr(&self, selector: &str, attr: &str, value: &str) {
         self.until(
@@ -408,11 +438,25 @@ impl World {
             .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
     }
 
+    /// Choose `value` in the select `selector`, as a user's choice does (with a `change` event).
+    async fn select(&self, selector: &str, value: &str) {
+        self.element(selector).await;
+        let chosen = self
+            .js(
+                "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+                 e.dispatchEvent(new Event('change', { bubbles: true })); return e.value",
+                vec![json!(selector), json!(value)],
+            )
+            .await;
+        assert_eq!(chosen, json!(value), "{selector} has no option {value:?}");
+    }
+
     /// Click the submit button of `form`, after emptying `#message` so that [`World::message`]
     /// reads the answer to this submission and not an earlier one.
     async fn submit(&self, form: &str) {
         self.js(
-            "const m = document.getElementById('message'); if (m) { m.textContent = ''; }",
+            "const m = document.getElementById('message'); \
+             if (m) { m.textContent = ''; m.className = ''; }",
             vec![],
         )
         .await;
@@ -424,14 +468,14 @@ impl World {
             .unwrap_or_else(|e| panic!("clicking {button}: {e}"));
     }
 
-    /// Wait for `#message` to say something with `data-state` `state` (`ok` or `error`), and
+    /// Wait for `#message` to say something with the class `class` (`ok` or `error`), and
     /// return what it says.
-    async fn message(&self, state: &str) -> String {
+    async fn message(&self, class: &str) -> String {
         self.until(
-            &format!("#message says something with data-state={state:?}"),
+            &format!("#message says something with the class {class:?}"),
             "const e = document.getElementById('message'); \
-             return e !== null && e.dataset.state === arguments[0] ? e.textContent.trim() : null",
-            vec![json!(state)],
+             return e !== null && e.classList.contains(arguments[0]) ? e.textContent.trim() : null",
+            vec![json!(class)],
         )
         .await
         .as_str()
@@ -468,10 +512,17 @@ impl World {
     }
 }
 
-/// The selector of `name`'s row on the list page (of the server's scope and namespace: the
-/// test's `local` scope, namespace `default`).
+/// The selector of `name`'s row on the list page (in the scope and namespace the CLI uses by
+/// default: `local`, `default`).
 fn row(name: &str) -> String {
-    format!(r#"#semaphores tr.semaphore[data-name="{name}"]"#)
+    format!(
+        r#"#semaphores tr.sem[data-scope="local"][data-namespace="default"][data-name="{name}"]"#
+    )
+}
+
+/// The path of `name`'s page (`local`, `default`, as [`row`]).
+fn page(name: &str) -> String {
+    format!("/sem/local/default/{name}")
 }
 
 /// `show NAME` through the CLI: its capacity, or `None` if there is no such semaphore.
@@ -532,25 +583,38 @@ fn list_follows_a_holder_live() {
         .await;
         w.goto("/").await;
         let r = row("live");
-        w.until_text(&format!("{r} td.value"), "1").await;
+        w.until_contains(&format!("{r} td.value"), "1/2").await;
         w.until_text(&format!("{r} td.capacity"), "2").await;
         w.until_text(&format!("{r} td.holders"), "1").await;
-        w.until_attr(&format!("{r} meter.usage"), "value", "1")
+        w.until_attr(&format!("{r} td.value meter"), "value", "1")
             .await;
-        w.until_attr(&format!("{r} td.name a"), "href", "/semaphores/live")
+        w.until_attr(&format!("{r} td.name a"), "href", &page("live"))
             .await;
         w.ready().await;
         w.js("window.__noReload = 1", vec![]).await;
 
         cli::ok(&w.dir, &["release", "live", "--holder", &pid]);
-        w.until_text(&format!("{r} td.value"), "0").await;
+        w.until_contains(&format!("{r} td.value"), "0/2").await;
         w.until_text(&format!("{r} td.holders"), "0").await;
-        w.until_attr(&format!("{r} meter.usage"), "value", "0")
+        w.until_attr(&format!("{r} td.value meter"), "value", "0")
             .await;
         // A semaphore created elsewhere appears, and one removed elsewhere goes, still in place.
-        cli::ok(&w.dir, &["create", "later", "--capacity", "3"]);
+        cli::ok(
+            &w.dir,
+            &["create", "later", "--capacity", "3", "--persistent"],
+        );
         w.until_text(&format!("{} td.capacity", row("later")), "3")
             .await;
+        // The filter hides the rows whose name does not contain its text, and shows them again.
+        w.fill("#filter", "ate").await;
+        w.until_shown(&r, false).await;
+        w.until_shown(&row("later"), true).await;
+        w.fill("#filter", "liv").await;
+        w.until_shown(&r, true).await;
+        w.until_shown(&row("later"), false).await;
+        w.fill("#filter", "l").await;
+        w.until_shown(&r, true).await;
+        w.until_shown(&row("later"), true).await;
         cli::ok(&w.dir, &["rm", "later"]);
         w.until(
             "the removed semaphore's row goes",
@@ -567,8 +631,8 @@ fn list_follows_a_holder_live() {
     });
 }
 
-/// `form#create-form` creates a semaphore with the token typed into `#token`, and is refused
-/// without it or with another.
+/// `form#create` creates a semaphore with the token from the printed `?token=` address, and is
+/// refused without a token or with another typed into `#token`.
 #[test]
 fn create_needs_the_token() {
     block_on(async {
@@ -578,9 +642,9 @@ fn create_needs_the_token() {
         let create = |name: &'static str| {
             let w = &w;
             async move {
-                w.fill("form#create-form [name=name]", name).await;
-                w.fill("form#create-form [name=capacity]", "3").await;
-                w.submit("form#create-form").await;
+                w.fill("form#create [name=name]", name).await;
+                w.fill("form#create [name=capacity]", "3").await;
+                w.submit("form#create").await;
             }
         };
 
@@ -593,7 +657,7 @@ fn create_needs_the_token() {
         create("refused").await;
         let err = w.message("error").await;
         assert!(
-            err.contains("token"),
+            err.contains("no token"),
             "refused without a token, but: {err:?}"
         );
         assert_eq!(
@@ -606,24 +670,40 @@ fn create_needs_the_token() {
         w.type_token(&"0".repeat(64)).await;
         create("refused").await;
         let err = w.message("error").await;
-        assert!(!err.is_empty(), "an empty error message");
+        assert!(
+            err.contains("wrong token"),
+            "refused with a wrong token, but: {err:?}"
+        );
         assert_eq!(
             cli_capacity(&w.dir, "refused"),
             None,
             "created with a wrong token"
         );
 
+        // The printed address: the page takes the token from `?token=`, shows it in `#token`
+        // and takes it out of the address bar.
+        w.forget_token().await;
+        w.c.goto(&w.server.open)
+            .await
+            .unwrap_or_else(|e| panic!("opening {}: {e}", w.server.open));
+        w.ready().await;
+        assert_eq!(
+            w.js("return document.getElementById('token').value", vec![])
+                .await,
+            json!(w.server.token)
+        );
+        let url = w.c.current_url().await.expect("the page's address");
+        assert!(
+            !url.as_str().contains("token"),
+            "the token is still in the address bar: {url}"
+        );
+
         // The token: created, and the list shows it without a reload.
-        w.type_token(&w.server.token).await;
         w.js("window.__noReload = 1", vec![]).await;
-        w.fill("form#create-form [name=name]", "made").await;
-        w.fill("form#create-form [name=capacity]", "3").await;
-        w.element("form#create-form [name=persistent]")
-            .await
-            .click()
-            .await
-            .expect("ticking persistent");
-        w.submit("form#create-form").await;
+        w.fill("form#create [name=name]", "made").await;
+        w.fill("form#create [name=capacity]", "3").await;
+        w.select("form#create [name=kind]", "persistent").await;
+        w.submit("form#create").await;
         assert_eq!(w.message("ok").await, "created made");
         w.until_text(&format!("{} td.capacity", row("made")), "3")
             .await;
@@ -656,8 +736,8 @@ fn create_needs_the_token() {
     });
 }
 
-/// `form#set-form` on a semaphore's page changes its capacity with the token, and is refused
-/// without it.
+/// `form#edit` on a semaphore's page changes its capacity with the token typed into `#token`,
+/// and is refused without it.
 #[test]
 fn edit_needs_the_token() {
     block_on(async {
@@ -665,27 +745,29 @@ fn edit_needs_the_token() {
             cli::ok(dir, &["create", "ed", "--capacity", "2", "--persistent"]);
         })
         .await;
-        let page = "/semaphores/ed";
+        let page = page("ed");
 
-        w.goto(page).await;
-        w.until_text("main#semaphore h1", "ed").await;
-        w.until_text("#facts dd.capacity", "2").await;
+        w.goto(&page).await;
+        w.until_text("h1#title", "ed").await;
+        w.until_text("dl#summary dd.capacity", "2").await;
         w.type_token(&w.server.token).await;
-        w.fill("form#set-form [name=capacity]", "5").await;
-        w.submit("form#set-form").await;
-        assert_eq!(w.message("ok").await, "capacity 5");
+        w.fill("form#edit [name=capacity]", "5").await;
+        w.select("form#edit [name=kind]", "persistent").await;
+        w.submit("form#edit").await;
+        assert_eq!(w.message("ok").await, "changed");
         assert_eq!(cli_capacity(&w.dir, "ed"), Some(5));
-        w.until_attr("main#semaphore", "data-capacity", "5").await;
+        assert_eq!(cli::show(&w.dir, "ed")["kind"], json!("persistent"));
+        w.until_text("dl#summary dd.capacity", "5").await;
 
         w.forget_token().await;
-        w.goto(page).await;
-        w.until_text("#facts dd.capacity", "5").await;
+        w.goto(&page).await;
+        w.until_text("dl#summary dd.capacity", "5").await;
         w.ready().await;
-        w.fill("form#set-form [name=capacity]", "7").await;
-        w.submit("form#set-form").await;
+        w.fill("form#edit [name=capacity]", "7").await;
+        w.submit("form#edit").await;
         let err = w.message("error").await;
         assert!(
-            err.contains("token"),
+            err.contains("no token"),
             "refused without a token, but: {err:?}"
         );
         assert_eq!(
@@ -729,29 +811,37 @@ fn screenshots() {
         };
 
         w.goto("/").await;
-        w.until_text(&format!("{} td.value", row("builds")), "3")
+        w.until_contains(&format!("{} td.value", row("builds")), "3/4")
             .await;
         w.until_text(&format!("{} td.waiters", row("deploy")), "1")
             .await;
-        w.until_attr("#live", "data-state", "live").await;
+        w.ready().await;
         let png = w.screenshot().await;
         fs::write(out.join("serve-list.png"), png).expect("writing serve-list.png");
 
-        w.goto("/semaphores/builds").await;
-        w.until_text("main#semaphore h1", "builds").await;
+        w.goto(&page("builds")).await;
+        w.until_text("h1#title", "builds").await;
         w.until(
             "two holders",
-            "return document.querySelectorAll('#holders tr[data-pid]').length === 2",
+            "return document.querySelectorAll('table#holders tr[data-pid]').length === 2",
             vec![],
         )
         .await;
+        // Each holder's row shows its pid, linking to its page.
+        for pid in [&a, &b] {
+            let r = format!(r#"table#holders tr[data-pid="{pid}"]"#);
+            w.until_text(&format!("{r} td.pid"), pid).await;
+            w.until_attr(&format!("{r} td.pid a"), "href", &format!("/pid/{pid}"))
+                .await;
+        }
+        w.until_text("dl#summary dd.capacity", "4").await;
         // Some history in the plot: a second or two at 3/4, then 2/4.
         let samples = |n: u32| {
             let w = &w;
             async move {
                 w.until(
                     &format!("at least {n} samples in the plot"),
-                    "return Number(document.getElementById('plot').dataset.samples) >= arguments[0]",
+                    "return Number(document.getElementById('history').dataset.samples) >= arguments[0]",
                     vec![json!(n)],
                 )
                 .await;
@@ -782,7 +872,8 @@ fn list_fits_a_phone() {
         })
         .await;
         w.goto("/").await;
-        w.until_text(&format!("{} td.value", row(name)), "1").await;
+        w.until_contains(&format!("{} td.value", row(name)), "1/16")
+            .await;
         w.ready().await;
         let (sw, iw) = (
             w.js("return document.documentElement.scrollWidth", vec![])
