@@ -257,20 +257,23 @@ fn refusals_have_the_contracts_statuses() {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     );
 
-    let status = |path: &str| server.get(path).status;
-    assert_eq!(status("/api/sem/local/default/nope"), 404);
-    assert_eq!(status("/sem/local/default/nope"), 404);
-    assert_eq!(status("/api/sem/local/nons/a"), 404);
-    assert_eq!(status("/api/sem/local/default/bad%20name"), 400);
-    assert_eq!(status("/sem/local/default/bad%3Cb%3E"), 400);
-    assert_eq!(status("/api/sem/nowhere/default/a"), 400);
-    assert_eq!(status("/sem/nowhere/default/a"), 400);
-    assert_eq!(status("/api/sem/local/..%2Fetc/a"), 400);
-    assert_eq!(status("/api/pid/abc"), 400);
-    assert_eq!(status("/api/pid/0"), 400);
-    assert_eq!(status("/pid/99999999999"), 400);
-    assert_eq!(status("/no/such/route"), 404);
-    assert_eq!(status("/api/no/such/route"), 404);
+    for (path, expected) in [
+        ("/api/sem/local/default/nope", 404),
+        ("/sem/local/default/nope", 404),
+        ("/api/sem/local/nons/a", 404),
+        ("/api/sem/local/default/bad%20name", 400),
+        ("/sem/local/default/bad%3Cb%3E", 400),
+        ("/api/sem/nowhere/default/a", 400),
+        ("/sem/nowhere/default/a", 400),
+        ("/api/sem/local/..%2Fetc/a", 400),
+        ("/api/pid/abc", 400),
+        ("/api/pid/0", 400),
+        ("/pid/99999999999", 400),
+        ("/no/such/route", 404),
+        ("/api/no/such/route", 404),
+    ] {
+        assert_eq!(server.get(path).status, expected, "GET {path}");
+    }
     assert_eq!(
         server.request("PUT", "/api/semaphores", &[], b"").status,
         405

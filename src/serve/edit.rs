@@ -176,6 +176,19 @@ fn place_of((scope, ns, name): &(String, String, String)) -> Result<Place, Failu
     Ok(place)
 }
 
+/// A change's request, checked in the contract's order: the token (and `--edit`), the place
+/// and name of its path, then its JSON body.
+async fn change_request(
+    state: &super::State,
+    path: &(String, String, String),
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Place, Map<String, Value>), Failure> {
+    authorize(state, headers)?;
+    let place = place_of(path)?;
+    Ok((place, json_body(headers, body).await?))
+}
+
 /// `POST /api/sem/{scope}/{namespace}/{name}`: create a semaphore that does not exist (201),
 /// 409 if it does.
 pub async fn create(
@@ -184,9 +197,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
-    authorize(&state, &headers)?;
-    let place = place_of(&path)?;
-    let body = json_body(&headers, body).await?;
+    let (place, body) = change_request(&state, &path, &headers, body).await?;
     let mut opts = place.options().capacity(capacity(&body)?.unwrap_or(1));
     if kind(&body)? == Some(true) {
         opts = opts.persistent();
@@ -221,36 +232,27 @@ async fn change_with(
     Ok(Json(output::detail_json(&info)))
 }
 
-/// `POST /api/sem/{scope}/{namespace}/{name}/capacity` with `{"capacity": N}`.
-pub async fn capacity_route(
-    State(state): State<Shared>,
-    Path(path): SemPath,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, Failure> {
-    authorize(&state, &headers)?;
-    let place = place_of(&path)?;
-    let body = json_body(&headers, body).await?;
-    let Some(c) = capacity(&body)? else {
-        return Err(Failure::bad_request("capacity is missing"));
-    };
-    change_with(place, path.2, move |sem| sem.set_capacity(c)).await
-}
-
+/// `POST /api/sem/{scope}/{namespace}/{name}/capacity` with `{"capacity": N}`, and
 /// `POST /api/sem/{scope}/{namespace}/{name}/kind` with `{"kind": "auto"|"persistent"}`.
-pub async fn kind_route(
+pub async fn set_route(
     State(state): State<Shared>,
-    Path(path): SemPath,
+    Path((scope, namespace, name, what)): Path<(String, String, String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Failure> {
-    authorize(&state, &headers)?;
-    let place = place_of(&path)?;
-    let body = json_body(&headers, body).await?;
-    let Some(persistent) = kind(&body)? else {
-        return Err(Failure::bad_request("kind is missing"));
-    };
-    change_with(place, path.2, move |sem| sem.set_persistent(persistent)).await
+    let path = (scope, namespace, name);
+    let (place, body) = change_request(&state, &path, &headers, body).await?;
+    match what.as_str() {
+        "capacity" => {
+            let c = capacity(&body)?.ok_or_else(|| Failure::bad_request("capacity is missing"))?;
+            change_with(place, path.2, move |sem| sem.set_capacity(c)).await
+        }
+        "kind" => {
+            let persistent = kind(&body)?.ok_or_else(|| Failure::bad_request("kind is missing"))?;
+            change_with(place, path.2, move |sem| sem.set_persistent(persistent)).await
+        }
+        _ => Err(Failure::new(StatusCode::NOT_FOUND, "no such route")),
+    }
 }
 
 /// `DELETE /api/sem/{scope}/{namespace}/{name}`: remove it (204); 409 while held unless
