@@ -110,16 +110,12 @@ pub fn text(all: &[(Info, Counters)]) -> String {
 /// assert_eq!(shmsem_cli::openmetrics::escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
 /// ```
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::output::escape_with(s, |c| match c {
+        '\\' => Some("\\\\"),
+        '"' => Some("\\\""),
+        '\n' => Some("\\n"),
+        _ => None,
+    })
 }
 
 /// `metrics --json`: an array with `ls --json`'s object for each semaphore, plus its counters

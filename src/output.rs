@@ -266,6 +266,19 @@ pub fn activity_text(activity: &[Activity]) -> String {
     )
 }
 
+/// `s` with every character that `replace` names replaced by its text, for the escapings of
+/// the formats the command writes (OpenMetrics label values, HTML).
+pub fn escape_with(s: &str, replace: impl Fn(char) -> Option<&'static str>) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match replace(c) {
+            Some(r) => out.push_str(r),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,35 +135,38 @@ fn kind(body: &Map<String, Value>) -> Result<Option<bool>, Failure> {
     }
 }
 
-/// The `mode` field: an octal string (`"0660"`, `"660"`) up to 0777; 400 otherwise.
-fn mode(body: &Map<String, Value>) -> Result<Option<u32>, Failure> {
-    match body.get("mode") {
+/// The string field `key`: `None` when absent, null or empty; 400 when not a string.
+fn text<'a>(body: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Failure> {
+    match body.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(m)) if m.is_empty() => Ok(None),
-        Some(Value::String(m)) => match u32::from_str_radix(m.strip_prefix("0o").unwrap_or(m), 8) {
-            Ok(n) if n <= 0o777 => Ok(Some(n)),
-            _ => Err(Failure::bad_request(format!(
-                "mode must be octal from 0 to 0777, such as \"0660\", not {m:?}"
-            ))),
-        },
+        Some(Value::String(t)) => Ok(Some(t.as_str()).filter(|t| !t.is_empty())),
         Some(v) => Err(Failure::bad_request(format!(
-            "mode must be a string such as \"0660\", not {v}"
+            "{key} must be a string, not {v}"
         ))),
     }
 }
 
+/// The `mode` field: an octal string (`"0660"`, `"660"`) up to 0777; 400 otherwise.
+fn mode(body: &Map<String, Value>) -> Result<Option<u32>, Failure> {
+    text(body, "mode")?
+        .map(
+            |m| match u32::from_str_radix(m.strip_prefix("0o").unwrap_or(m), 8) {
+                Ok(n) if n <= 0o777 => Ok(n),
+                _ => Err(Failure::bad_request(format!(
+                    "mode must be octal from 0 to 0777, such as \"0660\", not {m:?}"
+                ))),
+            },
+        )
+        .transpose()
+}
+
 /// The `group` field: a group name or gid, resolved; 400 for an unknown group.
 fn group(body: &Map<String, Value>) -> Result<Option<u32>, Failure> {
-    match body.get("group") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(g)) if g.is_empty() => Ok(None),
-        Some(Value::String(g)) => crate::group::resolve(g)
-            .map(Some)
-            .map_err(|e| Failure::bad_request(format!("group: {e:#}"))),
-        Some(v) => Err(Failure::bad_request(format!(
-            "group must be a string, not {v}"
-        ))),
-    }
+    text(body, "group")?
+        .map(|g| {
+            crate::group::resolve(g).map_err(|e| Failure::bad_request(format!("group: {e:#}")))
+        })
+        .transpose()
 }
 
 /// The path of one semaphore: scope, namespace, name.
