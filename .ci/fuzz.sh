@@ -23,17 +23,21 @@ for target in ops segment; do
     work="$(mktemp -d)"
     rm -rf "artifacts/$target" # findings of earlier runs are not this run's
     echo "== fuzz $target for ${seconds} s"
+    log="$(mktemp)"
     if ! cargo fuzz run --sanitizer none "$target" "$work" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=2 -rss_limit_mb=4096 -print_final_stats=1 \
-        2>&1 | tail -n 40; then
+        >"$log" 2>&1; then
         status=1
+        # What went wrong, which the dictionary statistics at the end would push out of view.
+        grep -E -A12 "panicked|ERROR: libFuzzer|deadly signal|SUMMARY" "$log" | head -n 60 || true
     fi
+    grep -v '^"' "$log" | tail -n 25
     # `tail` hides the fuzzer's status from the pipeline: look for what it leaves behind too.
     if compgen -G "artifacts/$target/*" >/dev/null; then
         echo "fuzz $target: findings in fuzz/artifacts/$target:" >&2
         ls -l "artifacts/$target" >&2
         status=1
     fi
-    rm -rf "$work"
+    rm -rf "$work" "$log"
 done
 exit "$status"
