@@ -112,13 +112,15 @@ mod sys;
 mod table;
 mod wait;
 
+#[cfg(feature = "async")]
+pub use crate::semaphore::{AcquireFuture, AcquireOwnedFuture};
 pub use crate::{
     admin::Namespace,
     error::{Error, Result},
     holders::{Party, Reclaimed},
     ps::{Activity, State, ps},
     scope::{DEFAULT_NAMESPACE, DIR_ENV, SELF_ENV, Scope, Tree, validate_name},
-    semaphore::{Counters, FdPermit, Info, Kind, Options, Owner, Permit, Semaphore},
+    semaphore::{Counters, FdPermit, Info, Kind, Options, OwnedPermit, Owner, Permit, Semaphore},
 };
 
 /// What the loom model (`tests/loom.rs`), the fuzz targets and the tests of the whole reach
@@ -127,7 +129,10 @@ pub use crate::{
 #[doc(hidden)]
 pub mod internals {
     pub use crate::{
-        namespace::watch_for_deaths, protocol::word, segment::layout, semaphore::on_fast_path,
+        namespace::watch_for_deaths,
+        protocol::word,
+        segment::layout,
+        semaphore::{on_fast_path, state_of},
     };
 
     /// The counter protocol's transitions, for the loom model (generic over the atomic cell),

@@ -462,12 +462,55 @@ impl Semaphore {
         })
     }
 
+    /// One attempt to take `weight` now, never waiting, under the fair capacity left to
+    /// `token`: a reservation made for this taker by someone who waits on its behalf (the async
+    /// helper, see `future`), or [`Reservation::NONE`]. `Ok(None)`: not now.
+    #[cfg(feature = "async")]
+    pub(super) fn take_now_for(
+        &self,
+        weight: u32,
+        token: Reservation,
+    ) -> Result<Option<(u64, u32)>> {
+        if token != Reservation::NONE {
+            let at = self.current();
+            let tried = with_lane(|lane| -> Result<Tried<()>> {
+                let rec = self.rec(at.0);
+                let capacity = capacity_for(rec, weight)?;
+                match self.holder(lane, at.0, at.1) {
+                    Ok((h, _)) => {
+                        let fair = fair_capacity(rec, capacity, token);
+                        Ok(take_once(rec, h, at.0.generation, weight, fair))
+                    }
+                    Err(Error::Removed { .. }) => Ok(Err(Refused::Removed)),
+                    Err(e) => Err(e),
+                }
+            })?;
+            match tried {
+                Ok(()) => {
+                    return Ok(Some((
+                        super::pack(at.0, at.1),
+                        sys::FORK_EPOCH.load(Relaxed),
+                    )));
+                }
+                Err(Refused::Contended) => return Err(self.contended()),
+                // Removed: the usual way below re-creates or says so.
+                Err(Refused::Removed) => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        match self.take(weight, Until::Now) {
+            Ok(taken) => Ok(Some(taken)),
+            Err(Error::WouldBlock { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stop counting a waiter that leaves without having been uncounted. A recount in progress
     /// is waited for, up to [`FROZEN_PATIENCE`]; past that the lane stays counted (its record says
     /// so, and the count is right again when it next takes weight through that record, or when
     /// the process dies).
     #[cold]
-    fn uncount(&self, lane: &Lane<'_, AtomicU64, KillPoints>, generation: u16) {
+    pub(super) fn uncount(&self, lane: &Lane<'_, AtomicU64, KillPoints>, generation: u16) {
         let since = Monotonic::now();
         while let Err(Refused::Frozen(_)) = lane.uncount_waiter(generation) {
             if Monotonic::now() >= since.after(FROZEN_PATIENCE) {

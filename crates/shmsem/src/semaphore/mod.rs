@@ -11,8 +11,11 @@ mod acquire;
 mod counters;
 mod external;
 mod fd_permit;
+#[cfg(feature = "async")]
+mod future;
 mod info;
 mod options;
+mod owned;
 mod permit;
 mod release;
 mod sleep;
@@ -20,6 +23,8 @@ mod until;
 
 use self::acquire::{Contended, fair_capacity};
 pub(crate) use self::counters::{bump as bump_counter, reset as reset_counters};
+#[cfg(feature = "async")]
+pub use self::future::{AcquireFuture, AcquireOwnedFuture};
 #[doc(hidden)]
 use self::until::Until;
 pub use self::{
@@ -27,6 +32,7 @@ pub use self::{
     fd_permit::FdPermit,
     info::{Info, Kind, Owner},
     options::Options,
+    owned::OwnedPermit,
     permit::Permit,
 };
 
@@ -60,6 +66,13 @@ use crate::{
     table::{self, Found, KIND_PERSISTENT, NewRecord},
     wait,
 };
+
+/// The semaphore's state word and fairness reservation as they are now, for tests that check
+/// that nothing was left counted or reserved.
+pub fn state_of(sem: &Semaphore) -> (u64, u64) {
+    let rec = sem.rec(sem.found());
+    (rec.word.load(SeqCst), rec.reservation.load(SeqCst))
+}
 
 /// Whether the calling thread remembers `sem` in the life the handle names now: its next
 /// uncontended acquire (and the release of what that takes) then goes straight to the words.

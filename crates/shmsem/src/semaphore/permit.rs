@@ -44,11 +44,26 @@ impl<'a> Permit<'a> {
     /// [`Semaphore::exit`]. In a child created by `fork`, forgetting the parent's permit does
     /// nothing: the weight stays the parent's, and the child cannot `exit` it.
     pub fn forget(self) {
-        if self.epoch == sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
-            self.sem
-                .add_unguarded(self.weight, unpack(self.found).0.generation);
-        }
+        keep(self.sem, self.found, self.weight, self.epoch);
         std::mem::forget(self);
+    }
+
+    /// The same weight, held by a guard that owns a handle to the semaphore instead of
+    /// borrowing it: `Send + 'static`, so it can be returned from a thread or moved into a task.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-into-owned-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().capacity(2).open("into-owned")?;
+    /// let owned = sem.acquire_weight(2)?.into_owned();
+    /// std::thread::spawn(move || drop(owned)).join().unwrap();
+    /// assert_eq!(sem.info()?.value, 0);
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn into_owned(self) -> super::OwnedPermit {
+        let this = std::mem::ManuallyDrop::new(self);
+        super::OwnedPermit::new(this.sem.clone(), this.weight, (this.found, this.epoch))
     }
 }
 
@@ -64,18 +79,33 @@ impl fmt::Debug for Permit<'_> {
 impl Drop for Permit<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        // This thread's own record for the life the weight was taken from: no lookup. While the
-        // weight is held, some record of this process names its generation, so the generation
-        // is this permit's life (see `table`). The entry is of this process (a forked child
-        // starts with none), the permit perhaps of its parent: then the epochs differ, and
-        // `drop_slow` gives nothing back.
-        if let Some(hit) = fast::get(self.sem.inner.serial, self.found)
-            && hit.epoch == self.epoch
-            && Semaphore::give_fast(&hit, self.weight)
-        {
-            return;
-        }
-        drop_slow(self.sem, self.found, self.weight, self.epoch);
+        give_back(self.sem, self.found, self.weight, self.epoch);
+    }
+}
+
+/// Give back `weight` taken from the life packed in `found` in fork epoch `epoch`: what dropping
+/// a [`Permit`] or an [`OwnedPermit`](super::OwnedPermit) does.
+///
+/// This thread's own record for the life the weight was taken from: no lookup. While the weight
+/// is held, some record of this process names its generation, so the generation is this
+/// permit's life (see `table`). The entry is of this process (a forked child starts with none),
+/// the permit perhaps of its parent: then the epochs differ, and `drop_slow` gives nothing back.
+#[inline(always)]
+pub(super) fn give_back(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
+    if let Some(hit) = fast::get(sem.inner.serial, found)
+        && hit.epoch == epoch
+        && Semaphore::give_fast(&hit, weight)
+    {
+        return;
+    }
+    drop_slow(sem, found, weight, epoch);
+}
+
+/// Keep `weight` taken from the life packed in `found` in fork epoch `epoch` held without a
+/// guard: what [`Permit::forget`] does. Nothing in a forked child (the weight is the parent's).
+pub(super) fn keep(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
+    if epoch == sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
+        sem.add_unguarded(weight, unpack(found).0.generation);
     }
 }
 

@@ -1,4 +1,5 @@
-//! Linux: `FUTEX_WAIT_BITSET` and `FUTEX_WAKE` on a shared futex.
+//! Linux: `FUTEX_WAIT_BITSET` and `FUTEX_WAKE` on a shared futex; `futex_waitv` (Linux 5.16)
+//! for many words at once.
 
 use std::{
     num::NonZeroU32,
@@ -69,4 +70,38 @@ pub(super) fn wake(word: &AtomicU64, n: u32) {
     let n = n.min(i32::MAX as u32);
     // The result (how many woke) is not needed; an error can only mean a bad address.
     let _ = futex::wake(low_half(word), futex::Flags::empty(), n);
+}
+
+pub(super) fn wait_any(words: &[(&AtomicU64, u32)], deadline: Option<Monotonic>) -> Option<Waited> {
+    use rustix::thread::{
+        ClockId,
+        futex::{Wait, WaitFlags, WaitPtr, WaitvFlags},
+    };
+    let mut waits = [Wait::new(); super::MAX_WAIT_ANY];
+    let n = words.len().min(waits.len());
+    for (wait, &(word, expected)) in waits.iter_mut().zip(&words[..n]) {
+        wait.val = u64::from(expected);
+        wait.uaddr = WaitPtr::new(std::ptr::from_ref(low_half(word)).cast_mut().cast());
+        // Shared: no `PRIVATE`, as for `wait`.
+        wait.flags = WaitFlags::SIZE_U32;
+    }
+    let abs = deadline.map(|d| Timespec {
+        tv_sec: (d.0 / 1_000_000_000) as _,
+        tv_nsec: (d.0 % 1_000_000_000) as _,
+    });
+    loop {
+        // The deadline is absolute on CLOCK_MONOTONIC, so a retry after EINTR does not stretch it.
+        match futex::waitv(
+            &waits[..n],
+            WaitvFlags::empty(),
+            abs.as_ref(),
+            ClockId::Monotonic,
+        ) {
+            Ok(_) | Err(Errno::AGAIN) => return Some(Waited::Woken),
+            Err(Errno::INTR) => continue,
+            Err(Errno::TIMEDOUT) => return Some(Waited::TimedOut),
+            Err(Errno::NOSYS) => return None,
+            Err(_) => return Some(Waited::Woken),
+        }
+    }
 }

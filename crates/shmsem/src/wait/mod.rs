@@ -10,6 +10,8 @@
 //!   call, so callers wake only when the word says someone sleeps.
 //! * The word lives in memory mapped `MAP_SHARED` from a file, and the sleep is keyed by that
 //!   memory, not by the address: a process that maps the same file at another address wakes it.
+//! * [`wait_any`] sleeps on up to [`MAX_WAIT_ANY`] words at once, as [`wait`] does on one, and
+//!   returns when any of them changes or is woken; a [`wake`] of one of them wakes it.
 //! * Deadlines are absolute [`Monotonic`] times, so a retried sleep never stretches a timeout.
 //!
 //! Linux uses a shared futex (no `FUTEX_PRIVATE_FLAG`) on the word's low half, through `rustix`.
@@ -58,6 +60,17 @@ pub enum Waited {
 #[inline]
 pub fn wait(word: &AtomicU64, expected: u32, deadline: Option<Monotonic>) -> Waited {
     sys::wait(word, expected, deadline)
+}
+
+/// The most words one [`wait_any`] sleeps on.
+pub const MAX_WAIT_ANY: usize = 128;
+
+/// Sleep while the low half of every word of `words` equals its expected value, at most until
+/// `deadline`: a change of any, or a wake of any, ends it. At most [`MAX_WAIT_ANY`] words.
+/// `None` when this kernel cannot (the caller polls instead).
+#[inline]
+pub fn wait_any(words: &[(&AtomicU64, u32)], deadline: Option<Monotonic>) -> Option<Waited> {
+    sys::wait_any(words, deadline)
 }
 
 /// Wake up to `n` sleepers on `word` (`u32::MAX`: all).

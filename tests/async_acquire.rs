@@ -1,0 +1,486 @@
+//! Async acquires (README, *From async code*): the library's futures under tokio (multi-thread
+//! and current-thread) and under a second executor (`futures-executor`), against the promise:
+//! never over capacity, no OS thread per waiting future, cancellation leaves nothing behind,
+//! owned permits release wherever they are dropped, a dead holder's weight reaches the futures,
+//! and a future for more than 1 is not starved.
+//!
+//! Every test runs in child processes with their own `SHMSEM_DIR` (see `common`).
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{Spawn, TestDir, arg, mp::CHILD_TIMEOUT, report};
+use shmsem::{
+    Error, Semaphore,
+    internals::{state_of, word},
+};
+
+crate::child_roles! {
+    "many_tasks" => role_many_tasks(),
+    "cancel" => role_cancel(),
+    "owned" => role_owned(),
+    "hold" => role_hold(),
+    "wait_tasks" => role_wait_tasks(),
+    "executor" => role_executor(),
+    "fair" => role_fair(),
+    "mixed" => role_mixed(),
+}
+
+fn open(name: &str, capacity: u32) -> Semaphore {
+    Semaphore::options()
+        .capacity(capacity)
+        .open(name)
+        .expect("open")
+}
+
+/// Threads of this process now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// Nothing counted, announced or reserved on `sem`'s word: what waiting left behind.
+fn leftovers(sem: &Semaphore) -> String {
+    let (w, reservation) = state_of(sem);
+    let info = sem.info().expect("info");
+    format!(
+        "value={} counted={} heavy={} reservation={} waiters={}",
+        word::value(w),
+        word::waiters(w),
+        word::is_heavy(w),
+        reservation,
+        info.waiters.len()
+    )
+}
+
+fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+/// 1,000 tasks on a 2-worker runtime take turns on a capacity-2 semaphore, each holding 1 ms:
+/// a witness counts the holders, and a sampler the process's threads while they wait.
+fn role_many_tasks() {
+    let sem = open("many", 2);
+    let before = threads();
+    let rt = multi_thread(2);
+    let inside = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let most_threads = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicU32::new(0));
+    rt.block_on(async {
+        let sampler = {
+            let (most_threads, done) = (most_threads.clone(), done.clone());
+            tokio::spawn(async move {
+                while done.load(SeqCst) < 1000 {
+                    most_threads.fetch_max(threads(), SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let (sem, inside, most, done) =
+                    (sem.clone(), inside.clone(), most.clone(), done.clone());
+                tokio::spawn(async move {
+                    let permit = sem.acquire_owned_async(1).await.expect("acquire");
+                    let now = inside.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    inside.fetch_sub(1, SeqCst);
+                    drop(permit);
+                    done.fetch_add(1, SeqCst);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        sampler.await.expect("sampler");
+    });
+    report("done", done.load(SeqCst));
+    report("most", most.load(SeqCst));
+    report("threads_before", before);
+    report("threads_most", most_threads.load(SeqCst));
+    report("after", settled(&sem));
+}
+
+/// [`leftovers`] once the helper has given up the count of the last future that took (it does
+/// so in its next pass, without being waited for); at most 2 s.
+fn settled(sem: &Semaphore) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = leftovers(sem);
+        if now.starts_with("value=0 counted=0 heavy=false reservation=0 waiters=0")
+            || Instant::now() > deadline
+        {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_thousand_tasks_on_two_workers_never_exceed_the_capacity_and_cost_no_thread_each() {
+    let dir = TestDir::new("async-many");
+    let r = Spawn::new(&dir, "many_tasks")
+        .spawn()
+        .success(CHILD_TIMEOUT);
+    assert_eq!(r.req("done"), "1000");
+    assert_eq!(
+        r.req("most"),
+        "2",
+        "the witness saw more (or fewer) than 2 holders"
+    );
+    let (before, most) = (r.u64("threads_before"), r.u64("threads_most"));
+    // 2 workers, at most 4 helpers, a watch thread, tokio's blocking pool unused.
+    assert!(
+        most <= before + 2 + 4 + 2,
+        "{most} threads while 1,000 tasks waited (from {before})"
+    );
+    assert_eq!(
+        r.req("after"),
+        "value=0 counted=0 heavy=false reservation=0 waiters=0"
+    );
+}
+
+/// 200 futures (weights 1 and 2) on a full semaphore, cancelled by a 5 ms timeout, on a
+/// current-thread runtime and then on a multi-thread one: the word, the reservation and the
+/// waiter list are exactly as before, right when the cancelled futures have been dropped.
+fn role_cancel() {
+    let sem = open("cancel", 3);
+    let held = sem.acquire_weight(3).expect("hold all");
+    let before = leftovers(&sem);
+    report("before", &before);
+    for (label, rt) in [("current", current_thread()), ("multi", multi_thread(2))] {
+        let timeouts = rt.block_on(async {
+            let tasks: Vec<_> = (0..200u32)
+                .map(|i| {
+                    let sem = sem.clone();
+                    tokio::spawn(async move {
+                        let weight = 1 + i % 2;
+                        tokio::time::timeout(
+                            Duration::from_millis(5),
+                            sem.acquire_owned_async(weight),
+                        )
+                        .await
+                        .is_err()
+                    })
+                })
+                .collect();
+            let mut timeouts = 0;
+            for t in tasks {
+                timeouts += u32::from(t.await.expect("task"));
+            }
+            timeouts
+        });
+        report(&format!("{label}_timeouts"), timeouts);
+        report(&format!("{label}_after"), leftovers(&sem));
+    }
+    drop(held);
+    // Nothing taken, nothing held back: all 3 can be taken at once.
+    report("all", sem.try_acquire(3).map(|p| p.weight()).unwrap_or(0));
+}
+
+#[test]
+fn futures_cancelled_by_a_timeout_leave_value_waiters_and_reservation_as_before() {
+    let dir = TestDir::new("async-cancel");
+    let r = Spawn::new(&dir, "cancel").spawn().success(CHILD_TIMEOUT);
+    let before = r.req("before");
+    assert_eq!(
+        before,
+        "value=3 counted=0 heavy=false reservation=0 waiters=0"
+    );
+    for label in ["current", "multi"] {
+        assert_eq!(r.req(&format!("{label}_timeouts")), "200", "{label}");
+        assert_eq!(r.req(&format!("{label}_after")), before, "{label}");
+    }
+    assert_eq!(r.req("all"), "3");
+}
+
+/// An owned permit is `Send + 'static`: moved into a spawned task and dropped there, returned
+/// from `spawn_blocking`, forgotten and exited.
+fn role_owned() {
+    let sem = open("owned", 1);
+    let rt = multi_thread(2);
+    rt.block_on(async {
+        let p = sem.acquire_owned_async(1).await.expect("acquire");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drop(p);
+        })
+        .await
+        .expect("task");
+    });
+    report("after_task", sem.info().expect("info").value);
+    let blocking = sem.clone();
+    let p = rt
+        .block_on(async { tokio::task::spawn_blocking(move || blocking.acquire_owned(1)).await })
+        .expect("join")
+        .expect("acquire");
+    report("held_from_blocking", sem.info().expect("info").value);
+    std::thread::spawn(move || drop(p)).join().expect("thread");
+    report("after_thread", sem.info().expect("info").value);
+    let p = sem.try_acquire_owned(1).expect("try");
+    assert!(matches!(
+        sem.try_acquire_owned(1),
+        Err(Error::WouldBlock { .. })
+    ));
+    p.forget();
+    report("forgotten", sem.info().expect("info").value);
+    sem.exit(1).expect("exit what was forgotten");
+    report("exited", sem.info().expect("info").value);
+    let timed = sem.acquire_owned_timeout(1, Duration::from_millis(10));
+    report("timed", timed.map(|p| p.weight()).unwrap_or(0));
+}
+
+#[test]
+fn an_owned_permit_moved_into_a_task_or_thread_releases_where_it_is_dropped() {
+    let dir = TestDir::new("async-owned");
+    let r = Spawn::new(&dir, "owned").spawn().success(CHILD_TIMEOUT);
+    assert_eq!(r.req("after_task"), "0");
+    assert_eq!(r.req("held_from_blocking"), "1");
+    assert_eq!(r.req("after_thread"), "0");
+    assert_eq!(
+        r.req("forgotten"),
+        "1",
+        "a forgotten permit keeps its weight"
+    );
+    assert_eq!(r.req("exited"), "0");
+    assert_eq!(r.req("timed"), "1");
+}
+
+/// Hold weight 1 of `name` (capacity 1) until killed.
+fn role_hold() {
+    let sem = open(&arg("name"), 1);
+    let _p = sem.acquire().expect("hold");
+    report("held", std::process::id());
+    std::thread::sleep(CHILD_TIMEOUT);
+}
+
+/// 10 tasks wait for `name`; report when all are counted waiting, then how many got it.
+fn role_wait_tasks() {
+    let sem = open(&arg("name"), 1);
+    let rt = multi_thread(2);
+    let got = Arc::new(AtomicU32::new(0));
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (sem, got) = (sem.clone(), got.clone());
+                tokio::spawn(async move {
+                    let _p = sem.acquire_async(1).await.expect("acquire");
+                    got.fetch_add(1, SeqCst);
+                })
+            })
+            .collect();
+        // The helper counts itself on the word once the futures registered.
+        while word::waiters(state_of(&sem).0) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        report("waiting", got.load(SeqCst));
+        let since = Instant::now();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        report("ms", since.elapsed().as_millis());
+    });
+    report("got", got.load(SeqCst));
+}
+
+#[test]
+fn a_killed_holders_weight_reaches_the_waiting_tasks() {
+    let dir = TestDir::new("async-kill");
+    let mut holder = Spawn::new(&dir, "hold").arg("name", "dead").spawn();
+    holder.expect("held", CHILD_TIMEOUT);
+    let mut waiter = Spawn::new(&dir, "wait_tasks").arg("name", "dead").spawn();
+    assert_eq!(waiter.expect("waiting", CHILD_TIMEOUT), "0");
+    holder.sigkill();
+    let r = waiter.success(CHILD_TIMEOUT);
+    assert_eq!(r.req("got"), "10");
+    // The reclaim target is well under a second; the bound is for a loaded machine.
+    assert!(r.u64("ms") < 10_000, "{} ms", r.req("ms"));
+}
+
+/// A second executor, `futures`': `block_on` on this thread, 20 futures in turn for a
+/// capacity-1 semaphore that another thread holds for 50 ms first, and a `LocalPool` running
+/// 20 more at once.
+fn role_executor() {
+    use futures::task::LocalSpawnExt;
+
+    let sem = open("executor", 1);
+    let held = sem.acquire_owned(1).expect("hold");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+    });
+    let inside = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    futures::executor::block_on(async {
+        for _ in 0..20 {
+            let _p = sem.acquire_async(1).await.expect("acquire");
+            most.fetch_max(inside.fetch_add(1, SeqCst) + 1, SeqCst);
+            inside.fetch_sub(1, SeqCst);
+        }
+    });
+    releaser.join().expect("releaser");
+    let blocker = sem.acquire_owned(1).expect("hold again");
+    let mut pool = futures::executor::LocalPool::new();
+    let done = Arc::new(AtomicU32::new(0));
+    for _ in 0..20 {
+        let (sem, done, inside, most) = (sem.clone(), done.clone(), inside.clone(), most.clone());
+        pool.spawner()
+            .spawn_local(async move {
+                let _p = sem.acquire_owned_async(1).await.expect("acquire");
+                most.fetch_max(inside.fetch_add(1, SeqCst) + 1, SeqCst);
+                inside.fetch_sub(1, SeqCst);
+                done.fetch_add(1, SeqCst);
+            })
+            .expect("spawn");
+    }
+    pool.run_until_stalled(); // all 20 wait now
+    let waiting = word::waiters(state_of(&sem).0);
+    drop(blocker);
+    pool.run();
+    report("waiting", waiting);
+    report("most", most.load(SeqCst));
+    report("pool_done", done.load(SeqCst));
+    report("after", settled(&sem));
+}
+
+#[test]
+fn futures_run_under_a_second_executor() {
+    let dir = TestDir::new("async-executor");
+    let r = Spawn::new(&dir, "executor").spawn().success(CHILD_TIMEOUT);
+    assert_eq!(
+        r.req("waiting"),
+        "1",
+        "the helper counts itself once for the 20"
+    );
+    assert_eq!(r.req("most"), "1");
+    assert_eq!(r.req("pool_done"), "20");
+    assert_eq!(
+        r.req("after"),
+        "value=0 counted=0 heavy=false reservation=0 waiters=0"
+    );
+}
+
+/// Two threads take weight 1 of a capacity-2 semaphore in a tight stream for 3 s; a future
+/// for 2 must still get it (the helper reserves for it, as a blocking waiter would).
+fn role_fair() {
+    let sem = open("fair", 2);
+    let stop = Arc::new(AtomicU32::new(0));
+    let streams: Vec<_> = (0..2)
+        .map(|_| {
+            let (sem, stop) = (sem.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while stop.load(SeqCst) == 0 {
+                    let _p = sem.acquire().expect("stream acquire");
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let rt = current_thread();
+    let since = Instant::now();
+    let got = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(3), sem.acquire_async(2))
+            .await
+            .map(|p| p.map(|p| p.weight()))
+    });
+    report("ms", since.elapsed().as_millis());
+    stop.store(1, SeqCst);
+    for s in streams {
+        s.join().expect("stream");
+    }
+    report("got", matches!(got, Ok(Ok(2))));
+    report("after", settled(&sem));
+}
+
+#[test]
+fn a_future_for_more_than_one_is_not_starved_by_a_stream_of_ones() {
+    let dir = TestDir::new("async-fair");
+    let r = Spawn::new(&dir, "fair").spawn().success(CHILD_TIMEOUT);
+    assert_eq!(r.req("got"), "true", "starved for {} ms", r.req("ms"));
+    assert_eq!(
+        r.req("after"),
+        "value=0 counted=0 heavy=false reservation=0 waiters=0"
+    );
+}
+
+/// Blocking threads and futures wait on one capacity-1 semaphore together, 2,000 turns in
+/// all: no wake is lost between them (the run finishes), and the witness never sees 2.
+fn role_mixed() {
+    let sem = open("mixed", 1);
+    let inside = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let turn = {
+        let (inside, most) = (inside.clone(), most.clone());
+        move || {
+            most.fetch_max(inside.fetch_add(1, SeqCst) + 1, SeqCst);
+            std::hint::spin_loop();
+            inside.fetch_sub(1, SeqCst);
+        }
+    };
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (sem, turn) = (sem.clone(), turn.clone());
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    let _p = sem.acquire().expect("blocking acquire");
+                    turn();
+                }
+            })
+        })
+        .collect();
+    let rt = multi_thread(2);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (sem, turn) = (sem.clone(), turn.clone());
+                tokio::spawn(async move {
+                    for _ in 0..100 {
+                        let _p = sem.acquire_async(1).await.expect("async acquire");
+                        turn();
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    for t in threads {
+        t.join().expect("thread");
+    }
+    report("most", most.load(SeqCst));
+    report("after", settled(&sem));
+}
+
+#[test]
+fn blocking_and_async_waiters_share_a_semaphore_without_losing_a_wake() {
+    let dir = TestDir::new("async-mixed");
+    let r = Spawn::new(&dir, "mixed").spawn().success(CHILD_TIMEOUT);
+    assert_eq!(r.req("most"), "1");
+    assert_eq!(
+        r.req("after"),
+        "value=0 counted=0 heavy=false reservation=0 waiters=0"
+    );
+}
