@@ -354,6 +354,11 @@ fn role_executor() {
             .expect("spawn");
     }
     pool.run_until_stalled(); // all 20 wait now
+    // The helper counts itself in its next pass after they registered.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while word::waiters(state_of(&sem).0) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let waiting = word::waiters(state_of(&sem).0);
     drop(blocker);
     pool.run();
