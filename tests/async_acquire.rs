@@ -31,6 +31,7 @@ crate::child_roles! {
     "executor" => role_executor(),
     "fair" => role_fair(),
     "mixed" => role_mixed(),
+    "fork" => role_fork(),
 }
 
 fn open(name: &str, capacity: u32) -> Semaphore {
@@ -385,12 +386,12 @@ fn futures_run_under_a_second_executor() {
     );
 }
 
-/// Two threads take weight 1 of a capacity-2 semaphore in a tight stream for 3 s; a future
+/// Four threads take weight 1 of a capacity-2 semaphore in a tight stream for 3 s; a future
 /// for 2 must still get it (the helper reserves for it, as a blocking waiter would).
 fn role_fair() {
     let sem = open("fair", 2);
     let stop = Arc::new(AtomicU32::new(0));
-    let streams: Vec<_> = (0..2)
+    let streams: Vec<_> = (0..4)
         .map(|_| {
             let (sem, stop) = (sem.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -487,5 +488,89 @@ fn blocking_and_async_waiters_share_a_semaphore_without_losing_a_wake() {
     assert_eq!(
         r.req("after"),
         "value=0 counted=0 heavy=false reservation=0 waiters=0"
+    );
+}
+
+/// The fork rule: while this process's helper waits for a future, fork. The child holds
+/// nothing its parent held (dropping its copy of the parent's owned permit gives nothing
+/// back), and its own futures work (it starts helpers of its own: the parent's threads are not
+/// in the child). The child reports through its exit status, one bit per broken rule.
+fn role_fork() {
+    let sem = open("forked", 2);
+    let full = open("full", 1);
+    let parents = futures::executor::block_on(sem.acquire_owned_async(1)).expect("acquire");
+    let held = full.acquire_owned(1).expect("hold full");
+    // A future of the parent waits on `full` through the helper.
+    let waiting = {
+        let full = full.clone();
+        std::thread::spawn(move || futures::executor::block_on(full.acquire_owned_async(1)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while word::waiters(state_of(&full).0) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    report("parent_waiting", word::waiters(state_of(&full).0));
+    // SAFETY: the child only uses the library and its own new threads, then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut broken = 0;
+        drop(parents); // the parent's weight: not the child's to give back
+        if sem.info().map(|i| i.value).unwrap_or(0) != 1 {
+            broken |= 1;
+        }
+        match futures::executor::block_on(sem.acquire_async(1)) {
+            Ok(p) if sem.info().map(|i| i.value).unwrap_or(0) == 2 => drop(p),
+            _ => broken |= 2,
+        }
+        let mine = open("child_full", 1);
+        let hold = mine.acquire_owned(1).expect("child hold");
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(hold);
+        });
+        let rt = current_thread();
+        let got = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), mine.acquire_async(1))
+                .await
+                .map(|p| p.is_ok())
+        });
+        if got != Ok(true) {
+            broken |= 4;
+        }
+        let _ = releaser.join();
+        // SAFETY: ends the forked child without running the parent's exit handlers.
+        unsafe { libc::_exit(broken) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    report("child_exit", libc::WEXITSTATUS(status));
+    report("parent_value", sem.info().expect("info").value);
+    drop(held);
+    let got = waiting.join().expect("waiting thread").map(|p| p.weight());
+    report("parent_future", got.unwrap_or(0));
+    drop(parents);
+}
+
+#[test]
+fn a_forked_child_holds_nothing_of_its_parent_and_waits_with_helpers_of_its_own() {
+    let dir = TestDir::new("async-fork");
+    let r = Spawn::new(&dir, "fork").spawn().success(CHILD_TIMEOUT);
+    assert_eq!(r.req("parent_waiting"), "1");
+    assert_eq!(
+        r.req("child_exit"),
+        "0",
+        "1: the child gave back its parent's weight; 2: its future failed; 4: its wait failed"
+    );
+    assert_eq!(
+        r.req("parent_value"),
+        "1",
+        "the parent's permit still holds"
+    );
+    assert_eq!(
+        r.req("parent_future"),
+        "1",
+        "the parent's helper still works"
     );
 }
