@@ -32,6 +32,7 @@ crate::child_roles! {
     "fair" => role_fair(),
     "mixed" => role_mixed(),
     "fork" => role_fork(),
+    "handoff" => role_handoff(),
 }
 
 fn open(name: &str, capacity: u32) -> Semaphore {
@@ -573,4 +574,57 @@ fn a_forked_child_holds_nothing_of_its_parent_and_waits_with_helpers_of_its_own(
         "1",
         "the parent's helper still works"
     );
+}
+
+/// The ping-pong of the benchmarks: three capacity-1 semaphores, a blocking thread and a
+/// future handing them round, every wait a real one; 5,000 rounds must finish.
+fn role_handoff() {
+    let sems: Vec<Semaphore> = (0..3).map(|i| open(&format!("l{i}"), 1)).collect();
+    let mut held = vec![
+        Some(sems[0].acquire_owned(1).expect("l0")),
+        Some(sems[1].acquire_owned(1).expect("l1")),
+        None,
+    ];
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let peer = {
+        let sems = sems.clone();
+        std::thread::spawn(move || {
+            let mut mine = vec![None, None, Some(sems[2].acquire_owned(1).expect("l2"))];
+            ready_tx.send(()).expect("ready");
+            for round in 0..5000usize {
+                let i = round % 3;
+                mine[i] = Some(sems[i].acquire_owned(1).expect("peer acquire"));
+                mine[(i + 2) % 3] = None;
+            }
+        })
+    };
+    ready_rx.recv().expect("peer ready");
+    let rt = current_thread();
+    let since = Instant::now();
+    rt.block_on(async {
+        for round in 0..5000usize {
+            let i = round % 3;
+            held[i] = None;
+            let j = (i + 2) % 3;
+            match tokio::time::timeout(Duration::from_secs(5), sems[j].acquire_owned_async(1)).await
+            {
+                Ok(p) => held[j] = Some(p.expect("async acquire")),
+                Err(_) => {
+                    let states: Vec<String> = sems.iter().map(leftovers).collect();
+                    panic!("round {round}: stuck waiting for l{j}: {states:?}");
+                }
+            }
+        }
+    });
+    report("ms", since.elapsed().as_millis());
+    drop(held);
+    peer.join().expect("peer");
+    report("done", true);
+}
+
+#[test]
+fn a_future_and_a_blocking_thread_hand_permits_back_and_forth() {
+    let dir = TestDir::new("async-handoff");
+    let r = Spawn::new(&dir, "handoff").spawn().success(CHILD_TIMEOUT);
+    assert_eq!(r.req("done"), "true");
 }

@@ -69,6 +69,13 @@ impl std::fmt::Debug for Contender<'_> {
     }
 }
 
+impl<'a> Contender<'a> {
+    /// `name` doing `op`.
+    pub fn new(name: &'static str, op: impl FnMut() -> anyhow::Result<()> + 'a) -> Contender<'a> {
+        contender(name, op)
+    }
+}
+
 /// `name` doing `op`.
 fn contender<'a>(name: &'static str, op: impl FnMut() -> anyhow::Result<()> + 'a) -> Contender<'a> {
     Contender {
@@ -84,13 +91,14 @@ pub type Use<'u> = &'u mut dyn FnMut(&mut [Contender<'_>]) -> anyhow::Result<()>
 pub type Fixture = fn(Use<'_>) -> anyhow::Result<()>;
 
 /// The in-process scenarios, in report order, with their fixtures.
-pub const SCENARIOS: [(&str, Fixture); 6] = [
+pub const SCENARIOS: [(&str, Fixture); 7] = [
     ("uncontended", uncontended),
     ("try_full", try_full),
     ("open", open),
     ("weighted4", weighted4),
     ("timed", timed_acquire),
     ("scale10k", scale10k),
+    ("async_uncontended", super::asynchronous::uncontended),
 ];
 
 /// Time the fixture's contenders in `plan.rounds` paired rounds: each contender's nanoseconds

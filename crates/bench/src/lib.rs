@@ -24,6 +24,7 @@
 //! | `callgrind.rs` | instruction counts under valgrind |
 //! | `multiproc.rs` | ping-pong, contention, reclaim |
 //! | `idle.rs` | 100 idle waiters |
+//! | `asynchronous.rs` | the async API: uncontended, and a hand-off between processes |
 //! | `targets.rs` | the targets in the README's *Benchmarks* section |
 //! | `report.rs` | outcomes, judged; the JSON |
 //! | `table.rs` | the table, from the JSON |
@@ -34,6 +35,7 @@
 //! instead of benchmarking when it finds that variable. Every run keeps its shmsem files in a fresh temporary `SHMSEM_DIR`, names its POSIX
 //! and SysV semaphores uniquely, and removes all of them at the end, on error too.
 
+mod asynchronous;
 mod callgrind;
 mod count;
 pub mod drive;
@@ -78,7 +80,7 @@ enum Scenario {
 }
 
 /// The scenarios, in the order of `targets::TARGETS`.
-const SCENARIOS: [(&str, Scenario); 11] = [
+const SCENARIOS: [(&str, Scenario); 13] = [
     ("uncontended", Scenario::InProcess(inproc::uncontended)),
     ("try_full", Scenario::InProcess(inproc::try_full)),
     ("open", Scenario::InProcess(inproc::open)),
@@ -96,6 +98,11 @@ const SCENARIOS: [(&str, Scenario); 11] = [
     ("idle100", Scenario::Processes(idle::idle100)),
     ("reclaim", Scenario::Processes(multiproc::reclaim)),
     ("scale10k", Scenario::InProcess(inproc::scale10k)),
+    (
+        "async_uncontended",
+        Scenario::InProcess(asynchronous::uncontended),
+    ),
+    ("async_handoff", Scenario::Processes(asynchronous::handoff)),
 ];
 
 /// Run the comparison of the README's *Benchmarks* section and print it: a table, or with `json` one JSON document;

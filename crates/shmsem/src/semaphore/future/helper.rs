@@ -257,7 +257,12 @@ impl Drop for Registration {
         let Some(w) = shared.words.iter_mut().find(|w| word_key(w) == self.key) else {
             return;
         };
+        let woken = w.entries.iter().any(|e| e.id == self.id && e.notified);
         w.entries.retain(|e| e.id != self.id);
+        if woken {
+            // Woken for weight it now leaves: whoever else waits may be owed the wake.
+            w.pass_wake_on();
+        }
         let must_settle = w.entries.is_empty() || w.reserved_for(self.id) != Reservation::NONE;
         if !must_settle {
             return;

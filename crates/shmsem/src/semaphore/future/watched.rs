@@ -13,7 +13,7 @@ use std::{
 
 use super::super::{Semaphore, lane_of, sleep::fits_now};
 use crate::{
-    protocol::{self, keys::Reservation},
+    protocol::{self, keys::Reservation, word},
     segment::layout::{HolderRecord, SemRecord},
     table::Found,
     wait,
@@ -237,8 +237,20 @@ impl Word {
         if let (Some(h), Some(_)) = (h, lane) {
             if self.counted.take().is_some() {
                 self.sem.uncount(&lane_of(rec, h), generation);
+                self.pass_wake_on();
             }
             h.wait_weight.store(0, Relaxed);
+        }
+    }
+
+    /// The helper leaves the word, or a future it woke leaves without taking: a release's wake
+    /// that reached the helper (a release of k wakes k sleepers, and the helper is one) may be
+    /// owed to a waiter still asleep there. Wake them all; each looks again (a wake too many
+    /// costs a look, a wake too few a waiter that sleeps with its weight free).
+    pub fn pass_wake_on(&self) {
+        let rec = self.sem.rec(self.at.0);
+        if word::waiters(rec.word.load(SeqCst)) > 0 {
+            wait::wake(&rec.word, u32::MAX);
         }
     }
 
