@@ -51,8 +51,11 @@ use std::{
 };
 
 use self::helper::Registration;
-use super::{OwnedPermit, Permit, Semaphore};
-use crate::error::Result;
+use super::{OwnedPermit, Permit, Semaphore, Until};
+use crate::{
+    error::{Error, Result},
+    protocol::keys::Reservation,
+};
 
 /// The future of [`Semaphore::acquire_async`]: a [`Permit`] once the weight is taken.
 ///
@@ -143,17 +146,38 @@ impl Semaphore {
     }
 }
 
-/// One poll of either future: take now, or register to be woken.
+/// One poll of either future: take now, or register to be woken. The first poll is the
+/// blocking acquire's fast path with no wait ([`Until::Now`]); the rest is cold.
+#[inline(always)]
 fn poll_take(
     sem: &Semaphore,
     weight: u32,
     waiting: &mut Option<Registration>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(u64, u32)>> {
-    let token = waiting.as_ref().map_or(
-        crate::protocol::keys::Reservation::NONE,
-        Registration::reserved,
-    );
+    if waiting.is_none() {
+        match sem.take(weight, Until::Now) {
+            Ok(taken) => return Poll::Ready(Ok(taken)),
+            Err(Error::WouldBlock { .. }) => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    poll_waiting(sem, weight, waiting, cx)
+}
+
+/// [`poll_take`] once the weight was missing: try under the reservation the helper holds for
+/// this future, and register (again) if it is still missing.
+#[cold]
+#[inline(never)]
+fn poll_waiting(
+    sem: &Semaphore,
+    weight: u32,
+    waiting: &mut Option<Registration>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(u64, u32)>> {
+    let token = waiting
+        .as_ref()
+        .map_or(Reservation::NONE, Registration::reserved);
     match sem.take_now_for(weight, token) {
         Ok(Some(taken)) => {
             if let Some(r) = waiting.take() {
@@ -185,6 +209,7 @@ fn poll_take(
 impl<'a> Future for AcquireFuture<'a> {
     type Output = Result<Permit<'a>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let sem = this.sem;
@@ -196,6 +221,7 @@ impl<'a> Future for AcquireFuture<'a> {
 impl Future for AcquireOwnedFuture {
     type Output = Result<OwnedPermit>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         poll_take(&this.sem, this.weight, &mut this.waiting, cx)
