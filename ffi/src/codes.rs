@@ -45,7 +45,10 @@ pub(crate) const ALL: [(c_int, &CStr); 13] = [
     (SHMSEM_EPERM, c"permission denied"),
     (SHMSEM_ENOENT, c"no such semaphore or namespace"),
     (SHMSEM_EINUSE, c"semaphore or namespace in use"),
-    (SHMSEM_ECORRUPT, c"shared memory damaged or of another version"),
+    (
+        SHMSEM_ECORRUPT,
+        c"shared memory damaged or of another version",
+    ),
     (SHMSEM_EIO, c"operating-system error"),
     (SHMSEM_EFULL, c"table full"),
     (SHMSEM_EREMOVED, c"semaphore removed while open"),

@@ -84,12 +84,9 @@ pub unsafe fn text<'a>(ptr: *const c_char, arg: &str) -> Result<&'a str, Failure
     }
     // SAFETY: not NULL, and NUL-terminated and valid for 'a by this function's contract.
     let bytes = unsafe { CStr::from_ptr(ptr) };
-    bytes.to_str().map_err(|_| {
-        Failure::invalid(format!(
-            "{arg} {:?} is not UTF-8",
-            bytes.to_string_lossy()
-        ))
-    })
+    bytes
+        .to_str()
+        .map_err(|_| Failure::invalid(format!("{arg} {:?} is not UTF-8", bytes.to_string_lossy())))
 }
 
 #[cfg(test)]
@@ -115,7 +112,10 @@ mod tests {
     fn text_refuses_null_and_non_utf8() {
         // SAFETY: NULL is allowed.
         let null = unsafe { text(std::ptr::null(), "name") }.unwrap_err();
-        assert_eq!((null.code, null.message.as_str()), (codes::SHMSEM_EINVAL, "name is NULL"));
+        assert_eq!(
+            (null.code, null.message.as_str()),
+            (codes::SHMSEM_EINVAL, "name is NULL")
+        );
         let bad = c"a\xffb";
         // SAFETY: a NUL-terminated literal, alive for the whole test.
         let err = unsafe { text(bad.as_ptr(), "name") }.unwrap_err();

@@ -165,7 +165,11 @@ pub unsafe extern "C" fn shmsem_open(
 ///
 /// `sem` is NULL or a handle from `shmsem_open` not yet closed.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn shmsem_acquire(sem: *mut shmsem_sem, weight: u32, timeout_ms: i64) -> c_int {
+pub unsafe extern "C" fn shmsem_acquire(
+    sem: *mut shmsem_sem,
+    weight: u32,
+    timeout_ms: i64,
+) -> c_int {
     call("shmsem_acquire", || {
         // SAFETY: NULL or a live handle, by this function's contract.
         let sem = unsafe { handle(sem) }?;
