@@ -24,6 +24,7 @@
 //! | `callgrind.rs` | instruction counts under valgrind |
 //! | `multiproc.rs` | ping-pong, contention, reclaim |
 //! | `idle.rs` | 100 idle waiters |
+//! | `from_c.rs` | the uncontended pair from C, through `libshmsem.a` |
 //! | `targets.rs` | the targets in the README's *Benchmarks* section |
 //! | `report.rs` | outcomes, judged; the JSON |
 //! | `table.rs` | the table, from the JSON |
@@ -37,6 +38,7 @@
 mod callgrind;
 mod count;
 pub mod drive;
+mod from_c;
 mod idle;
 pub mod inproc;
 mod measure;
@@ -78,7 +80,7 @@ enum Scenario {
 }
 
 /// The scenarios, in the order of `targets::TARGETS`.
-const SCENARIOS: [(&str, Scenario); 11] = [
+const SCENARIOS: [(&str, Scenario); 12] = [
     ("uncontended", Scenario::InProcess(inproc::uncontended)),
     ("try_full", Scenario::InProcess(inproc::try_full)),
     ("open", Scenario::InProcess(inproc::open)),
@@ -96,6 +98,7 @@ const SCENARIOS: [(&str, Scenario); 11] = [
     ("idle100", Scenario::Processes(idle::idle100)),
     ("reclaim", Scenario::Processes(multiproc::reclaim)),
     ("scale10k", Scenario::InProcess(inproc::scale10k)),
+    (from_c::ID, Scenario::Processes(from_c::uncontended)),
 ];
 
 /// Run the comparison of the README's *Benchmarks* section and print it: a table, or with `json` one JSON document;
