@@ -103,8 +103,17 @@ fn pkg_config(installed: &Installed, args: &[&str]) -> Vec<String> {
 
 /// Compile `tests/c/NAME.c` linked as `link`; the program's path.
 fn compile(name: &str, link: Link) -> PathBuf {
+    compile_source(&format!("tests/c/{name}.c"), link)
+}
+
+/// Compile `source` (relative to `ffi/`) linked as `link`; the program's path.
+fn compile_source(source: &str, link: Link) -> PathBuf {
     let installed = installed();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let name = Path::new(source)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a C file's name");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
     let program = installed
         .bin
         .join(format!("{name}-{link:?}").to_lowercase());
@@ -147,7 +156,12 @@ fn compile(name: &str, link: Link) -> PathBuf {
 
 /// Compile and run `tests/c/NAME.c` linked as `link`, with its own `SHMSEM_DIR`; at most 120 s.
 fn c_test(name: &str, link: Link) {
-    let program = compile(name, link);
+    run_program(name, compile(name, link), link);
+}
+
+/// Run the compiled `program` (of the test `name`), linked as `link`, with its own
+/// `SHMSEM_DIR`, for at most 120 s; it must exit 0. Its stdout.
+fn run_program(name: &str, program: PathBuf, link: Link) -> String {
     let dir = tempfile::tempdir().expect("a temporary SHMSEM_DIR");
     let mut command = Command::new(&program);
     command
@@ -184,6 +198,7 @@ fn c_test(name: &str, link: Link) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8(output.stdout).expect("the program prints UTF-8")
 }
 
 /// One test per program and way of linking; `every_program_is_run` checks the list.
@@ -232,4 +247,13 @@ fn every_program_is_run() {
     let mut listed: Vec<String> = PROGRAMS.iter().map(|s| (*s).to_owned()).collect();
     listed.sort();
     assert_eq!(found, listed, "every tests/c/*.c is listed in c_tests!");
+}
+
+/// The README's example, `examples/limit.c`, builds with the line it shows and works.
+#[test]
+fn example_limit() {
+    for link in [Link::Shared, Link::Static] {
+        let out = run_program("limit", compile_source("examples/limit.c", link), link);
+        assert_eq!(out, "working: 1 of 2 slots held\n", "{link:?}");
+    }
 }
