@@ -6,13 +6,16 @@
 //! thread exits.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     ffi::{CString, c_char},
 };
 
 thread_local! {
     /// `None`: no error since the last success on this thread.
     static LAST: RefCell<Option<CString>> = const { RefCell::new(None) };
+    /// Whether `LAST` may hold a message: lets a success skip `LAST`, whose first use on a
+    /// thread registers its destructor (this flag has none, so reading it costs a load).
+    static SET: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Record `message` as this thread's last error. A NUL inside it (which no message of the
@@ -25,11 +28,16 @@ pub fn set(message: &str) {
     let text = CString::new(bytes).unwrap_or_default();
     // While the thread is being torn down the slot is gone; then there is no one to tell.
     let _ = LAST.try_with(|last| *last.borrow_mut() = Some(text));
+    SET.set(true);
 }
 
 /// Forget this thread's last error: the call succeeded.
+#[inline]
 pub fn clear() {
-    let _ = LAST.try_with(|last| *last.borrow_mut() = None);
+    if SET.get() {
+        let _ = LAST.try_with(|last| *last.borrow_mut() = None);
+        SET.set(false);
+    }
 }
 
 /// This thread's last message, or `""`: a pointer into this thread's slot, valid until the next
