@@ -53,7 +53,24 @@ pub fn count(
     helper_args: &[&str],
     version: String,
 ) -> anyhow::Result<Counts> {
-    let dir = scratch.join("callgrind");
+    let exe = procs::this_exe().context("finding the current executable")?;
+    let mut child = Command::new(&exe);
+    child
+        .args(helper_args)
+        .env(procs::ROLE_ENV, ROLE)
+        .env(OPS_ENV, n.to_string());
+    count_command(child, n, &scratch.join("callgrind"), version)
+}
+
+/// Run `program` under callgrind, its files (and its `SHMSEM_DIR`) in the new folder `dir`, and
+/// turn its dumps into counts per operation. It runs its batches of `n` operations in functions
+/// whose names end in `shmsem_bench_batch`, and labels them on stdout as the counting child does.
+pub fn count_command(
+    program: Command,
+    n: u64,
+    dir: &Path,
+    version: String,
+) -> anyhow::Result<Counts> {
     let shm_dir = dir.join("shmsem");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -63,7 +80,6 @@ pub fn count(
     let out_file = dir.join("callgrind.out");
     let stdout_path = dir.join("stdout");
     let stderr_path = dir.join("stderr");
-    let exe = procs::this_exe().context("finding the current executable")?;
     let mut child = Command::new("valgrind")
         .args([
             "--tool=callgrind",
@@ -75,10 +91,9 @@ pub fn count(
             "--combine-dumps=yes",
             "--collect-systime=yes",
         ])
-        .arg(&exe)
-        .args(helper_args)
-        .env(procs::ROLE_ENV, ROLE)
-        .env(OPS_ENV, n.to_string())
+        .arg(program.get_program())
+        .args(program.get_args())
+        .envs(program.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .env(shmsem::DIR_ENV, &shm_dir)
         .stdin(Stdio::null())
         .stdout(File::create(&stdout_path).context("creating callgrind's stdout")?)

@@ -25,6 +25,7 @@
 //! | `multiproc.rs` | ping-pong, contention, reclaim |
 //! | `idle.rs` | 100 idle waiters |
 //! | `asynchronous.rs` | the async API: uncontended, and a hand-off between processes |
+//! | `from_c.rs` | the uncontended pair from C, through `libshmsem.a` |
 //! | `targets.rs` | the targets in the README's *Benchmarks* section |
 //! | `report.rs` | outcomes, judged; the JSON |
 //! | `table.rs` | the table, from the JSON |
@@ -39,6 +40,7 @@ mod asynchronous;
 mod callgrind;
 mod count;
 pub mod drive;
+mod from_c;
 mod idle;
 pub mod inproc;
 mod measure;
@@ -80,7 +82,7 @@ enum Scenario {
 }
 
 /// The scenarios, in the order of `targets::TARGETS`.
-const SCENARIOS: [(&str, Scenario); 13] = [
+const SCENARIOS: [(&str, Scenario); 14] = [
     ("uncontended", Scenario::InProcess(inproc::uncontended)),
     ("try_full", Scenario::InProcess(inproc::try_full)),
     ("open", Scenario::InProcess(inproc::open)),
@@ -103,6 +105,7 @@ const SCENARIOS: [(&str, Scenario); 13] = [
         Scenario::InProcess(asynchronous::uncontended),
     ),
     ("async_handoff", Scenario::Processes(asynchronous::handoff)),
+    (from_c::ID, Scenario::Processes(from_c::uncontended)),
 ];
 
 /// Run the comparison of the README's *Benchmarks* section and print it: a table, or with `json` one JSON document;

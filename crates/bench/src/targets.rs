@@ -47,7 +47,7 @@ const PINGPONG: Target = Target {
 };
 
 /// The scenarios, in the order they run and print, with their targets.
-pub const TARGETS: [Target; 13] = [
+pub const TARGETS: [Target; 14] = [
     Target {
         id: "uncontended",
         unit: Unit::Ns,
@@ -143,6 +143,14 @@ pub const TARGETS: [Target; 13] = [
         text: "none in §6 (blocking and POSIX for scale)",
         timed: |_| None,
         instructions: None,
+    },
+    Target {
+        id: "c_uncontended",
+        unit: Unit::Ns,
+        peer: "posix",
+        text: "as from Rust: time ≤ 1.1× POSIX; instructions ≤ 2× POSIX",
+        timed: |o| Some(median(o)? <= 1.1),
+        instructions: Some(|o| Some(o.instructions_ratio()? <= 2.0)),
     },
 ];
 
