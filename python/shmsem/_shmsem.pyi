@@ -1,7 +1,9 @@
 """Type stubs of the extension module ``shmsem._shmsem`` (see ``python/src/``)."""
 
 from types import TracebackType
-from typing import List, Optional, Tuple, Type
+from typing import List, Optional, Tuple, Type, final
+
+__all__ = ["Info", "MAX_CAPACITY", "Party", "Permit", "SLICE_SECONDS", "Semaphore", "__version__"]
 
 MAX_CAPACITY: int
 """The largest capacity a semaphore can have (2**30)."""
@@ -11,6 +13,7 @@ SLICE_SECONDS: float
 
 __version__: str
 
+@final
 class Party:
     """One holder or waiter: a process, its weight, and since when."""
 
@@ -22,6 +25,7 @@ class Party:
     def since(self) -> float:
         """When it began, in seconds since the epoch (as ``time.time()``)."""
 
+@final
 class Info:
     """A snapshot of a semaphore."""
 
@@ -47,6 +51,7 @@ class Info:
     @property
     def waiters(self) -> List[Party]: ...
 
+@final
 class Permit:
     """Weight held by this process until ``release()`` or the end of a ``with`` block."""
 
@@ -67,16 +72,17 @@ class Permit:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class Semaphore:
     """A named counting semaphore shared between processes (get-or-create)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         scope: str = "local",
         namespace: Optional[str] = None,
         capacity: int = 1,
-    ) -> None: ...
+    ) -> "Semaphore": ...
     def acquire(
         self,
         weight: int = 1,

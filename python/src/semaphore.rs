@@ -101,8 +101,13 @@ impl Semaphore {
     }
 
     /// Give weight 1 back; an exception of the block goes on.
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.sem.exit(1).map_err(|err| errors::to_py(py, err))?;
         Ok(false)
     }
