@@ -48,7 +48,7 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Corrupt { .. } | Error::Incompatible { .. } => "Corrupt",
         _ => "Error",
     };
-    let exception = new(py, class, err.to_string());
+    let exception = new(py, class, message(&err));
     if let Error::Io { source, .. } = &err {
         let cause = match source.raw_os_error() {
             Some(errno) => PyOSError::new_err((errno, source.to_string())),
@@ -57,6 +57,26 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
         exception.set_cause(py, Some(cause));
     }
     exception
+}
+
+/// The library's message, except where it names a Rust method that Python spells otherwise.
+fn message(err: &Error) -> String {
+    match err {
+        Error::Timeout { weight, timeout_ms } => format!(
+            "timed out after {} s waiting for weight {weight}; wait longer, or find who holds \
+             it (Semaphore.info() lists the holders)",
+            *timeout_ms as f64 / 1000.0
+        ),
+        Error::WouldBlock { weight, available } => format!(
+            "would block: weight {weight} asked, {available} available; wait with a timeout \
+             (acquire(timeout=...)) instead of trying once"
+        ),
+        Error::WeightTooLarge { weight, capacity } => format!(
+            "weight {weight} is larger than the capacity {capacity} and could never be \
+             granted; ask for at most {capacity}"
+        ),
+        _ => err.to_string(),
+    }
 }
 
 /// A new exception of the class `class` of `shmsem._errors`, with `message`.
