@@ -76,6 +76,11 @@ def test_waiting_releases_the_gil():
 
 
 def _interrupt_after(seconds, before=None):
+    """SIGINT to this process after `seconds` (after calling `before`), from a timer thread."""
+    # Python's own handler, which raises KeyboardInterrupt: a process started in the background
+    # by a shell inherits SIGINT ignored, and Python then installs none.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def fire():
         if before is not None:
             before()
