@@ -589,7 +589,7 @@ fn role_handoff() {
     let peer = {
         let sems = sems.clone();
         std::thread::spawn(move || {
-            let mut mine = vec![None, None, Some(sems[2].acquire_owned(1).expect("l2"))];
+            let mut mine = [None, None, Some(sems[2].acquire_owned(1).expect("l2"))];
             ready_tx.send(()).expect("ready");
             for round in 0..5000usize {
                 let i = round % 3;

@@ -63,6 +63,12 @@
 //!   [`Semaphore::acquire_timeout`] and [`Semaphore::try_acquire`] return a [`Permit`] that
 //!   gives its weight back when dropped; [`Semaphore::with`] runs a closure while holding;
 //!   [`Semaphore::enter`] and [`Semaphore::exit`] hold without a guard.
+//! * Owning: [`Semaphore::acquire_owned`], [`Semaphore::try_acquire_owned`] and
+//!   [`Semaphore::acquire_owned_timeout`] (or [`Permit::into_owned`]) return an
+//!   [`OwnedPermit`], which owns its handle: `Send + 'static`, for threads and tasks.
+//! * From async code (feature `async`): `Semaphore::acquire_async` and
+//!   `Semaphore::acquire_owned_async` are futures for any runtime; the library depends on none
+//!   (README, *From async code*).
 //! * Holding for others: [`Semaphore::acquire_fd`] returns an [`FdPermit`], weight held by an
 //!   open file description that a child process can inherit (as a `flock(1)` lock is);
 //!   [`Semaphore::acquire_for`] and [`Semaphore::release_for`] hold on behalf of another
