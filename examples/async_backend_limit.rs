@@ -21,21 +21,24 @@ use shmsem::{Scope, Semaphore};
 /// The handler: a slot of the backend's semaphore, then the call.
 async fn call_backend(State(sem): State<Semaphore>) -> Result<String, (StatusCode, String)> {
     // Timeouts come from the runtime; a future dropped by the timeout takes nothing.
-    let permit = match tokio::time::timeout(Duration::from_secs(2), sem.acquire_owned_async(1)).await
-    {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(e)) => return Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        Err(_) => {
-            return Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the backend is busy; try again\n".into(),
-            ));
-        }
-    };
+    let permit =
+        match tokio::time::timeout(Duration::from_secs(2), sem.acquire_owned_async(1)).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(e)) => return Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            Err(_) => {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the backend is busy; try again\n".into(),
+                ));
+            }
+        };
     let in_backend = permit.semaphore().info().map_or(0, |i| i.value);
     tokio::time::sleep(Duration::from_millis(300)).await; // the slow backend
     drop(permit);
-    Ok(format!("done by {} ({in_backend} in the backend)\n", std::process::id()))
+    Ok(format!(
+        "done by {} ({in_backend} in the backend)\n",
+        std::process::id()
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -755,3 +755,238 @@ fn a_killed_actor_for_a_live_holder_is_settled_by_the_reclaim_its_probe_allows()
         });
     }
 }
+
+/// The futexes of the async model, as the kernel keeps them: each sleeper waits on its own
+/// keys (a semaphore word, the helper's doorbell, or both for `futex_waitv`), and a wake of a
+/// word wakes that many of the sleepers on it, the longest asleep first; a ring of the doorbell
+/// wakes only the helper. (The model of the blocking tests, one condition variable for all,
+/// would let the doorbell's ring wake a blocking waiter too, and hide a wake the helper took
+/// from it.)
+struct Futexes {
+    /// Sleepers in the order they went to sleep: (id, on the word, on the doorbell, woken).
+    sleepers: Mutex<Vec<(usize, bool, bool, bool)>>,
+    cv: Condvar,
+}
+
+impl Futexes {
+    fn new() -> Arc<Futexes> {
+        Arc::new(Futexes {
+            sleepers: Mutex::new(Vec::new()),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// Sleep as `id` while `word` (if given) still holds `seen` and the doorbell (if given)
+    /// still holds `rung`, until a wake picks `id`.
+    fn wait(&self, id: usize, word: Option<(&Cell64, u32)>, bell: Option<(&AtomicU64, u64)>) {
+        let mut sleepers = self.sleepers.lock().unwrap();
+        if word.is_some_and(|(w, seen)| word::futex(w.load(Ordering::SeqCst)) != seen)
+            || bell.is_some_and(|(b, rung)| b.load(Ordering::SeqCst) != rung)
+        {
+            return;
+        }
+        sleepers.push((id, word.is_some(), bell.is_some(), false));
+        loop {
+            sleepers = self.cv.wait(sleepers).unwrap();
+            if let Some(i) = sleepers.iter().position(|s| s.0 == id && s.3) {
+                sleepers.remove(i);
+                return;
+            }
+        }
+    }
+
+    /// `FUTEX_WAKE` on the word: `wake` of the sleepers on it.
+    fn wake_word(&self, wake: Wake) {
+        let n = match wake {
+            Wake::None => return,
+            Wake::Some(n) => n as usize,
+            Wake::All => usize::MAX,
+        };
+        let mut sleepers = self.sleepers.lock().unwrap();
+        sleepers
+            .iter_mut()
+            .filter(|s| s.1 && !s.3)
+            .take(n)
+            .for_each(|s| s.3 = true);
+        self.cv.notify_all();
+    }
+
+    /// A ring of the helper's doorbell.
+    fn wake_bell(&self) {
+        let mut sleepers = self.sleepers.lock().unwrap();
+        sleepers.iter_mut().filter(|s| s.2).for_each(|s| s.3 = true);
+        self.cv.notify_all();
+    }
+}
+
+/// Release 1 through `lane` and wake as `Semaphore::give_on` does, on [`Futexes`].
+fn release_waking(lane: &Lane<'_, Cell64>, futex: &Futexes) {
+    let before = lane.give(0, 1).unwrap();
+    futex.wake_word(word::wake_count(before, 1));
+}
+
+/// [`acquire_blocking`] for weight 1 of capacity 1, sleeping on [`Futexes`] as `id`.
+fn blocking_acquire(id: usize, word: &Cell64, rec: &Cell64, futex: &Futexes) {
+    let lane = Lane::new(word, rec);
+    if lane.try_take(0, 1, 1, false).is_ok() {
+        return;
+    }
+    assert!(lane.count_waiter(0, 1).unwrap().1);
+    loop {
+        match lane.try_take(0, 1, 1, true) {
+            Ok(_) => return,
+            Err(Refused::Full(seen)) => {
+                if let Ok(announced) = protocol::announce_sleep(word, seen) {
+                    futex.wait(id, Some((word, word::futex(announced))), None);
+                }
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// What a future and its helper share: the registration (`Some(notified)` while registered),
+/// the helper's doorbell, and the future's waker (a flag its executor parks on).
+struct Registry {
+    entry: Mutex<Option<bool>>,
+    bell: AtomicU64,
+    woken: Mutex<bool>,
+    unpark: Condvar,
+    /// The future completed: the helper leaves when it finds the registration gone.
+    done: AtomicU32,
+}
+
+impl Registry {
+    fn ring(&self, futex: &Futexes) {
+        self.bell.fetch_add(1, Ordering::SeqCst);
+        futex.wake_bell();
+    }
+
+    fn wake_future(&self) {
+        *self.woken.lock().unwrap() = true;
+        self.unpark.notify_one();
+    }
+}
+
+/// A future for weight 1, polled by an executor that parks until woken: each poll tries once
+/// through the polling thread's lane, and registers (again) when refused (`poll_waiting`).
+fn future_acquire(word: &Cell64, rec: &Cell64, reg: &Registry, futex: &Futexes) {
+    let lane = Lane::new(word, rec);
+    loop {
+        if lane.try_take(0, 1, 1, false).is_ok() {
+            *reg.entry.lock().unwrap() = None; // `Registration::taken`
+            reg.done.store(1, Ordering::SeqCst);
+            reg.ring(futex);
+            return;
+        }
+        *reg.entry.lock().unwrap() = Some(false); // registered, not notified
+        reg.ring(futex);
+        let mut woken = reg.woken.lock().unwrap();
+        while !*woken {
+            woken = reg.unpark.wait(woken).unwrap();
+        }
+        *woken = false;
+    }
+}
+
+/// The helper's loop as `Helper::run` and `Word::pass` run it: read the doorbell; count once,
+/// announce the sleep, and only then check the registered future against the word announced,
+/// waking it if it fits; sleep on the word and the doorbell (`futex_waitv`). It leaves when the
+/// future is done: uncounting and passing a release's wake on (`Word::settle`).
+fn helper(id: usize, word: &Cell64, rec: &Cell64, reg: &Registry, futex: &Futexes) {
+    let lane = Lane::new(word, rec);
+    let mut counted = false;
+    loop {
+        let rung = reg.bell.load(Ordering::SeqCst);
+        let mut seen = None;
+        {
+            let mut entry = reg.entry.lock().unwrap();
+            match *entry {
+                None if reg.done.load(Ordering::SeqCst) == 1 => {
+                    drop(entry);
+                    if counted {
+                        lane.uncount_waiter(0).unwrap();
+                        futex.wake_word(Wake::All);
+                    }
+                    return;
+                }
+                None => {}
+                Some(notified) => {
+                    if !counted {
+                        assert!(lane.count_waiter(0, 1).unwrap().1);
+                        counted = true;
+                    }
+                    let current = word.load(Ordering::SeqCst);
+                    match protocol::announce_sleep(word, current) {
+                        Ok(announced) => {
+                            seen = Some(word::futex(announced));
+                            if !notified && word::value(announced) < 1 {
+                                *entry = Some(true);
+                                reg.wake_future();
+                            }
+                        }
+                        Err(Some(_)) => continue, // the word moved: look again
+                        Err(None) => panic!("a counted helper can always announce"),
+                    }
+                }
+            }
+        }
+        let bell = Some((&reg.bell, rung));
+        futex.wait(id, seen.map(|seen| (word, seen)), bell);
+    }
+}
+
+/// A future waits, through the helper, on a capacity-1 semaphore held by a holder, beside a
+/// blocking waiter: the holder releases, and the future and the blocking waiter each get the
+/// weight in turn and release it. Loom reports a deadlock if a wake is lost.
+fn future_beside_a_blocking_waiter() {
+    check(2, || {
+        let word = Cell64::new(word::empty(0));
+        let futex = Futexes::new();
+        let holder = Cell64::new(0);
+        Lane::new(&*word, &*holder)
+            .try_take(0, 1, 1, false)
+            .unwrap();
+        let reg = Arc::new(Registry {
+            entry: Mutex::new(None),
+            bell: AtomicU64::new(0),
+            woken: Mutex::new(false),
+            unpark: Condvar::new(),
+            done: AtomicU32::new(0),
+        });
+        let future = {
+            let (word, futex, reg) = (word.clone(), futex.clone(), reg.clone());
+            thread::spawn(move || {
+                let rec = Cell64::new(0);
+                future_acquire(&word, &rec, &reg, &futex);
+                release_waking(&Lane::new(&*word, &*rec), &futex);
+            })
+        };
+        let helper_thread = {
+            let (word, futex, reg) = (word.clone(), futex.clone(), reg.clone());
+            thread::spawn(move || helper(1, &word, &Cell64::new(0), &reg, &futex))
+        };
+        let blocking = {
+            let (word, futex) = (word.clone(), futex.clone());
+            thread::spawn(move || {
+                let rec = Cell64::new(0);
+                blocking_acquire(2, &word, &rec, &futex);
+                release_waking(&Lane::new(&*word, &*rec), &futex);
+            })
+        };
+        release_waking(&Lane::new(&*word, &*holder), &futex);
+        future.join().unwrap();
+        blocking.join().unwrap();
+        helper_thread.join().unwrap();
+        let end = word.load(Ordering::SeqCst);
+        assert_eq!(word::value(end), 0);
+        assert_eq!(word::waiters(end), 0, "the helper left its count");
+    });
+}
+
+/// No wake is lost between a future's registration and the helper's sleep, nor taken from a
+/// blocking waiter by the helper: a helper that leaves a word passes the wake on.
+#[test]
+fn a_future_waiting_through_the_helper_loses_no_wake() {
+    future_beside_a_blocking_waiter();
+}
