@@ -72,6 +72,7 @@ pub(super) fn wake(word: &AtomicU64, n: u32) {
     let _ = futex::wake(low_half(word), futex::Flags::empty(), n);
 }
 
+#[cfg(feature = "async")]
 pub(super) fn wait_any(words: &[(&AtomicU64, u32)], deadline: Option<Monotonic>) -> Option<Waited> {
     use rustix::thread::{
         ClockId,

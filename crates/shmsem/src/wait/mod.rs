@@ -10,7 +10,7 @@
 //!   call, so callers wake only when the word says someone sleeps.
 //! * The word lives in memory mapped `MAP_SHARED` from a file, and the sleep is keyed by that
 //!   memory, not by the address: a process that maps the same file at another address wakes it.
-//! * [`wait_any`] sleeps on up to [`MAX_WAIT_ANY`] words at once, as [`wait`] does on one, and
+//! * `wait_any` (feature `async`) sleeps on up to `MAX_WAIT_ANY` words at once, as [`wait`] does on one, and
 //!   returns when any of them changes or is woken; a [`wake`] of one of them wakes it.
 //! * Deadlines are absolute [`Monotonic`] times, so a retried sleep never stretches a timeout.
 //!
@@ -63,11 +63,13 @@ pub fn wait(word: &AtomicU64, expected: u32, deadline: Option<Monotonic>) -> Wai
 }
 
 /// The most words one [`wait_any`] sleeps on.
+#[cfg(feature = "async")]
 pub const MAX_WAIT_ANY: usize = 128;
 
 /// Sleep while the low half of every word of `words` equals its expected value, at most until
 /// `deadline`: a change of any, or a wake of any, ends it. At most [`MAX_WAIT_ANY`] words.
 /// `None` when this kernel cannot (the caller polls instead).
+#[cfg(feature = "async")]
 #[inline]
 pub fn wait_any(words: &[(&AtomicU64, u32)], deadline: Option<Monotonic>) -> Option<Waited> {
     sys::wait_any(words, deadline)
@@ -77,4 +79,33 @@ pub fn wait_any(words: &[(&AtomicU64, u32)], deadline: Option<Monotonic>) -> Opt
 #[inline]
 pub fn wake(word: &AtomicU64, n: u32) {
     sys::wake(word, n)
+}
+
+#[cfg(all(test, feature = "async"))]
+mod wait_any_tests {
+    use std::sync::{Arc, atomic::Ordering::SeqCst};
+
+    use super::*;
+
+    #[test]
+    fn a_wake_of_either_word_ends_the_sleep_and_a_deadline_is_never_early() {
+        let words = Arc::new([AtomicU64::new(7), AtomicU64::new(9)]);
+        let sleeper = {
+            let words = words.clone();
+            std::thread::spawn(move || wait_any(&[(&words[0], 7), (&words[1], 9)], None))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        words[1].store(10, SeqCst);
+        wake(&words[1], 1);
+        assert_eq!(sleeper.join().unwrap(), Some(Waited::Woken));
+        // A word that differs already: at once.
+        assert_eq!(wait_any(&[(&words[1], 9)], None), Some(Waited::Woken));
+        let start = Monotonic::now();
+        let deadline = start.after(Duration::from_millis(30));
+        assert_eq!(
+            wait_any(&[(&words[0], 7), (&words[1], 10)], Some(deadline)),
+            Some(Waited::TimedOut)
+        );
+        assert!(Monotonic::now() >= deadline, "returned before its deadline");
+    }
 }
