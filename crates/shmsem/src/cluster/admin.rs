@@ -129,8 +129,9 @@ fn owner() -> Owner {
     Owner {
         uid: u32::MAX,
         gid: u32::MAX,
-        user: None,
-        group: None,
+        // Access to a cluster is etcd's users and roles, not a file's owner.
+        user: Some("-".to_owned()),
+        group: Some("-".to_owned()),
         mode: 0,
     }
 }
