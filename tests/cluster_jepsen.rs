@@ -55,3 +55,8 @@ fn etcd_partition_isolates_a_member() {
     cluster.wait_healthy(Duration::from_secs(20));
     assert!(cluster.healthy(leader, Duration::from_secs(2)));
 }
+
+#[path = "cluster_jepsen/checker.rs"]
+mod checker;
+#[path = "cluster_jepsen/history.rs"]
+mod history;
