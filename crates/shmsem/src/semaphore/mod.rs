@@ -32,6 +32,7 @@ pub use self::{
 
 use std::{
     fmt,
+    ops::Deref,
     sync::{
         Arc,
         atomic::{
@@ -109,7 +110,12 @@ pub struct Semaphore {
 struct Inner {
     /// Names this handle in the threads' fast-path entries (see `fast`); never reused.
     serial: u64,
-    ns: Arc<Namespace>,
+    ns: Mapped,
+    /// The cluster-scope semaphore this handle is, if it is one (see `crate::cluster`). Such a
+    /// handle has no mapped namespace and never a fast-path entry, so its acquires reach
+    /// [`Semaphore::take_cold`] and its permits' drops `drop_slow`, which branch here; the other
+    /// methods branch at their top.
+    cluster: Option<Arc<crate::cluster::Handle>>,
     name: Box<str>,
     /// The record and its incarnation, `index << 50 | incarnation` (see [`pack`]). It changes
     /// when an auto semaphore that was removed is created again through this handle.
@@ -127,8 +133,31 @@ struct Inner {
     unguarded: AtomicU64,
 }
 
+/// The mapped namespace of a local handle. A cluster handle has none, and reaches no code that
+/// looks at one: every path that would branches to `crate::cluster` first.
+struct Mapped(Option<Arc<Namespace>>);
+
+impl Deref for Mapped {
+    type Target = Arc<Namespace>;
+    #[inline]
+    fn deref(&self) -> &Arc<Namespace> {
+        match &self.0 {
+            Some(ns) => ns,
+            None => unreachable!("a cluster-scope handle reached the local engine"),
+        }
+    }
+}
+
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.inner.cluster {
+            return f
+                .debug_struct("Semaphore")
+                .field("name", &self.inner.name)
+                .field("scope", &Scope::Cluster)
+                .field("namespace", &c.namespace())
+                .finish();
+        }
         f.debug_struct("Semaphore")
             .field("name", &self.inner.name)
             .field("scope", &self.inner.ns.loc.scope)
@@ -200,7 +229,8 @@ impl Semaphore {
         Semaphore {
             inner: Arc::new(Inner {
                 serial: fast::serial(),
-                ns,
+                ns: Mapped(Some(ns)),
+                cluster: None,
                 name: name.into(),
                 found: AtomicU64::new(pack(found, life)),
                 recreate,
@@ -211,6 +241,30 @@ impl Semaphore {
         }
     }
 
+    /// A handle on the cluster-scope semaphore `handle`.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn cluster(handle: crate::cluster::Handle) -> Semaphore {
+        Semaphore {
+            inner: Arc::new(Inner {
+                serial: fast::serial(),
+                ns: Mapped(None),
+                name: handle.name().into(),
+                cluster: Some(Arc::new(handle)),
+                found: AtomicU64::new(0),
+                recreate: None,
+                cache: AtomicU64::new(Held::EMPTY),
+                cache_key: AtomicU64::new(0),
+                unguarded: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The cluster-scope semaphore this handle is, if it is one.
+    #[inline]
+    pub(crate) fn as_cluster(&self) -> Option<&crate::cluster::Handle> {
+        self.inner.cluster.as_deref()
+    }
+
     /// The semaphore's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -218,16 +272,25 @@ impl Semaphore {
 
     /// The scope it lives in.
     pub fn scope(&self) -> Scope {
+        if self.inner.cluster.is_some() {
+            return Scope::Cluster;
+        }
         self.inner.ns.loc.scope
     }
 
     /// The namespace it lives in.
     pub fn namespace(&self) -> &str {
+        if let Some(c) = self.as_cluster() {
+            return c.namespace();
+        }
         &self.inner.ns.loc.namespace
     }
 
-    /// The capacity now.
+    /// The capacity now (for a cluster-scope semaphore: as last read from the cluster).
     pub fn capacity(&self) -> u32 {
+        if let Some(c) = self.as_cluster() {
+            return c.capacity();
+        }
         self.rec(self.found()).capacity.load(Relaxed)
     }
 
@@ -370,6 +433,11 @@ impl Semaphore {
     /// Take `weight` only if it is available now; [`Error::WouldBlock`] otherwise.
     #[inline]
     pub fn try_acquire(&self, weight: u32) -> Result<Permit<'_>> {
+        if let Some(c) = self.as_cluster() {
+            return c
+                .take(weight, None, true)
+                .map(|taken| Permit::new(self, weight, taken));
+        }
         // A try that cannot succeed reads the word and returns.
         let found = self.found();
         let rec = self.rec(found);
@@ -394,6 +462,9 @@ impl Semaphore {
     /// Take `weight` without a guard, waiting as long as it takes; give it back with
     /// [`exit`](Self::exit). Weight entered and never exited comes back when the process dies.
     pub fn enter(&self, weight: u32) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return c.enter(weight);
+        }
         let (found, _) = self.take(weight, Until::Forever)?;
         self.add_unguarded(weight, unpack(found).0.generation);
         Ok(())
@@ -413,6 +484,9 @@ impl Semaphore {
     pub fn exit(&self, count: u32) -> Result<()> {
         if count == 0 {
             return Err(Error::invalid("release count 0; give back at least 1"));
+        }
+        if let Some(c) = self.as_cluster() {
+            return c.exit(count);
         }
         let (found, life) = self.current();
         let generation = found.generation;
@@ -436,6 +510,9 @@ impl Semaphore {
     /// capacity.
     pub fn set_capacity(&self, capacity: u32) -> Result<()> {
         check_capacity(capacity)?;
+        if let Some(c) = self.as_cluster() {
+            return c.set_capacity(capacity);
+        }
         let found = self.found();
         let rec = self.live_rec(found)?;
         // SeqCst, then the flag cleared, then the wake: a waiter sleeps on the value, which did
@@ -450,6 +527,9 @@ impl Semaphore {
     /// Make the semaphore persistent (`true`: stays until removed) or auto (`false`: removed
     /// after its idle period without holders or waiters; the period starts now).
     pub fn set_persistent(&self, persistent: bool) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return c.set_persistent(persistent);
+        }
         let found = self.found();
         let rec = self.live_rec(found)?;
         self.inner.ns.with_table_lock(|_| {
@@ -478,6 +558,9 @@ impl Semaphore {
 
     /// Capacity, value, kind, owner, holders and waiters now.
     pub fn info(&self) -> Result<Info> {
+        if let Some(c) = self.as_cluster() {
+            return c.info();
+        }
         let found = self.found();
         let rec = self.live_rec(found)?;
         let w = rec.word.load(Acquire);
@@ -504,6 +587,9 @@ impl Semaphore {
     /// Remove the semaphore. Refuses with [`Error::InUse`] while anything is held, unless
     /// `force`; sleepers wake and get [`Error::Removed`].
     pub fn remove(&self, force: bool) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return c.remove(force);
+        }
         let (found, life) = self.current();
         let rec = self.rec(found);
         let not_found = || Error::NotFound {

@@ -40,10 +40,64 @@ impl<'a> Permit<'a> {
         self.weight
     }
 
+    /// The fencing token of a cluster-scope holding: the etcd revision that created its holder
+    /// key, larger for every later holding of the cluster. A resource that remembers the largest
+    /// token it has seen and refuses smaller ones cannot be acted on by a holder whose holding
+    /// was lost. `None` for the local scopes, whose holders cannot outlive their holding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-token-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().open("tokens")?;
+    /// let permit = sem.acquire()?;
+    /// assert_eq!(permit.token(), None); // a local scope
+    /// permit.check()?;                  // and never lost
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn token(&self) -> Option<u64> {
+        self.sem.as_cluster().and_then(|c| c.token(self.found))
+    }
+
+    /// Whether the holding still stands: `Ok` for the local scopes always; for the cluster
+    /// scope, [`Error::Lost`](crate::Error::Lost) once this process's lease is known or presumed
+    /// lapsed (its keep-alives unacknowledged for nearly its time to live), after which another
+    /// process may hold the weight. See [`Permit::token`] for making that harmless.
+    pub fn check(&self) -> crate::Result<()> {
+        match self.sem.as_cluster() {
+            Some(c) => c.check(self.found),
+            None => Ok(()),
+        }
+    }
+
+    /// For a cluster-scope holding, a receiver that changes to `true` when the holding is lost
+    /// (see [`Permit::check`]); call `borrow()` to look, or wait on it in an async runtime.
+    /// `None` for the local scopes.
+    #[cfg(feature = "cluster")]
+    pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.sem.as_cluster().and_then(|c| c.lost(self.found))
+    }
+
+    /// For a cluster-scope holding, run `callback` (once, on the cluster client's thread) when
+    /// the holding is lost; `false` for the local scopes, whose holdings cannot be lost.
+    pub fn on_lost(&self, callback: impl FnOnce() + Send + 'static) -> bool {
+        match self.sem.as_cluster() {
+            Some(c) => c.on_lost(self.found, Box::new(callback)),
+            None => false,
+        }
+    }
+
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
     /// [`Semaphore::exit`]. In a child created by `fork`, forgetting the parent's permit does
     /// nothing: the weight stays the parent's, and the child cannot `exit` it.
     pub fn forget(self) {
+        if let Some(c) = self.sem.as_cluster() {
+            c.forget(self.found, self.epoch);
+            std::mem::forget(self);
+            return;
+        }
         if self.epoch == sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
             self.sem
                 .add_unguarded(self.weight, unpack(self.found).0.generation);
@@ -87,6 +141,10 @@ impl Drop for Permit<'_> {
 fn drop_slow(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
     if epoch != sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
         return; // a forked child: the parent holds this weight
+    }
+    if let Some(c) = sem.as_cluster() {
+        c.release(found);
+        return;
     }
     let (at, life) = unpack(found);
     // An error here means the segment was corrupted under us; a destructor cannot report it,
