@@ -26,8 +26,6 @@ use std::{
 
 use super::{die_with_parent, netns::Net};
 
-/// The etcd server binary (Debian package `etcd-server`).
-pub const ETCD: &str = "/usr/bin/etcd";
 /// Raft heartbeat, in milliseconds: small for fast tests, yet stable on a loaded 2-core machine.
 pub const HEARTBEAT_MS: u64 = 100;
 /// Raft election timeout, in milliseconds (10 heartbeats). etcd's smallest lease TTL follows
@@ -76,6 +74,8 @@ impl Member {
 pub struct Cluster {
     members: Mutex<Vec<Member>>,
     initial_cluster: String,
+    /// The etcd binary.
+    etcd: PathBuf,
     /// Declared before `dir`: the namespaces go before the files.
     net: Option<Net>,
     dir: tempfile::TempDir,
@@ -121,7 +121,7 @@ impl Cluster {
     }
 
     fn launch(addrs: Vec<(String, u16, u16, Option<String>)>, net: Option<Net>) -> Cluster {
-        check_installed();
+        let etcd = etcd_binary();
         let dir = tempfile::Builder::new()
             .prefix("shmsem-etcd-")
             .tempdir()
@@ -149,6 +149,7 @@ impl Cluster {
         let cluster = Cluster {
             members: Mutex::new(members),
             initial_cluster,
+            etcd,
             net,
             dir,
         };
@@ -171,10 +172,10 @@ impl Cluster {
             // `ip netns exec` enters the namespace and executes etcd in its own process.
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, ETCD]);
+                c.args(["netns", "exec", ns]).arg(&self.etcd);
                 c
             }
-            None => Command::new(ETCD),
+            None => Command::new(&self.etcd),
         };
         cmd.args(["--name", &m.name])
             .arg(format!("--data-dir={}", m.data_dir.display()))
@@ -448,13 +449,19 @@ impl Drop for Cluster {
     }
 }
 
-/// Panic saying what to install if etcd is missing.
-fn check_installed() {
-    assert!(
-        Path::new(ETCD).exists(),
-        "{ETCD} not found: the cluster tests need etcd 3.4 or later (Debian: apt-get install \
-         etcd-server)"
-    );
+/// The etcd server on `PATH`; panics saying what to install if there is none.
+fn etcd_binary() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("etcd"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "etcd not found on PATH: the cluster tests need etcd 3.4 or later (Debian: \
+                 apt-get install etcd-server)"
+            )
+        })
 }
 
 /// `n` distinct free TCP ports on 127.0.0.1.
