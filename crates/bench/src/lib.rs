@@ -24,6 +24,7 @@
 //! | `callgrind.rs` | instruction counts under valgrind |
 //! | `multiproc.rs` | ping-pong, contention, reclaim |
 //! | `idle.rs` | 100 idle waiters |
+//! | `cluster.rs` | the cluster scope on a one-member etcd: pair latency, reclaim |
 //! | `targets.rs` | the targets in the README's *Benchmarks* section |
 //! | `report.rs` | outcomes, judged; the JSON |
 //! | `table.rs` | the table, from the JSON |
@@ -35,6 +36,7 @@
 //! and SysV semaphores uniquely, and removes all of them at the end, on error too.
 
 mod callgrind;
+mod cluster;
 mod count;
 pub mod drive;
 mod idle;
@@ -78,7 +80,7 @@ enum Scenario {
 }
 
 /// The scenarios, in the order of `targets::TARGETS`.
-const SCENARIOS: [(&str, Scenario); 11] = [
+const SCENARIOS: [(&str, Scenario); 13] = [
     ("uncontended", Scenario::InProcess(inproc::uncontended)),
     ("try_full", Scenario::InProcess(inproc::try_full)),
     ("open", Scenario::InProcess(inproc::open)),
@@ -96,6 +98,8 @@ const SCENARIOS: [(&str, Scenario); 11] = [
     ("idle100", Scenario::Processes(idle::idle100)),
     ("reclaim", Scenario::Processes(multiproc::reclaim)),
     ("scale10k", Scenario::InProcess(inproc::scale10k)),
+    ("cluster_pair", Scenario::Processes(cluster::pair)),
+    ("cluster_reclaim", Scenario::Processes(cluster::reclaim)),
 ];
 
 /// Run the comparison of the README's *Benchmarks* section and print it: a table, or with `json` one JSON document;

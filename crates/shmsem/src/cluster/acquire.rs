@@ -26,6 +26,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+/// How often a waiter looks for dead holders of this host while one holds.
+const LOCAL_LOOK: Duration = Duration::from_millis(100);
+
 /// How long an acquire may wait.
 #[derive(Debug, Clone, Copy)]
 pub enum Wait {
@@ -277,8 +280,12 @@ impl Handle {
                 }
                 continue;
             }
-            // Holders that died on this host give their weight back at once.
-            if last_reap.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            // Holders that died on this host give their weight back at once: while some holder
+            // runs here, look for dead ones every LOCAL_LOOK (a death changes nothing in etcd
+            // for a watch to see), else every REREAD.
+            let here = snap.holders.iter().any(|(_, p, _)| p.host == party.host);
+            let every = if here { LOCAL_LOOK } else { wait::REREAD };
+            if last_reap.is_none_or(|t| t.elapsed() >= every) {
                 last_reap = Some(Instant::now());
                 if let Ok(n) = local_death::revoke_dead(client, deadline).await
                     && n > 0
@@ -287,8 +294,8 @@ impl Handle {
                 }
             }
             let until = match deadline {
-                Some(d) => d.min(Instant::now() + wait::REREAD),
-                None => Instant::now() + wait::REREAD,
+                Some(d) => d.min(Instant::now() + every),
+                None => Instant::now() + every,
             };
             wait::changed(client, &self.prefix, snap.revision + 1, until).await;
         };
