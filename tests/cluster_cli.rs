@@ -249,7 +249,7 @@ fn run_stops_its_command_when_the_holding_is_lost() {
         t = termed.display(),
         s = started.display()
     );
-    let mut holder = background(&dir, ns, &["run", "x", "--", "sh", "-c", &script]);
+    let holder = background(&dir, ns, &["run", "x", "--", "sh", "-c", &script]);
     wait_file(&started);
     let pid = holder.id() as i32;
     // SAFETY: kill(2) on our own child.

@@ -249,7 +249,44 @@ fn contend() {
     }
 }
 
+/// Hold 1 of 2, fork: the child holds nothing of the parent's (its `exit` is NotHeld, dropping
+/// its copy of the parent's permit gives nothing back) and takes and gives back weight of its own
+/// through the same handle, on a client of its own; the parent's holding is intact after.
+fn fork() {
+    use std::io::Write;
+    let sem = sem();
+    let permit = sem.acquire().expect("acquire");
+    report("parent_token", permit.token().unwrap());
+    // SAFETY: fork(2); the child only uses the library and exits with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        report("child_exit", outcome(&sem.exit(1)));
+        let own = sem.try_acquire(1);
+        report("child_try", outcome(&own));
+        report(
+            "child_token_larger",
+            own.as_ref().ok().and_then(|p| p.token()) > permit.token(),
+        );
+        drop(own);
+        report("child_full", outcome(&sem.try_acquire(1)));
+        drop(permit); // the parent's: gives nothing back here
+        report("child_value", sem.info().map(|i| i.value).unwrap_or(99));
+        std::io::stdout().flush().ok();
+        // SAFETY: ends the forked child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    report("child_status", status);
+    report("parent_check", outcome(&permit.check()));
+    report("parent_value", sem.info().expect("info").value);
+    drop(permit);
+    report("after_value", sem.info().expect("info").value);
+}
+
 child_roles! {
+    "fork" => fork(),
     "contend" => contend(),
     "hold" => hold(),
     "timed" => timed(),
@@ -464,6 +501,26 @@ fn a_paused_holder_learns_it_lost_the_holding() {
     assert_eq!(a.expect("check", LONG), "lost");
     dir.signal("exit");
     a.success(LONG);
+}
+
+/// A forked child holds nothing of its parent's and uses the cluster on a client of its own.
+#[test]
+fn a_forked_child_holds_nothing_of_its_parents() {
+    let dir = TestDir::new("cl-fork");
+    let r = spawn(&dir, "fork", "fork", &[("cap", "2")]).success(LONG);
+    assert_eq!(r.req("child_exit"), "notheld:0");
+    assert_eq!(r.req("child_try"), "ok");
+    assert_eq!(r.req("child_token_larger"), "true");
+    assert_eq!(
+        r.req("child_full"),
+        "ok",
+        "the parent holds 1 of 2, the child's own went back"
+    );
+    assert_eq!(r.req("child_value"), "1");
+    assert_eq!(r.req("child_status"), "0");
+    assert_eq!(r.req("parent_check"), "ok");
+    assert_eq!(r.req("parent_value"), "1");
+    assert_eq!(r.req("after_value"), "0");
 }
 
 /// create_new, open_existing, info (holders with pid, host, since and token), the namespace's

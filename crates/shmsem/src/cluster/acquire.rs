@@ -119,7 +119,7 @@ impl Handle {
         if weight == 0 {
             return Err(Error::invalid("weight 0; ask for at least 1"));
         }
-        let client = self.client.clone();
+        let client = self.client()?;
         let id = self.next_permit();
         let outcome = client.run(self.acquire_async(&client, weight, wait, id));
         let (key, party, token, lease) = outcome?;
@@ -324,7 +324,8 @@ impl Handle {
     /// Give holding `h` back: delete its key, retrying in the background if the cluster does
     /// not answer (until the lease is lost, which frees it anyway).
     pub fn give_back(&self, h: Holding) {
-        let client = self.client.clone();
+        // Holdings are of this fork epoch (a child forgets its parent's), whose client exists.
+        let Ok(client) = self.client() else { return };
         let done = client.run(async {
             let mut etcd = client.etcd.clone();
             client.call(None, etcd.delete(h.key.as_str(), None)).await
@@ -337,7 +338,7 @@ impl Handle {
     /// Rewrite holding `h` with weight `keep` (an `exit` of part of it): same key, so same token;
     /// only if the key still exists (else the holding was lost).
     pub fn shrink(&self, h: &Holding, keep: u32) -> Result<()> {
-        let client = self.client.clone();
+        let client = self.client()?;
         let party = keys::Party {
             weight: keep,
             pid: std::process::id(),

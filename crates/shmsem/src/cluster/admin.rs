@@ -177,7 +177,7 @@ fn info_of(ns: &str, name: &str, snap: &Snapshot, meta: keys::Meta) -> Info {
 
 /// A handle's semaphore now.
 pub fn info(h: &Handle) -> Result<Info> {
-    let client = h.client.clone();
+    let client = h.client()?;
     let snap = client.run(read(&client, &h.prefix, None))?;
     let Some((meta, _)) = snap.meta else {
         return Err(Error::Removed {
@@ -293,7 +293,7 @@ async fn sweep(client: &Client, ns: &str) -> Result<()> {
 impl Handle {
     /// Change `meta` by `f`, compare-and-set, retried while others change it too.
     fn change(&self, f: impl Fn(keys::Meta) -> keys::Meta + Sync) -> Result<()> {
-        let client = self.client.clone();
+        let client = self.client()?;
         let key = keys::meta(&self.prefix);
         client.run(async {
             for _ in 0..64 {
@@ -342,7 +342,7 @@ impl Handle {
     /// Remove the semaphore: its record, holders and waiters, in one transaction that, without
     /// `force`, finds no holder.
     pub fn remove(&self, force: bool) -> Result<()> {
-        let client = self.client.clone();
+        let client = self.client()?;
         client.run(async {
             let snap = read(&client, &self.prefix, None).await?;
             let Some((_, rev)) = snap.meta else {

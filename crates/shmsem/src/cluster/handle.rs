@@ -30,7 +30,8 @@ pub struct Holding {
 
 /// A cluster-scope semaphore.
 pub struct Handle {
-    pub client: Arc<Client>,
+    /// The client of the fork epoch it was got in (see [`Handle::client`]).
+    client: Mutex<(u32, Arc<Client>)>,
     pub ns: String,
     pub name: String,
     /// `/shmsem/NS/NAME/`.
@@ -40,10 +41,29 @@ pub struct Handle {
     /// What to create the semaphore with again if it is removed: for get-or-create handles of
     /// auto semaphores, as locally.
     pub recreate: Option<keys::Meta>,
-    holdings: Mutex<HashMap<u64, Holding>>,
+    /// The holdings, and the fork epoch they were taken in: a forked child holds nothing of its
+    /// parent's.
+    holdings: Mutex<Holdings>,
     next: AtomicU64,
-    /// The fork epoch the handle was made in: a forked child holds nothing of its parent's.
+}
+
+/// The holdings of one fork epoch.
+pub struct Holdings {
     epoch: u32,
+    map: HashMap<u64, Holding>,
+}
+
+impl std::ops::Deref for Holdings {
+    type Target = HashMap<u64, Holding>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Holdings {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
 }
 
 impl std::fmt::Debug for Handle {
@@ -63,20 +83,36 @@ impl Handle {
         recreate: Option<keys::Meta>,
     ) -> Handle {
         Handle {
-            client,
+            client: Mutex::new((sys::FORK_EPOCH.load(Relaxed), client)),
             ns: ns.to_owned(),
             name: name.to_owned(),
             prefix: keys::semaphore(ns, name),
             capacity: AtomicU32::new(capacity),
             recreate,
-            holdings: Mutex::new(HashMap::new()),
+            holdings: Mutex::new(Holdings {
+                epoch: sys::FORK_EPOCH.load(Relaxed),
+                map: HashMap::new(),
+            }),
             next: AtomicU64::new(1),
-            epoch: sys::FORK_EPOCH.load(Relaxed),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This process's client for the handle's cluster: in a forked child, not the parent's
+    /// (whose runtime's threads do not exist there) but one of its own, connected anew.
+    pub fn client(&self) -> Result<Arc<Client>> {
+        let epoch = sys::FORK_EPOCH.load(Relaxed);
+        let mut c = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.0 != epoch {
+            let fresh = Client::get(Some(&c.1.endpoints))?;
+            // The parent's client is the parent's: never dropped here (see `Client::get`).
+            let old = std::mem::replace(&mut *c, (epoch, fresh));
+            std::mem::forget(old);
+        }
+        Ok(c.1.clone())
     }
 
     pub fn namespace(&self) -> &str {
@@ -89,11 +125,13 @@ impl Handle {
 
     /// The holdings, in this process (a forked child starts with none: its parent's are the
     /// parent's).
-    pub fn holdings(&self) -> MutexGuard<'_, HashMap<u64, Holding>> {
+    pub fn holdings(&self) -> MutexGuard<'_, Holdings> {
         let mut h = self.holdings.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.epoch != sys::FORK_EPOCH.load(Relaxed) {
+        let epoch = sys::FORK_EPOCH.load(Relaxed);
+        if h.epoch != epoch {
             // Forget, never release: the keys are the parent's, under the parent's lease.
-            std::mem::forget(std::mem::take(&mut *h));
+            std::mem::forget(std::mem::take(&mut h.map));
+            h.epoch = epoch;
         }
         h
     }
