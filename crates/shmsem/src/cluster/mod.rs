@@ -126,3 +126,30 @@ mod stub {
         }
     }
 }
+
+#[cfg(all(test, not(feature = "cluster")))]
+mod tests {
+    use crate::{Error, Namespace, Scope, Semaphore};
+
+    #[test]
+    fn without_the_feature_the_cluster_scope_is_unsupported() {
+        let opts = Semaphore::options()
+            .scope(Scope::Cluster)
+            .cluster(["http://127.0.0.1:2379"]);
+        for r in [
+            opts.open("x"),
+            opts.open_existing("x"),
+            opts.create_new("x"),
+        ] {
+            match r {
+                Err(Error::Unsupported { reason }) => {
+                    assert!(reason.contains("cluster"), "{reason}")
+                }
+                other => panic!("expected Unsupported, got {other:?}"),
+            }
+        }
+        let ns = Namespace::new(Scope::Cluster, "ci").unwrap();
+        assert!(matches!(ns.list(), Err(Error::Unsupported { .. })));
+        assert!(matches!(ns.reap(), Err(Error::Unsupported { .. })));
+    }
+}

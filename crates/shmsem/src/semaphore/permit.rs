@@ -75,6 +75,19 @@ impl<'a> Permit<'a> {
     /// For a cluster-scope holding, a receiver that changes to `true` when the holding is lost
     /// (see [`Permit::check`]); call `borrow()` to look, or wait on it in an async runtime.
     /// `None` for the local scopes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-lost-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().open("lost-rx")?;
+    /// let permit = sem.acquire()?;
+    /// assert!(permit.lost().is_none()); // local holdings cannot be lost
+    /// // For a cluster permit: `while !*rx.borrow() { rx.changed().await?; }` in async code.
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
     #[cfg(feature = "cluster")]
     pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         self.sem.as_cluster().and_then(|c| c.lost(self.found))
@@ -82,6 +95,19 @@ impl<'a> Permit<'a> {
 
     /// For a cluster-scope holding, run `callback` (once, on the cluster client's thread) when
     /// the holding is lost; `false` for the local scopes, whose holdings cannot be lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-onlost-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().open("lost-cb")?;
+    /// let permit = sem.acquire()?;
+    /// let registered = permit.on_lost(|| eprintln!("stop: the holding was lost"));
+    /// assert!(!registered); // a local scope: nothing to watch
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
     pub fn on_lost(&self, callback: impl FnOnce() + Send + 'static) -> bool {
         match self.sem.as_cluster() {
             Some(c) => c.on_lost(self.found, Box::new(callback)),
