@@ -122,8 +122,7 @@ impl Handle {
         let client = self.client()?;
         let id = self.next_permit();
         let outcome = client.run(self.acquire_async(&client, weight, wait, id));
-        let (key, party, token, lease) = outcome?;
-        let _ = party;
+        let (key, _, token, lease) = outcome?;
         self.holdings().insert(
             id,
             Holding {
@@ -166,9 +165,9 @@ impl Handle {
         // This acquire's waiter key and its create revision, once it waits.
         let mut waiting: Option<(String, i64)> = None;
         let mut last_reap: Option<Instant> = None;
-        let mut n = 0u64;
+        // Whether a commit's answer was lost: it may have put the holder key.
+        let mut unsure = false;
         let result = loop {
-            n += 1;
             if deadline.is_some_and(|d| Instant::now() >= d) && !matches!(wait, Wait::Now) {
                 break Err(timed_out());
             }
@@ -255,6 +254,7 @@ impl Handle {
                     Ok(_) => continue,
                     // Perhaps committed: the next read tells.
                     Err(_) => {
+                        unsure = true;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -299,7 +299,6 @@ impl Handle {
             };
             wait::changed(client, &self.prefix, snap.revision + 1, until).await;
         };
-        let _ = n;
         if let Some((w, _)) = waiting
             && result.is_err()
         {
@@ -307,7 +306,7 @@ impl Handle {
             let mut etcd = client.etcd.clone();
             let _ = client.call(None, etcd.delete(w.as_str(), None)).await;
         }
-        if result.is_err() {
+        if result.is_err() && unsure {
             // A commit whose answer was lost would hold until the lease ends: delete the key.
             let mut etcd = client.etcd.clone();
             if client

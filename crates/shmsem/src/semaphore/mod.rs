@@ -8,6 +8,7 @@
 //! as with a mutex. A failed try-acquire or a timed-out acquire synchronises with nothing.
 
 mod acquire;
+mod cluster;
 mod counters;
 mod external;
 mod fd_permit;
@@ -18,10 +19,13 @@ mod release;
 mod sleep;
 mod until;
 
-use self::acquire::{Contended, fair_capacity};
 pub(crate) use self::counters::{bump as bump_counter, reset as reset_counters};
 #[doc(hidden)]
 use self::until::Until;
+use self::{
+    acquire::{Contended, fair_capacity},
+    cluster::Mapped,
+};
 pub use self::{
     counters::Counters,
     fd_permit::FdPermit,
@@ -32,7 +36,6 @@ pub use self::{
 
 use std::{
     fmt,
-    ops::Deref,
     sync::{
         Arc,
         atomic::{
@@ -133,21 +136,6 @@ struct Inner {
     unguarded: AtomicU64,
 }
 
-/// The mapped namespace of a local handle. A cluster handle has none, and reaches no code that
-/// looks at one: every path that would branches to `crate::cluster` first.
-struct Mapped(Option<Arc<Namespace>>);
-
-impl Deref for Mapped {
-    type Target = Arc<Namespace>;
-    #[inline]
-    fn deref(&self) -> &Arc<Namespace> {
-        match &self.0 {
-            Some(ns) => ns,
-            None => unreachable!("a cluster-scope handle reached the local engine"),
-        }
-    }
-}
-
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(c) = &self.inner.cluster {
@@ -239,30 +227,6 @@ impl Semaphore {
                 unguarded: AtomicU64::new(0),
             }),
         }
-    }
-
-    /// A handle on the cluster-scope semaphore `handle`.
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub(crate) fn cluster(handle: crate::cluster::Handle) -> Semaphore {
-        Semaphore {
-            inner: Arc::new(Inner {
-                serial: fast::serial(),
-                ns: Mapped(None),
-                name: handle.name().into(),
-                cluster: Some(Arc::new(handle)),
-                found: AtomicU64::new(0),
-                recreate: None,
-                cache: AtomicU64::new(Held::EMPTY),
-                cache_key: AtomicU64::new(0),
-                unguarded: AtomicU64::new(0),
-            }),
-        }
-    }
-
-    /// The cluster-scope semaphore this handle is, if it is one.
-    #[inline]
-    pub(crate) fn as_cluster(&self) -> Option<&crate::cluster::Handle> {
-        self.inner.cluster.as_deref()
     }
 
     /// The semaphore's name.
