@@ -10,7 +10,7 @@ mod common;
 
 use std::{
     process::{Child, Command, Stdio},
-    sync::{OnceLock, mpsc},
+    sync::{Mutex, OnceLock, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -21,12 +21,26 @@ const TTL_S: u64 = 2;
 
 fn endpoints() -> String {
     static ENDPOINTS: OnceLock<String> = OnceLock::new();
+    /// The shared cluster, dropped (members killed, files removed) when the harness exits.
+    static SHARED: Mutex<Option<Cluster>> = Mutex::new(None);
+    extern "C" fn drop_shared() {
+        if let Some(cluster) = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            drop(cluster);
+        }
+    }
     ENDPOINTS
         .get_or_init(|| {
             let (tx, rx) = mpsc::channel();
+            // The members die with the thread that started them (PR_SET_PDEATHSIG): a thread
+            // that never ends keeps them for the life of the harness, and an exit handler drops
+            // the cluster (its files too) when the harness exits.
             thread::spawn(move || {
                 let cluster = Cluster::start();
-                tx.send(cluster.endpoints().join(",")).ok();
+                let endpoints = cluster.endpoints().join(",");
+                *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+                // SAFETY: registers a plain `extern "C" fn()` that lives as long as the program.
+                unsafe { libc::atexit(drop_shared) };
+                tx.send(endpoints).ok();
                 loop {
                     thread::park();
                 }

@@ -145,12 +145,12 @@ fn note(r: &Value) -> String {
             }
         }
         "cluster_pair" => {
-            if let (Some(p99), Some(l50), Some(l99)) = (s("p99"), s("local_p50"), s("local_p99")) {
+            if let (Some(p99), Some(l50), Some(l99)) =
+                (s("p99"), s("local_p50_ns"), s("local_p99_ns"))
+            {
                 parts.push(format!(
-                    "p50 above, p99 {p99:.2} ms; local scope p50 {:.0} ns, p99 {:.0} ns; \
-                     one-member etcd on the loopback",
-                    l50 * 1e6,
-                    l99 * 1e6
+                    "p50 above, p99 {p99:.2} ms; local scope p50 {l50:.0} ns, p99 {l99:.0} ns \
+                     (each pair timed alone); one-member etcd on the loopback"
                 ));
             }
         }
