@@ -38,7 +38,12 @@ pub fn open(opts: &Options, name: &str, how: Open) -> Result<Semaphore> {
         )));
     }
     let client = Client::get(opts.cluster_endpoints())?;
-    let deadline = Some(Instant::now() + opts.lock_wait_of().unwrap_or(CALL_TIMEOUT));
+    // The open's own reads and writes: within the lock timeout, if one is given, but never less
+    // than a second (a try-acquire, timeout 0, still has to open).
+    let patience = opts
+        .lock_wait_of()
+        .map_or(CALL_TIMEOUT, |t| t.max(Duration::from_secs(1)));
+    let deadline = Some(Instant::now() + patience);
     let prefix = keys::semaphore(ns, name);
     let new = keys::Meta {
         capacity,
@@ -129,8 +134,9 @@ fn owner() -> Owner {
     Owner {
         uid: u32::MAX,
         gid: u32::MAX,
-        user: None,
-        group: None,
+        // Access to a cluster is etcd's users and roles, not a file's owner.
+        user: Some("-".to_owned()),
+        group: Some("-".to_owned()),
         mode: 0,
     }
 }

@@ -25,6 +25,9 @@ use super::{
 };
 use crate::{error::Result, sys};
 
+/// The variable that overrides the host name a process records in its member key.
+pub const HOST_ENV: &str = "SHMSEM_CLUSTER_HOST";
+
 /// A callback run when the lease is lost.
 pub type Callback = Box<dyn FnOnce() + Send>;
 
@@ -62,8 +65,14 @@ pub fn me() -> keys::Member {
     }
 }
 
-/// This machine's host name.
+/// This machine's host name: `SHMSEM_CLUSTER_HOST` if set (a container that shares its
+/// kernel's host name may name itself), else the kernel's.
 pub fn host_name() -> String {
+    if let Ok(name) = std::env::var(HOST_ENV)
+        && !name.is_empty()
+    {
+        return name;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
