@@ -258,7 +258,8 @@ pub fn check_beliefs(
     }
 }
 
-/// Parse a client's log: lines `<ns> held|lost|released <token>`; other lines are ignored.
+/// Parse a client's log: lines `<ns> held|lost|released <token> …`; other lines (other steps,
+/// such as `start` and `failed`) are ignored.
 pub fn parse_log(client: &str, text: &str) -> Vec<Belief> {
     text.lines()
         .filter_map(|line| {
@@ -468,7 +469,7 @@ mod tests {
     fn a_belief_after_lost_or_in_an_unknown_token_is_flagged() {
         let k = "/shmsem/ns/s/h/a/1";
         let events = [put(3, k, "1")];
-        let log = "100 held 3\n200 lost 3\n300 held 3\n400 held 42\nnoise\n";
+        let log = "90 start 0 1\n100 held 3 1\n200 lost 3 1\n300 held 3\n400 held 42\nnoise\n";
         let beliefs = parse_log("c2", log);
         assert_eq!(beliefs.len(), 4);
         assert_eq!(beliefs[1].step, Step::Lost);

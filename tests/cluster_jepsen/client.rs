@@ -1,8 +1,10 @@
 //! A client process of the Jepsen-style test: acquires weights 1–3 on the cluster semaphore
 //! (mostly blocking with a timeout, sometimes `try_acquire`), holds for a while checking its
-//! permit, releases, and again, until the parent creates the `stop` signal file. It logs each
-//! belief to `work/client-<i>.log` (`<ns> held|lost|released <token>`, the format of
-//! [`super::checker::parse_log`]) and reports its counts on exit.
+//! permit, releases, and again, until the parent creates the `stop` signal file. It logs every
+//! step to `work/client-<i>.log`, one line `<ns> <step> <token> <weight>` each: `start` and
+//! `failed` (token 0) around an acquire that did not succeed, then `held` (acquired, and each
+//! `check()` that said `Ok`), `lost` or `released` (the steps [`super::checker::parse_log`]
+//! reads). It reports its counts on exit.
 //!
 //! A belief's time is taken *before* the `check()` that confirms it, so that a pause between
 //! the two can only make the logged time earlier, never later than what `check()` vouched for.
@@ -52,10 +54,10 @@ impl Rng {
 struct Log(File);
 
 impl Log {
-    fn line(&mut self, at_ns: u64, step: &str, token: u64) {
+    fn line(&mut self, at_ns: u64, step: &str, token: u64, weight: u32) {
         // One write per line, unbuffered: a stopped or killed client leaves whole lines.
         self.0
-            .write_all(format!("{at_ns} {step} {token}\n").as_bytes())
+            .write_all(format!("{at_ns} {step} {token} {weight}\n").as_bytes())
             .expect("writing the client's log");
     }
 }
@@ -78,6 +80,7 @@ pub fn run() {
     while !stop.exists() {
         let weight = 1 + rng.below(3) as u32;
         n.attempts += 1;
+        log.line(mono_ns(), "start", 0, weight);
         let got = if rng.below(4) == 0 {
             sem.try_acquire(weight)
         } else {
@@ -86,6 +89,7 @@ pub fn run() {
         let permit = match got {
             Ok(p) => p,
             Err(e) => {
+                log.line(mono_ns(), "failed", 0, weight);
                 match e {
                     Error::Timeout { .. } => n.timeouts += 1,
                     Error::WouldBlock { .. } => n.would_block += 1,
@@ -110,9 +114,9 @@ pub fn run() {
             let at = mono_ns();
             n.checks += 1;
             match permit.check() {
-                Ok(()) => log.line(at, "held", token),
+                Ok(()) => log.line(at, "held", token, weight),
                 Err(Error::Lost { .. }) => {
-                    log.line(mono_ns(), "lost", token);
+                    log.line(mono_ns(), "lost", token, weight);
                     n.lost += 1;
                     lost = true;
                     break;
@@ -126,7 +130,7 @@ pub fn run() {
         }
         drop(permit);
         if !lost {
-            log.line(mono_ns(), "released", token);
+            log.line(mono_ns(), "released", token, weight);
             n.released += 1;
         }
     }

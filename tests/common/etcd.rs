@@ -251,7 +251,8 @@ impl Cluster {
     }
 
     /// Start member `i` again on its data directory (after [`Cluster::kill`]). Does not wait:
-    /// see [`Cluster::wait_healthy`].
+    /// see [`Cluster::wait_healthy`]. Like every member, it is killed when the thread that
+    /// started it ends (`PR_SET_PDEATHSIG`), so call this from the thread that owns the cluster.
     pub fn restart(&self, i: usize) {
         self.spawn(i);
     }

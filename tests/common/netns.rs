@@ -7,6 +7,7 @@
 //! namespace's rule. It needs root, `ip` (iproute2) and `iptables`.
 
 use std::{
+    path::Path,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -41,10 +42,11 @@ impl Net {
                 "`{tool}` not found: partition tests need it (Debian: apt-get install {package})"
             );
         }
+        remove_stale();
         let pid = std::process::id();
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
-        // Interface names have at most 15 bytes.
-        let id = format!("{}{}", pid % 100_000, k % 100);
+        // Interface names have at most 15 bytes: `ssv` + 7 digits + `x` + 2 + `x` + 1.
+        let id = format!("{pid}x{}", k % 100);
         let h = pid.wrapping_mul(31).wrapping_add(k);
         let prefix = format!("10.{}.{}", 64 + h % 128, (h / 128) % 256);
         let mut net = Net {
@@ -129,6 +131,43 @@ impl Drop for Net {
             let br = &self.bridge;
             let _ = Command::new("iptables")
                 .args(["-D", "FORWARD", "-i", br, "-o", br, "-j", "ACCEPT"])
+                .output();
+        }
+    }
+}
+
+/// Remove what a test process that was killed before it could clean up left: its namespaces
+/// (`shmsem-PID-…`), bridges (`ssbPIDx…`) and FORWARD rules, for every PID no longer running.
+fn remove_stale() {
+    let dead = |pid: &str| {
+        pid.parse::<u32>()
+            .is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+    };
+    let out = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    for line in out(&["netns", "list"]).lines() {
+        let ns = line.split_whitespace().next().unwrap_or("");
+        if let Some(pid) = ns.strip_prefix("shmsem-").and_then(|r| r.split('-').next())
+            && dead(pid)
+        {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+    for line in out(&["-o", "link", "show", "type", "bridge"]).lines() {
+        let Some(name) = line.split(": ").nth(1) else {
+            continue;
+        };
+        if let Some(pid) = name.strip_prefix("ssb").and_then(|r| r.split('x').next())
+            && dead(pid)
+        {
+            let _ = Command::new("ip").args(["link", "del", name]).output();
+            let _ = Command::new("iptables")
+                .args(["-D", "FORWARD", "-i", name, "-o", name, "-j", "ACCEPT"])
                 .output();
         }
     }
