@@ -38,6 +38,7 @@ impl Place {
             ScopeArg::Local => {}
             ScopeArg::Tree => flags.push_str(" --scope self"),
             ScopeArg::Global => flags.push_str(" --scope global"),
+            ScopeArg::Cluster => flags.push_str(" --scope cluster"),
         }
         if cli.namespace != shmsem::DEFAULT_NAMESPACE {
             flags.push_str(" --namespace ");

@@ -23,6 +23,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NS", default_value = shmsem::DEFAULT_NAMESPACE,
           value_parser = name)]
     pub namespace: String,
+    /// The etcd v3 endpoints of `--scope cluster`, comma-separated
+    /// [default: the SHMSEM_CLUSTER variable].
+    #[arg(long, global = true, value_name = "URL[,URL...]")]
+    pub cluster: Option<String>,
     /// Print no warnings (errors are still printed).
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -41,6 +45,8 @@ pub enum ScopeArg {
     Local,
     /// Every process on the machine that the namespace's permissions admit.
     Global,
+    /// Every process, on any machine, that reaches the same etcd v3 cluster (--cluster).
+    Cluster,
 }
 
 impl From<ScopeArg> for shmsem::Scope {
@@ -49,6 +55,7 @@ impl From<ScopeArg> for shmsem::Scope {
             ScopeArg::Tree => shmsem::Scope::Tree,
             ScopeArg::Local => shmsem::Scope::Local,
             ScopeArg::Global => shmsem::Scope::Global,
+            ScopeArg::Cluster => shmsem::Scope::Cluster,
         }
     }
 }

@@ -233,6 +233,8 @@ mod tests {
             pid,
             weight: weight.into(),
             since_ms,
+            host: None,
+            token: None,
         }
     }
 

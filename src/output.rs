@@ -84,7 +84,17 @@ pub fn owner_cell(owner: &Owner) -> String {
 fn parties_json(parties: &[Party]) -> Value {
     parties
         .iter()
-        .map(|p| json!({ "pid": p.pid, "weight": p.weight, "since_ms": p.since_ms }))
+        .map(|p| {
+            let mut v = json!({ "pid": p.pid, "weight": p.weight, "since_ms": p.since_ms });
+            // The cluster scope's holders also say where they run and their fencing token.
+            if let Some(host) = &p.host {
+                v["host"] = json!(host);
+            }
+            if let Some(token) = p.token {
+                v["token"] = json!(token);
+            }
+            v
+        })
         .collect()
 }
 
@@ -176,17 +186,35 @@ pub fn detail_text(info: &Info) -> String {
         }
         out.push_str(&format!("{title}:\n"));
         let now = now_ms();
-        let rows: Vec<[String; 3]> = parties
-            .iter()
-            .map(|p| {
-                [
-                    p.pid.to_string(),
-                    p.weight.to_string(),
-                    age(now, p.since_ms),
-                ]
-            })
-            .collect();
-        for line in table(["PID", "WEIGHT", "SINCE"], &rows, true).lines() {
+        let lines = if parties.iter().any(|p| p.host.is_some()) {
+            // The cluster scope: where each holder runs, and its fencing token.
+            let rows: Vec<[String; 5]> = parties
+                .iter()
+                .map(|p| {
+                    [
+                        p.host.clone().unwrap_or_default(),
+                        p.pid.to_string(),
+                        p.weight.to_string(),
+                        age(now, p.since_ms),
+                        p.token.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+                    ]
+                })
+                .collect();
+            table(["HOST", "PID", "WEIGHT", "SINCE", "TOKEN"], &rows, true)
+        } else {
+            let rows: Vec<[String; 3]> = parties
+                .iter()
+                .map(|p| {
+                    [
+                        p.pid.to_string(),
+                        p.weight.to_string(),
+                        age(now, p.since_ms),
+                    ]
+                })
+                .collect();
+            table(["PID", "WEIGHT", "SINCE"], &rows, true)
+        };
+        for line in lines.lines() {
             out.push_str(&format!("  {line}\n"));
         }
     }

@@ -11,6 +11,7 @@ mod reap;
 mod release;
 mod rm;
 mod run;
+mod run_cluster;
 mod set;
 mod tree;
 mod wait;
@@ -30,9 +31,12 @@ use crate::cli::{Cli, Command, TakeArgs};
 /// 128 + the signal that ended `watch`).
 pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let scope = cli.scope.into();
-    let opts = Semaphore::options()
+    let mut opts = Semaphore::options()
         .scope(scope)
         .namespace(cli.namespace.clone());
+    if let Some(list) = &cli.cluster {
+        opts = opts.cluster(list.split(',').map(str::trim).filter(|e| !e.is_empty()));
+    }
     let quiet = cli.quiet;
     match cli.command {
         Command::Create(args) => create::create(opts, args, quiet),
@@ -41,7 +45,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Release(args) => release::release(opts, args),
         Command::Ls(args) => inspect::ls(opts, args.json),
         Command::Show(args) => inspect::show(opts, args),
-        Command::Ps(args) => ps::ps(args.pid, args.json),
+        Command::Ps(args) => ps::ps(&opts, args.pid, args.json),
         Command::Set(args) => set::set(opts, args),
         Command::Rm(args) => rm::rm(opts, args),
         Command::Reap(args) => reap::reap(&opts.to_namespace()?, args.json),

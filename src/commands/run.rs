@@ -50,6 +50,9 @@ pub fn run(opts: Options, args: RunArgs, quiet: bool) -> anyhow::Result<u8> {
     let scope = opts.scope_of();
     let timeout = take.wait.timeout();
     let sem = open_for_take(opts, &take, quiet)?;
+    if scope == Scope::Cluster {
+        return super::run_cluster::run(&sem, take.weight, timeout, &args.command);
+    }
     let permit = sem.acquire_fd(take.weight, timeout)?;
     let (mut command, program) = match prepare(&args.command)? {
         Ok(prepared) => prepared,

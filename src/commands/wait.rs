@@ -14,10 +14,13 @@ use crate::cli::WaitArgs;
 const FIRST_NAP: Duration = Duration::from_millis(1);
 /// The longest pause between two looks.
 const LONGEST_NAP: Duration = Duration::from_millis(50);
+/// The longest pause between two looks at a cluster-scope semaphore.
+const CLUSTER_NAP: Duration = Duration::from_millis(200);
 
 /// Return once the semaphore's value is 0, looking at it with a backoff from 1 ms to 50 ms; fail
 /// with [`TimedOut`] past `--timeout`. Takes nothing, so it never delays anyone.
 pub fn wait(opts: Options, args: WaitArgs) -> anyhow::Result<()> {
+    let opts_cluster = opts.scope_of() == shmsem::Scope::Cluster;
     let sem = opts.open_existing(&args.name)?;
     // No deadline when there is no timeout, or one too far away to be represented.
     let deadline = args
@@ -25,6 +28,12 @@ pub fn wait(opts: Options, args: WaitArgs) -> anyhow::Result<()> {
         .timeout()
         .and_then(|t| Some((Instant::now().checked_add(t)?, t)));
     let mut nap = FIRST_NAP;
+    // Each look at a cluster-scope semaphore is a read of the cluster: look less often.
+    let longest = if opts_cluster {
+        CLUSTER_NAP
+    } else {
+        LONGEST_NAP
+    };
     loop {
         let info = sem.info()?;
         if info.value == 0 {
@@ -47,6 +56,6 @@ pub fn wait(opts: Options, args: WaitArgs) -> anyhow::Result<()> {
             nap = nap.min(deadline - now);
         }
         thread::sleep(nap);
-        nap = (nap * 2).min(LONGEST_NAP);
+        nap = (nap * 2).min(longest);
     }
 }

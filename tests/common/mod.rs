@@ -10,18 +10,21 @@
 //! [`life`], what the `multiprocess_*` and the `lifecycle_*` test binaries share; [`cli`],
 //! running the built `shmsem` binary from the parent side; [`killpoint`], the parent side of
 //! the kill-point tests; [`openmetrics`], a strict parser of `shmsem metrics`' output;
-//! [`shared`], counters in a file every process maps. Every child process is started by
+//! [`shared`], counters in a file every process maps; [`etcd`], a 3-member etcd cluster for the
+//! cluster scope, on the loopback or in [`netns`] network namespaces that can be partitioned. Every child process is started by
 //! [`child_command`], mostly through [`Spawn`], and seen through a [`Kid`].
 
 #![allow(dead_code)] // each test binary that includes this module uses a different part of it
 
 pub mod cli;
 pub mod corruption;
+pub mod etcd;
 pub mod http;
 mod kid;
 pub mod killpoint;
 pub mod life;
 pub mod mp;
+pub mod netns;
 pub mod openmetrics;
 pub mod roles;
 pub mod shared;

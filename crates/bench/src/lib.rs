@@ -26,6 +26,7 @@
 //! | `idle.rs` | 100 idle waiters |
 //! | `asynchronous.rs` | the async API: uncontended, and a hand-off between processes |
 //! | `from_c.rs` | the uncontended pair from C, through `libshmsem.a` |
+//! | `cluster.rs` | the cluster scope on a one-member etcd: pair latency, reclaim |
 //! | `targets.rs` | the targets in the README's *Benchmarks* section |
 //! | `report.rs` | outcomes, judged; the JSON |
 //! | `table.rs` | the table, from the JSON |
@@ -38,6 +39,7 @@
 
 mod asynchronous;
 mod callgrind;
+mod cluster;
 mod count;
 pub mod drive;
 mod from_c;
@@ -82,7 +84,7 @@ enum Scenario {
 }
 
 /// The scenarios, in the order of `targets::TARGETS`.
-const SCENARIOS: [(&str, Scenario); 14] = [
+const SCENARIOS: [(&str, Scenario); 16] = [
     ("uncontended", Scenario::InProcess(inproc::uncontended)),
     ("try_full", Scenario::InProcess(inproc::try_full)),
     ("open", Scenario::InProcess(inproc::open)),
@@ -106,6 +108,8 @@ const SCENARIOS: [(&str, Scenario); 14] = [
     ),
     ("async_handoff", Scenario::Processes(asynchronous::handoff)),
     (from_c::ID, Scenario::Processes(from_c::uncontended)),
+    ("cluster_pair", Scenario::Processes(cluster::pair)),
+    ("cluster_reclaim", Scenario::Processes(cluster::reclaim)),
 ];
 
 /// Run the comparison of the README's *Benchmarks* section and print it: a table, or with `json` one JSON document;

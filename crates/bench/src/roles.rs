@@ -130,6 +130,9 @@ fn run_role(role: &str) -> anyhow::Result<()> {
             let sems = specs
                 .iter()
                 .map(|spec| {
+                    if spec.starts_with("cluster@") {
+                        return crate::cluster::open_spec(spec);
+                    }
                     let (ns, name) = spec
                         .split_once('/')
                         .with_context(|| format!("{spec:?} is not NAMESPACE/NAME"))?;

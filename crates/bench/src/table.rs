@@ -144,6 +144,24 @@ fn note(r: &Value) -> String {
                 ));
             }
         }
+        "cluster_pair" => {
+            if let (Some(p99), Some(l50), Some(l99)) =
+                (s("p99"), s("local_p50_ns"), s("local_p99_ns"))
+            {
+                parts.push(format!(
+                    "p50 above, p99 {p99:.2} ms; local scope p50 {l50:.0} ns, p99 {l99:.0} ns \
+                     (each pair timed alone); one-member etcd on the loopback"
+                ));
+            }
+        }
+        "cluster_reclaim" => {
+            if let (Some(p50), Some(r), Some(t)) = (s("p50"), s("remote_ms"), s("ttl_s")) {
+                parts.push(format!(
+                    "same host p50 {p50:.0} ms (death proven, lease revoked); another host \
+                     {r:.0} ms (lease TTL {t:.0} s)"
+                ));
+            }
+        }
         "scale10k" => {
             if let Some(b) = s("baseline") {
                 parts.push(format!("peer: 1 semaphore, {}", show(Some(b))));

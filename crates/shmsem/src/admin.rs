@@ -46,6 +46,8 @@ use crate::{
 pub struct Namespace {
     scope: Scope,
     name: String,
+    /// The etcd endpoints of a [`Scope::Cluster`] namespace, when not from `SHMSEM_CLUSTER`.
+    cluster: Option<Vec<String>>,
 }
 
 impl Default for Namespace {
@@ -54,6 +56,7 @@ impl Default for Namespace {
         Namespace {
             scope: Scope::Local,
             name: DEFAULT_NAMESPACE.to_owned(),
+            cluster: None,
         }
     }
 }
@@ -78,7 +81,28 @@ impl Namespace {
     pub fn new(scope: Scope, name: impl Into<String>) -> Result<Namespace> {
         let name = name.into();
         validate_name(&name)?;
-        Ok(Namespace { scope, name })
+        Ok(Namespace {
+            scope,
+            name,
+            cluster: None,
+        })
+    }
+
+    /// The same namespace on the etcd cluster at `endpoints` (for [`Scope::Cluster`]; see
+    /// [`Options::cluster`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmsem::{Namespace, Scope};
+    ///
+    /// let ns = Namespace::new(Scope::Cluster, "ci")?.with_cluster(["http://127.0.0.1:2379"]);
+    /// assert_eq!(ns.scope(), Scope::Cluster);
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn with_cluster(mut self, endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cluster = Some(endpoints.into_iter().map(Into::into).collect());
+        self
     }
 
     /// The scope the namespace belongs to.
@@ -123,6 +147,9 @@ impl Namespace {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn list(&self) -> Result<Vec<Info>> {
+        if self.scope == Scope::Cluster {
+            return crate::cluster::list(self.cluster.as_deref(), &self.name);
+        }
         self.each(Semaphore::info, |info| &info.name)
     }
 
@@ -144,6 +171,10 @@ impl Namespace {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn list_with_counters(&self) -> Result<Vec<(Info, Counters)>> {
+        if self.scope == Scope::Cluster {
+            let all = crate::cluster::list(self.cluster.as_deref(), &self.name)?;
+            return Ok(all.into_iter().map(|i| (i, Counters::default())).collect());
+        }
         self.each(
             |sem| Ok((sem.info()?, sem.counters()?)),
             |(info, _)| &info.name,
@@ -178,6 +209,7 @@ impl Namespace {
             .map(|loc| Namespace {
                 scope: loc.scope,
                 name: loc.namespace,
+                cluster: None,
             })
             .collect();
         out.sort_by(|a, b| (a.scope.as_str(), &a.name).cmp(&(b.scope.as_str(), &b.name)));
@@ -230,6 +262,9 @@ impl Namespace {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn reap(&self) -> Result<Vec<Reclaimed>> {
+        if self.scope == Scope::Cluster {
+            return crate::cluster::reap(self.cluster.as_deref(), &self.name);
+        }
         match self.mapped()? {
             Some(ns) => {
                 let out = ns.reap()?;
@@ -258,6 +293,12 @@ impl Namespace {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn grant(&self, gid: u32) -> Result<()> {
+        if self.scope == Scope::Cluster {
+            return Err(Error::unsupported(
+                "granting a group access in the cluster scope; give the etcd users roles with \
+                 permissions on the prefix /shmsem/NAMESPACE/ instead",
+            ));
+        }
         let ns = self.mapped()?.ok_or_else(|| Error::NoNamespace {
             scope: self.scope.to_string(),
             namespace: self.name.clone(),
@@ -288,7 +329,11 @@ impl Options {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn to_namespace(&self) -> Result<Namespace> {
-        Namespace::new(self.scope_of(), self.namespace_of())
+        let ns = Namespace::new(self.scope_of(), self.namespace_of())?;
+        Ok(match self.cluster_endpoints() {
+            Some(endpoints) => ns.with_cluster(endpoints.iter().cloned()),
+            None => ns,
+        })
     }
 
     /// Every semaphore in the scope and namespace, sorted by name. An absent namespace has none.

@@ -142,6 +142,27 @@ pub enum Error {
         /// What was found, and where.
         reason: String,
     },
+    /// A holding on a cluster-scope semaphore was lost: its process's lease lapsed (the
+    /// keep-alives stopped being acknowledged for longer than the lease's time to live), so the
+    /// cluster may already have given the weight to someone else.
+    Lost {
+        /// The semaphore's name.
+        name: String,
+        /// The fencing token of the holding that was lost.
+        token: u64,
+    },
+    /// The cluster of a cluster-scope semaphore could not be used: no endpoint answered, the
+    /// cluster has no quorum, or it refused the request.
+    Unavailable {
+        /// What failed, and what was tried.
+        reason: String,
+    },
+    /// Something this build of the library cannot do: a cluster-scope semaphore without the
+    /// feature `cluster`, or an operation the cluster scope does not offer.
+    Unsupported {
+        /// What was asked for, and what to do instead.
+        reason: String,
+    },
     /// An operating-system call failed. Its message says what was being done; the OS error is
     /// its [`source`](std::error::Error::source) (and the `source` field), not repeated in the
     /// message.
@@ -184,6 +205,19 @@ impl Error {
 
     pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
         Error::Corrupt {
+            reason: reason.into(),
+        }
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn unavailable(reason: impl Into<String>) -> Self {
+        Error::Unavailable {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn unsupported(reason: impl Into<String>) -> Self {
+        Error::Unsupported {
             reason: reason.into(),
         }
     }
@@ -282,6 +316,19 @@ impl fmt::Display for Error {
                 "corrupt segment: {reason}; nothing was changed, remove the namespace's files \
                  once nothing uses them"
             ),
+            Error::Lost { name, token } => write!(
+                f,
+                "the holding of semaphore {name:?} with token {token} was lost: this process's \
+                 lease lapsed, and the cluster may have given the weight to another holder; \
+                 stop using what it guarded, and acquire again"
+            ),
+            Error::Unavailable { reason } => write!(
+                f,
+                "the cluster is unavailable: {reason}; check that its endpoints \
+                 (`Options::cluster`, or SHMSEM_CLUSTER) are right and that most of its members \
+                 are up"
+            ),
+            Error::Unsupported { reason } => write!(f, "unsupported: {reason}"),
             // The cause is `source()`'s, not repeated here: a report that prints the chain
             // (anyhow's `{:#}`, `Error::source` in a loop) shows it once.
             Error::Io { context, .. } => write!(f, "{context} failed"),
@@ -387,6 +434,16 @@ mod tests {
             },
             Error::corrupt("r"),
             Error::io("opening p", io::Error::from(io::ErrorKind::NotFound)),
+            Error::Lost {
+                name: "n".into(),
+                token: 7,
+            },
+            Error::Unavailable {
+                reason: "no endpoint answered within 2000 ms".into(),
+            },
+            Error::Unsupported {
+                reason: "built without the feature `cluster`".into(),
+            },
         ];
         for err in errs {
             let message = err.to_string();

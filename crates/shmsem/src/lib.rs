@@ -104,6 +104,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod cluster;
 mod error;
 #[doc(hidden)]
 pub mod failpoint;

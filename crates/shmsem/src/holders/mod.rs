@@ -451,6 +451,11 @@ pub struct Party {
     pub weight: u64,
     /// Wall-clock ms since the epoch when it began.
     pub since_ms: u64,
+    /// The host it runs on: for the cluster scope; `None` for the local scopes (this host).
+    pub host: Option<String>,
+    /// The holding's fencing token (see `Permit::token`): for cluster-scope holders; `None`
+    /// otherwise.
+    pub token: Option<u64>,
 }
 
 /// Holders and waiters of one semaphore, one entry per process.
@@ -487,6 +492,8 @@ pub fn parties(seg: &Segment, found: Found) -> (Vec<Party>, Vec<Party>) {
                 pid,
                 weight: 0,
                 since_ms: since,
+                host: None,
+                token: None,
             });
             p.weight = (p.weight as i64).saturating_add(held).max(0) as u64;
             if since != 0 && (p.since_ms == 0 || since < p.since_ms) {
@@ -509,6 +516,8 @@ pub fn parties(seg: &Segment, found: Found) -> (Vec<Party>, Vec<Party>) {
                 pid,
                 weight: w as u64,
                 since_ms: since,
+                host: None,
+                token: None,
             });
         }
     }

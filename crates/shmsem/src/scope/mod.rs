@@ -77,6 +77,11 @@ pub enum Scope {
     Local,
     /// Every process on the machine that the namespace's file permissions admit.
     Global,
+    /// Every process, on any machine, that reaches the same etcd v3 cluster (`cluster` on the
+    /// command line). The endpoints come from [`Options::cluster`](crate::Options::cluster) or
+    /// the `SHMSEM_CLUSTER` variable (comma-separated URLs). Needs the library's feature
+    /// `cluster`; without it, opening is [`Error::Unsupported`].
+    Cluster,
 }
 
 impl Scope {
@@ -86,6 +91,7 @@ impl Scope {
             Scope::Tree => "self",
             Scope::Local => "local",
             Scope::Global => "global",
+            Scope::Cluster => "cluster",
         }
     }
 }
@@ -103,8 +109,9 @@ impl FromStr for Scope {
             "self" | "tree" => Ok(Scope::Tree),
             "local" => Ok(Scope::Local),
             "global" => Ok(Scope::Global),
+            "cluster" => Ok(Scope::Cluster),
             _ => Err(Error::invalid(format!(
-                "unknown scope {s:?}; use self, local or global"
+                "unknown scope {s:?}; use self, local, global or cluster"
             ))),
         }
     }
@@ -157,6 +164,12 @@ impl Location {
     /// Resolve (scope, namespace), creating the per-user directory if needed.
     pub fn resolve(scope: Scope, namespace: &str) -> Result<Location> {
         validate_name(namespace)?;
+        if scope == Scope::Cluster {
+            return Err(Error::unsupported(
+                "the cluster scope keeps no files on this machine; open its semaphores through \
+                 `Options` with `Scope::Cluster`",
+            ));
+        }
         let (dir, global_prefix) = match custom_dir() {
             Some(d) => {
                 let dir = PathBuf::from(d);
@@ -166,12 +179,12 @@ impl Location {
             }
             _ => match scope {
                 Scope::Global => (PathBuf::from("/dev/shm"), "shmsem.global."),
-                Scope::Local | Scope::Tree => (user_dir()?, "global."),
+                Scope::Local | Scope::Tree | Scope::Cluster => (user_dir()?, "global."),
             },
         };
         let (file, tree_root) = match scope {
             Scope::Global => (format!("{global_prefix}{namespace}"), None),
-            Scope::Local => (format!("local.{namespace}"), None),
+            Scope::Local | Scope::Cluster => (format!("local.{namespace}"), None),
             Scope::Tree => {
                 let root = Tree::current()?.root();
                 (

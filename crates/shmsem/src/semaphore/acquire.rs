@@ -136,6 +136,9 @@ impl Semaphore {
     #[cold]
     #[inline(never)]
     fn take_cold(&self, weight: u32, timeout: Option<Duration>, now: bool) -> Result<(u64, u32)> {
+        if let Some(c) = self.as_cluster() {
+            return c.take(weight, timeout, now);
+        }
         self.take_by_lookup(weight, Until::from_registers(timeout, now))
     }
 

@@ -115,6 +115,10 @@ impl Semaphore {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn counters(&self) -> Result<Counters> {
+        if self.as_cluster().is_some() {
+            // The cluster scope keeps no statistics: they would cost a write per acquire.
+            return Ok(Counters::default());
+        }
         let rec = self.live_rec(self.found())?;
         Ok(Counters::read(&rec.counters))
     }

@@ -50,6 +50,9 @@ impl Semaphore {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn acquire_for(&self, pid: u32, weight: u32, timeout: Option<Duration>) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return Err(c.unsupported("holding for another process or through a descriptor"));
+        }
         let until = match timeout {
             None => Until::Forever,
             Some(d) if d.is_zero() => Until::Now,
@@ -129,6 +132,9 @@ impl Semaphore {
     /// Give back `count` of what process `pid` holds through [`acquire_for`](Self::acquire_for);
     /// [`Error::NotHeld`] if it holds less, and nothing changes then.
     pub fn release_for(&self, pid: u32, count: u32) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return Err(c.unsupported("holding for another process or through a descriptor"));
+        }
         if count == 0 {
             return Err(Error::invalid("release count 0; give back at least 1"));
         }

@@ -71,6 +71,9 @@ impl Semaphore {
     /// Acquire `weight` for an open file description that child processes can inherit (see
     /// [`FdPermit`]). `timeout` `None` waits forever; zero tries once.
     pub fn acquire_fd(&self, weight: u32, timeout: Option<Duration>) -> Result<FdPermit> {
+        if let Some(c) = self.as_cluster() {
+            return Err(c.unsupported("holding for another process or through a descriptor"));
+        }
         let until = match timeout {
             None => Until::Forever,
             Some(d) if d.is_zero() => Until::Now,

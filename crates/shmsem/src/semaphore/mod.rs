@@ -8,6 +8,7 @@
 //! as with a mutex. A failed try-acquire or a timed-out acquire synchronises with nothing.
 
 mod acquire;
+mod cluster;
 mod counters;
 mod external;
 mod fd_permit;
@@ -21,12 +22,15 @@ mod release;
 mod sleep;
 mod until;
 
-use self::acquire::{Contended, fair_capacity};
 pub(crate) use self::counters::{bump as bump_counter, reset as reset_counters};
 #[cfg(feature = "async")]
 pub use self::future::{AcquireFuture, AcquireOwnedFuture};
 #[doc(hidden)]
 use self::until::Until;
+use self::{
+    acquire::{Contended, fair_capacity},
+    cluster::Mapped,
+};
 pub use self::{
     counters::Counters,
     fd_permit::FdPermit,
@@ -122,7 +126,12 @@ pub struct Semaphore {
 struct Inner {
     /// Names this handle in the threads' fast-path entries (see `fast`); never reused.
     serial: u64,
-    ns: Arc<Namespace>,
+    ns: Mapped,
+    /// The cluster-scope semaphore this handle is, if it is one (see `crate::cluster`). Such a
+    /// handle has no mapped namespace and never a fast-path entry, so its acquires reach
+    /// [`Semaphore::take_cold`] and its permits' drops `drop_slow`, which branch here; the other
+    /// methods branch at their top.
+    cluster: Option<Arc<crate::cluster::Handle>>,
     name: Box<str>,
     /// The record and its incarnation, `index << 50 | incarnation` (see [`pack`]). It changes
     /// when an auto semaphore that was removed is created again through this handle.
@@ -142,6 +151,14 @@ struct Inner {
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.inner.cluster {
+            return f
+                .debug_struct("Semaphore")
+                .field("name", &self.inner.name)
+                .field("scope", &Scope::Cluster)
+                .field("namespace", &c.namespace())
+                .finish();
+        }
         f.debug_struct("Semaphore")
             .field("name", &self.inner.name)
             .field("scope", &self.inner.ns.loc.scope)
@@ -213,7 +230,8 @@ impl Semaphore {
         Semaphore {
             inner: Arc::new(Inner {
                 serial: fast::serial(),
-                ns,
+                ns: Mapped(Some(ns)),
+                cluster: None,
                 name: name.into(),
                 found: AtomicU64::new(pack(found, life)),
                 recreate,
@@ -231,16 +249,25 @@ impl Semaphore {
 
     /// The scope it lives in.
     pub fn scope(&self) -> Scope {
+        if self.inner.cluster.is_some() {
+            return Scope::Cluster;
+        }
         self.inner.ns.loc.scope
     }
 
     /// The namespace it lives in.
     pub fn namespace(&self) -> &str {
+        if let Some(c) = self.as_cluster() {
+            return c.namespace();
+        }
         &self.inner.ns.loc.namespace
     }
 
-    /// The capacity now.
+    /// The capacity now (for a cluster-scope semaphore: as last read from the cluster).
     pub fn capacity(&self) -> u32 {
+        if let Some(c) = self.as_cluster() {
+            return c.capacity();
+        }
         self.rec(self.found()).capacity.load(Relaxed)
     }
 
@@ -383,6 +410,11 @@ impl Semaphore {
     /// Take `weight` only if it is available now; [`Error::WouldBlock`] otherwise.
     #[inline]
     pub fn try_acquire(&self, weight: u32) -> Result<Permit<'_>> {
+        if let Some(c) = self.as_cluster() {
+            return c
+                .take(weight, None, true)
+                .map(|taken| Permit::new(self, weight, taken));
+        }
         // A try that cannot succeed reads the word and returns.
         let found = self.found();
         let rec = self.rec(found);
@@ -407,6 +439,9 @@ impl Semaphore {
     /// Take `weight` without a guard, waiting as long as it takes; give it back with
     /// [`exit`](Self::exit). Weight entered and never exited comes back when the process dies.
     pub fn enter(&self, weight: u32) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return c.enter(weight);
+        }
         let (found, _) = self.take(weight, Until::Forever)?;
         self.add_unguarded(weight, unpack(found).0.generation);
         Ok(())
@@ -426,6 +461,9 @@ impl Semaphore {
     pub fn exit(&self, count: u32) -> Result<()> {
         if count == 0 {
             return Err(Error::invalid("release count 0; give back at least 1"));
+        }
+        if let Some(c) = self.as_cluster() {
+            return c.exit(count);
         }
         let (found, life) = self.current();
         let generation = found.generation;
@@ -457,6 +495,9 @@ impl Semaphore {
     /// capacity.
     pub fn set_capacity(&self, capacity: u32) -> Result<()> {
         check_capacity(capacity)?;
+        if let Some(c) = self.as_cluster() {
+            return c.set_capacity(capacity);
+        }
         let found = self.found();
         let rec = self.live_rec(found)?;
         // SeqCst, then the flag cleared, then the wake: a waiter sleeps on the value, which did
@@ -471,6 +512,9 @@ impl Semaphore {
     /// Make the semaphore persistent (`true`: stays until removed) or auto (`false`: removed
     /// after its idle period without holders or waiters; the period starts now).
     pub fn set_persistent(&self, persistent: bool) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return c.set_persistent(persistent);
+        }
         let found = self.found();
         let rec = self.live_rec(found)?;
         self.inner.ns.with_table_lock(|_| {
@@ -499,6 +543,9 @@ impl Semaphore {
 
     /// Capacity, value, kind, owner, holders and waiters now.
     pub fn info(&self) -> Result<Info> {
+        if let Some(c) = self.as_cluster() {
+            return c.info();
+        }
         let found = self.found();
         let rec = self.live_rec(found)?;
         let w = rec.word.load(Acquire);
@@ -525,6 +572,9 @@ impl Semaphore {
     /// Remove the semaphore. Refuses with [`Error::InUse`] while anything is held, unless
     /// `force`; sleepers wake and get [`Error::Removed`].
     pub fn remove(&self, force: bool) -> Result<()> {
+        if let Some(c) = self.as_cluster() {
+            return c.remove(force);
+        }
         let (found, life) = self.current();
         let rec = self.rec(found);
         let not_found = || Error::NotFound {

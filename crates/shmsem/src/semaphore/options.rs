@@ -41,6 +41,8 @@ pub struct Options {
     mode: Option<u32>,
     group: Option<u32>,
     lock_wait: Option<Duration>,
+    /// The etcd endpoints of [`Scope::Cluster`], when given here rather than by `SHMSEM_CLUSTER`.
+    cluster: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             mode: None,
             group: None,
             lock_wait: None,
+            cluster: None,
         }
     }
 }
@@ -196,7 +199,7 @@ impl Options {
         // otherwise, see `segment::check_file`); `--mode` can only take write bits away there.
         let (default, mask) = match self.scope {
             Scope::Global => (0o666, 0o777),
-            Scope::Local | Scope::Tree => (0o600, 0o755),
+            Scope::Local | Scope::Tree | Scope::Cluster => (0o600, 0o755),
         };
         Creation {
             mode: self.mode.unwrap_or(default) & mask,
@@ -227,6 +230,9 @@ impl Options {
 
     /// Open `name`, creating it if it does not exist.
     pub fn open(&self, name: &str) -> Result<Semaphore> {
+        if self.scope == Scope::Cluster {
+            return crate::cluster::open(self, name, crate::cluster::Open::GetOrCreate);
+        }
         let ns = self.map_to_create(name)?;
         let new = self.new_record();
         let (found, life) = match table::lookup_life(&ns.seg, name) {
@@ -267,6 +273,9 @@ impl Options {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn create_new(&self, name: &str) -> Result<Semaphore> {
+        if self.scope == Scope::Cluster {
+            return crate::cluster::open(self, name, crate::cluster::Open::CreateNew);
+        }
         let ns = self.map_to_create(name)?;
         ns.sweep_idle()?;
         let exists = || Error::AlreadyExists {
@@ -287,6 +296,9 @@ impl Options {
 
     /// Open `name` only if it exists.
     pub fn open_existing(&self, name: &str) -> Result<Semaphore> {
+        if self.scope == Scope::Cluster {
+            return crate::cluster::open(self, name, crate::cluster::Open::Existing);
+        }
         validate_name(name)?;
         let not_found = || Error::NotFound {
             name: name.to_owned(),
@@ -295,6 +307,46 @@ impl Options {
         ns.sweep_idle()?;
         let (found, life) = table::lookup_life(&ns.seg, name).ok_or_else(not_found)?;
         Ok(Semaphore::new(ns, name, found, life, None))
+    }
+
+    /// The etcd v3 endpoints (URLs such as `http://10.0.0.5:2379`) of the cluster that
+    /// [`Scope::Cluster`] semaphores live on; without this, they come from the `SHMSEM_CLUSTER`
+    /// variable (comma-separated). Ignored by the other scopes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmsem::{Scope, Semaphore};
+    ///
+    /// let opts = Semaphore::options()
+    ///     .scope(Scope::Cluster)
+    ///     .cluster(["http://127.0.0.1:2379", "http://127.0.0.1:22379"])
+    ///     .capacity(4);
+    /// assert_eq!(opts.cluster_endpoints(), Some(&["http://127.0.0.1:2379".to_owned(),
+    ///     "http://127.0.0.1:22379".to_owned()][..]));
+    /// // opts.open("deploys") would connect; without a reachable cluster it is
+    /// // `Error::Unavailable` (or `Error::Unsupported` without the feature `cluster`).
+    /// ```
+    pub fn cluster(mut self, endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cluster = Some(endpoints.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The endpoints given with [`Options::cluster`], if any.
+    pub fn cluster_endpoints(&self) -> Option<&[String]> {
+        self.cluster.as_deref()
+    }
+
+    /// What a cluster-scope semaphore is created with: capacity, persistent, idle period (ms).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn creation_of(&self) -> (u32, bool, u32) {
+        (self.capacity, self.persistent, self.idle_ms)
+    }
+
+    /// How long an open may wait for its locks (or, in the cluster scope, for the cluster).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn lock_wait_of(&self) -> Option<Duration> {
+        self.lock_wait
     }
 
     /// The scope these options open in.

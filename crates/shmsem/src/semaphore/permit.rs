@@ -40,6 +40,81 @@ impl<'a> Permit<'a> {
         self.weight
     }
 
+    /// The fencing token of a cluster-scope holding: the etcd revision that created its holder
+    /// key, larger for every later holding of the cluster. A resource that remembers the largest
+    /// token it has seen and refuses smaller ones cannot be acted on by a holder whose holding
+    /// was lost. `None` for the local scopes, whose holders cannot outlive their holding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-token-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().open("tokens")?;
+    /// let permit = sem.acquire()?;
+    /// assert_eq!(permit.token(), None); // a local scope
+    /// permit.check()?;                  // and never lost
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn token(&self) -> Option<u64> {
+        self.sem.as_cluster().and_then(|c| c.token(self.found))
+    }
+
+    /// Whether the holding still stands: `Ok` for the local scopes always; for the cluster
+    /// scope, [`Error::Lost`](crate::Error::Lost) once this process's lease is known or presumed
+    /// lapsed (its keep-alives unacknowledged for nearly its time to live), after which another
+    /// process may hold the weight. See [`Permit::token`] for making that harmless.
+    pub fn check(&self) -> crate::Result<()> {
+        match self.sem.as_cluster() {
+            Some(c) => c.check(self.found),
+            None => Ok(()),
+        }
+    }
+
+    /// For a cluster-scope holding, a receiver that changes to `true` when the holding is lost
+    /// (see [`Permit::check`]); call `borrow()` to look, or wait on it in an async runtime.
+    /// `None` for the local scopes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-lost-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().open("lost-rx")?;
+    /// let permit = sem.acquire()?;
+    /// assert!(permit.lost().is_none()); // local holdings cannot be lost
+    /// // For a cluster permit: `while !*rx.borrow() { rx.changed().await?; }` in async code.
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.sem.as_cluster().and_then(|c| c.lost(self.found))
+    }
+
+    /// For a cluster-scope holding, run `callback` (once, on the cluster client's thread) when
+    /// the holding is lost; `false` for the local scopes, whose holdings cannot be lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-onlost-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().open("lost-cb")?;
+    /// let permit = sem.acquire()?;
+    /// let registered = permit.on_lost(|| eprintln!("stop: the holding was lost"));
+    /// assert!(!registered); // a local scope: nothing to watch
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn on_lost(&self, callback: impl FnOnce() + Send + 'static) -> bool {
+        match self.sem.as_cluster() {
+            Some(c) => c.on_lost(self.found, Box::new(callback)),
+            None => false,
+        }
+    }
+
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
     /// [`Semaphore::exit`]. In a child created by `fork`, forgetting the parent's permit does
     /// nothing: the weight stays the parent's, and the child cannot `exit` it.
@@ -104,6 +179,10 @@ pub(super) fn give_back(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
 /// Keep `weight` taken from the life packed in `found` in fork epoch `epoch` held without a
 /// guard: what [`Permit::forget`] does. Nothing in a forked child (the weight is the parent's).
 pub(super) fn keep(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
+    if let Some(c) = sem.as_cluster() {
+        c.forget(found, epoch);
+        return;
+    }
     if epoch == sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
         sem.add_unguarded(weight, unpack(found).0.generation);
     }
@@ -117,6 +196,10 @@ pub(super) fn keep(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
 fn drop_slow(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
     if epoch != sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed) {
         return; // a forked child: the parent holds this weight
+    }
+    if let Some(c) = sem.as_cluster() {
+        c.release(found);
+        return;
     }
     let (at, life) = unpack(found);
     // An error here means the segment was corrupted under us; a destructor cannot report it,
