@@ -128,6 +128,41 @@ fn weights_try_timed_and_blocking_across_processes() {
     a.success(LONG);
 }
 
+/// Fairness for weights above 1, as locally: while a waiter for 2 of 2 waits behind a holder
+/// of 1, a try for the 1 that is free would block (the waiter reserved it); once the holder
+/// releases, the waiter gets its 2.
+#[test]
+fn a_heavy_waiter_is_not_starved_by_light_ones() {
+    let dir = TestDir::new("cl-fair");
+    let ns = "fair";
+    let mut a = spawn(&dir, "hold", ns, &[("cap", "2")]);
+    a.expect("held", LONG);
+    let mut heavy = spawn(
+        &dir,
+        "timed",
+        ns,
+        &[("cap", "2"), ("w", "2"), ("ms", "30000")],
+    );
+    heavy.expect("opened", LONG);
+    // The heavy waiter's key is written once it has found the semaphore too full.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut t = spawn(&dir, "try", ns, &[("cap", "2")]);
+        if t.expect("try", LONG) == "wouldblock:1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a try kept taking the weight reserved for the waiter"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    dir.signal("release");
+    assert_eq!(heavy.expect("outcome", LONG), "ok");
+    dir.signal("exit");
+    a.success(LONG);
+}
+
 /// Enter/Exit across processes: what one process entered, another cannot take; exit gives it
 /// back in parts; exiting more than entered is NotHeld and changes nothing.
 #[test]
