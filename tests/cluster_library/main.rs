@@ -454,3 +454,18 @@ fn without_quorum_acquires_time_out() {
     tx.send(()).ok();
     driver.join().unwrap();
 }
+
+/// The async API on a cluster semaphore (feature `async`): futures wait on the cluster
+/// client's runtime, a future cancelled by a runtime timeout leaves no waiter key behind, and
+/// an owned permit dropped in another task releases.
+#[test]
+fn async_acquires_on_a_cluster_semaphore() {
+    let dir = TestDir::new("cl-async");
+    let mut kid = spawn(&dir, "async", "async", &[("cap", "1")]);
+    let r = kid.success(LONG);
+    assert_eq!(r.req("token"), "true");
+    assert_eq!(r.req("second_timed_out"), "true");
+    assert_eq!(r.req("waiters_after_cancel"), "0");
+    assert_eq!(r.req("third"), "true");
+    assert_eq!(r.req("value"), "0");
+}

@@ -232,6 +232,45 @@ fn fork() {
 }
 
 /// Play `role` (see `child_role` in `main.rs`).
+/// The async API on a capacity-1 cluster semaphore, on a current-thread tokio runtime: an owned
+/// permit with a token; a second future cancelled by a runtime timeout, which leaves no waiter
+/// key; a third that waits and gets the weight when the first is dropped in another task.
+fn asynchronous() {
+    let sem = sem();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let first = sem.acquire_owned_async(1).await.expect("first");
+        report("token", first.token().is_some());
+        let second =
+            tokio::time::timeout(Duration::from_millis(300), sem.acquire_owned_async(1)).await;
+        report("second_timed_out", second.is_err());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut waiters = usize::MAX;
+        while Instant::now() < deadline {
+            waiters = sem.info().expect("info").waiters.len();
+            if waiters == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        report("waiters_after_cancel", waiters);
+        let third = {
+            let sem = sem.clone();
+            tokio::spawn(async move { sem.acquire_owned_async(1).await.map(|p| p.weight()) })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::spawn(async move { drop(first) })
+            .await
+            .expect("dropping task");
+        let third = tokio::time::timeout(Duration::from_secs(10), third).await;
+        report("third", matches!(third, Ok(Ok(Ok(1)))));
+    });
+    report("value", sem.info().expect("info").value);
+}
+
 pub fn run(role: &str) {
     match role {
         "fork" => fork(),
@@ -243,6 +282,7 @@ pub fn run(role: &str) {
         "admin" => admin(),
         "reap" => reap(),
         "unreachable" => unreachable(),
+        "async" => asynchronous(),
         other => panic!("unknown role {other:?}"),
     }
 }

@@ -29,6 +29,34 @@ use crate::error::{Error, Result};
 /// How often a waiter looks for dead holders of this host while one holds.
 const LOCAL_LOOK: Duration = Duration::from_millis(100);
 
+/// Cancels an acquire running in the background (an async future's, see `future`): it stops at
+/// its next look, and takes its waiter key away as a timed-out acquire does.
+#[derive(Debug, Default)]
+pub struct Cancel {
+    flag: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancel {
+    /// Cancel.
+    pub fn cancel(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    /// Whether it was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Until it is cancelled.
+    async fn cancelled(&self) {
+        while !self.is_cancelled() {
+            self.notify.notified().await;
+        }
+    }
+}
+
 /// How long an acquire may wait.
 #[derive(Debug, Clone, Copy)]
 pub enum Wait {
@@ -121,7 +149,7 @@ impl Handle {
         }
         let client = self.client()?;
         let id = self.next_permit();
-        let outcome = client.run(self.acquire_async(&client, weight, wait, id));
+        let outcome = client.run(self.acquire_async(&client, weight, wait, id, None));
         let (key, _, token, lease) = outcome?;
         self.holdings().insert(
             id,
@@ -136,12 +164,13 @@ impl Handle {
         Ok(id)
     }
 
-    async fn acquire_async(
+    pub(super) async fn acquire_async(
         &self,
         client: &Arc<Client>,
         weight: u32,
         wait: Wait,
         id: u64,
+        cancel: Option<&Cancel>,
     ) -> Result<(String, keys::Party, u64, Arc<Lease>)> {
         let deadline = wait.deadline();
         let timed_out = || match wait {
@@ -170,6 +199,9 @@ impl Handle {
         let result = loop {
             if deadline.is_some_and(|d| Instant::now() >= d) && !matches!(wait, Wait::Now) {
                 break Err(timed_out());
+            }
+            if cancel.is_some_and(Cancel::is_cancelled) {
+                break Err(Error::unavailable("the acquire was cancelled"));
             }
             if lease.is_lost() {
                 // Its keys are gone or going: start again under a new lease.
@@ -297,7 +329,15 @@ impl Handle {
                 Some(d) => d.min(Instant::now() + every),
                 None => Instant::now() + every,
             };
-            wait::changed(client, &self.prefix, snap.revision + 1, until).await;
+            match cancel {
+                Some(c) => {
+                    tokio::select! {
+                        () = wait::changed(client, &self.prefix, snap.revision + 1, until) => {}
+                        () = c.cancelled() => {}
+                    }
+                }
+                None => wait::changed(client, &self.prefix, snap.revision + 1, until).await,
+            }
         };
         if let Some((w, _)) = waiting
             && result.is_err()

@@ -34,9 +34,13 @@ mod keys;
 mod lease;
 #[cfg(feature = "cluster")]
 mod local_death;
+#[cfg(all(feature = "cluster", feature = "async"))]
+mod spawned;
 #[cfg(feature = "cluster")]
 mod wait;
 
+#[cfg(all(feature = "cluster", feature = "async"))]
+pub use self::spawned::Spawned;
 #[cfg(feature = "cluster")]
 pub use self::{
     admin::{list, open, reap},

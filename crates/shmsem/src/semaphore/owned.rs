@@ -70,6 +70,47 @@ impl OwnedPermit {
         &self.sem
     }
 
+    /// The fencing token of a cluster-scope holding; `None` for the local scopes (see
+    /// [`Permit::token`](super::Permit::token)).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shmsem-doc-owned-token-{}", std::process::id()));
+    /// # // SAFETY: set before this example starts any thread.
+    /// # unsafe { std::env::set_var("SHMSEM_DIR", &dir) };
+    /// let sem = shmsem::Semaphore::options().open("owned-tokens")?;
+    /// let permit = sem.acquire_owned(1)?;
+    /// assert_eq!(permit.token(), None); // a local scope
+    /// permit.check()?;                  // and never lost
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn token(&self) -> Option<u64> {
+        self.sem.as_cluster().and_then(|c| c.token(self.found))
+    }
+
+    /// Whether the holding still stands (see [`Permit::check`](super::Permit::check)).
+    pub fn check(&self) -> Result<()> {
+        match self.sem.as_cluster() {
+            Some(c) => c.check(self.found),
+            None => Ok(()),
+        }
+    }
+
+    /// For a cluster-scope holding, a receiver that changes to `true` when the holding is lost
+    /// (see [`Permit::lost`](super::Permit::lost)); `None` for the local scopes.
+    #[cfg(feature = "cluster")]
+    pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.sem.as_cluster().and_then(|c| c.lost(self.found))
+    }
+
+    /// For a cluster-scope holding, run `callback` once when the holding is lost; `false` for
+    /// the local scopes (see [`Permit::on_lost`](super::Permit::on_lost)).
+    pub fn on_lost(&self, callback: impl FnOnce() + Send + 'static) -> bool {
+        match self.sem.as_cluster() {
+            Some(c) => c.on_lost(self.found, Box::new(callback)),
+            None => false,
+        }
+    }
+
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
     /// [`Semaphore::exit`]. In a child created by `fork`, forgetting the parent's permit does
     /// nothing: the weight stays the parent's, and the child cannot `exit` it.

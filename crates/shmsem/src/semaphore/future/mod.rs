@@ -65,7 +65,7 @@ use crate::{
 pub struct AcquireFuture<'a> {
     sem: &'a Semaphore,
     weight: u32,
-    waiting: Option<Registration>,
+    waiting: Waiting,
 }
 
 /// The future of [`Semaphore::acquire_owned_async`]: an [`OwnedPermit`] once the weight is
@@ -74,7 +74,17 @@ pub struct AcquireFuture<'a> {
 pub struct AcquireOwnedFuture {
     sem: Semaphore,
     weight: u32,
-    waiting: Option<Registration>,
+    waiting: Waiting,
+}
+
+/// What a future waits through, once its first attempt found the weight missing: a helper
+/// thread's registration for a local semaphore; for a cluster-scope one, the acquire running on
+/// the cluster client's runtime (`cluster::Spawned`).
+#[derive(Default)]
+struct Waiting {
+    local: Option<Registration>,
+    #[cfg(feature = "cluster")]
+    remote: Option<crate::cluster::Spawned>,
 }
 
 impl Semaphore {
@@ -111,7 +121,7 @@ impl Semaphore {
         AcquireFuture {
             sem: self,
             weight,
-            waiting: None,
+            waiting: Waiting::default(),
         }
     }
 
@@ -141,7 +151,7 @@ impl Semaphore {
         AcquireOwnedFuture {
             sem: self.clone(),
             weight,
-            waiting: None,
+            waiting: Waiting::default(),
         }
     }
 }
@@ -152,9 +162,14 @@ impl Semaphore {
 fn poll_take(
     sem: &Semaphore,
     weight: u32,
-    waiting: &mut Option<Registration>,
+    waiting: &mut Waiting,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(u64, u32)>> {
+    #[cfg(feature = "cluster")]
+    if sem.as_cluster().is_some() {
+        return poll_remote(sem, weight, &mut waiting.remote, cx);
+    }
+    let waiting = &mut waiting.local;
     if waiting.is_none() {
         match sem.take(weight, Until::Now) {
             Ok(taken) => return Poll::Ready(Ok(taken)),
@@ -163,6 +178,33 @@ fn poll_take(
         }
     }
     poll_waiting(sem, weight, waiting, cx)
+}
+
+/// [`poll_take`] on a cluster-scope handle: start the acquire on the cluster client's runtime
+/// at the first poll, and wait for its outcome (no thread waits for it but the runtime's).
+#[cfg(feature = "cluster")]
+#[cold]
+fn poll_remote(
+    sem: &Semaphore,
+    weight: u32,
+    remote: &mut Option<crate::cluster::Spawned>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(u64, u32)>> {
+    let spawned = match remote {
+        Some(s) => s,
+        None => match crate::cluster::Spawned::start(sem, weight) {
+            Ok(s) => remote.insert(s),
+            Err(e) => return Poll::Ready(Err(e)),
+        },
+    };
+    let outcome = std::task::ready!(spawned.poll(cx));
+    *remote = None;
+    Poll::Ready(outcome.map(|id| {
+        (
+            id,
+            crate::sys::FORK_EPOCH.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }))
 }
 
 /// [`poll_take`] once the weight was missing: try under the reservation the helper holds for
@@ -229,12 +271,22 @@ impl Future for AcquireOwnedFuture {
     }
 }
 
+impl Waiting {
+    fn is_waiting(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        if self.remote.is_some() {
+            return true;
+        }
+        self.local.is_some()
+    }
+}
+
 impl fmt::Debug for AcquireFuture<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AcquireFuture")
             .field("semaphore", &self.sem.name())
             .field("weight", &self.weight)
-            .field("waiting", &self.waiting.is_some())
+            .field("waiting", &self.waiting.is_waiting())
             .finish()
     }
 }
@@ -244,7 +296,7 @@ impl fmt::Debug for AcquireOwnedFuture {
         f.debug_struct("AcquireOwnedFuture")
             .field("semaphore", &self.sem.name())
             .field("weight", &self.weight)
-            .field("waiting", &self.waiting.is_some())
+            .field("waiting", &self.waiting.is_waiting())
             .finish()
     }
 }
