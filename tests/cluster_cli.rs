@@ -3,52 +3,23 @@
 //! stopped when the holding is lost), wait, set, rm, metrics, reap, watch, a SIGKILLed `run`'s
 //! weight back at once, and the typed errors of a cluster that cannot be reached or used.
 //!
-//! One etcd cluster serves the whole binary (see `cluster_library.rs` for why it lives on a
-//! thread of its own); each test uses its own namespace.
+//! One etcd cluster serves the whole binary (`common::etcd::shared_endpoints`); each test uses
+//! its own namespace.
 
 mod common;
 
 use std::{
     process::{Child, Command, Stdio},
-    sync::{Mutex, OnceLock, mpsc},
     thread,
     time::{Duration, Instant},
 };
 
-use common::{TestDir, cli::BIN, cli::Run, etcd::Cluster};
+use common::{TestDir, cli::BIN, cli::Run};
 
 const TTL_S: u64 = 2;
 
 fn endpoints() -> String {
-    static ENDPOINTS: OnceLock<String> = OnceLock::new();
-    /// The shared cluster, dropped (members killed, files removed) when the harness exits.
-    static SHARED: Mutex<Option<Cluster>> = Mutex::new(None);
-    extern "C" fn drop_shared() {
-        if let Some(cluster) = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            drop(cluster);
-        }
-    }
-    ENDPOINTS
-        .get_or_init(|| {
-            let (tx, rx) = mpsc::channel();
-            // The members die with the thread that started them (PR_SET_PDEATHSIG): a thread
-            // that never ends keeps them for the life of the harness, and an exit handler drops
-            // the cluster (its files too) when the harness exits.
-            thread::spawn(move || {
-                let cluster = Cluster::start();
-                let endpoints = cluster.endpoints().join(",");
-                *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
-                // SAFETY: registers a plain `extern "C" fn()` that lives as long as the program.
-                unsafe { libc::atexit(drop_shared) };
-                tx.send(endpoints).ok();
-                loop {
-                    thread::park();
-                }
-            });
-            rx.recv()
-                .expect("the shared etcd cluster did not start: see the panic above")
-        })
-        .clone()
+    common::etcd::shared_endpoints()
 }
 
 /// `shmsem --scope cluster --namespace NS ARGS`, endpoints from SHMSEM_CLUSTER.

@@ -14,7 +14,7 @@ mod common;
 mod roles;
 
 use std::{
-    sync::{Mutex, OnceLock, mpsc},
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
@@ -28,35 +28,7 @@ pub const LONG: Duration = Duration::from_secs(60);
 
 /// The shared cluster's endpoints, comma-separated.
 fn endpoints() -> String {
-    static ENDPOINTS: OnceLock<String> = OnceLock::new();
-    /// The shared cluster, dropped (members killed, files removed) when the harness exits.
-    static SHARED: Mutex<Option<Cluster>> = Mutex::new(None);
-    extern "C" fn drop_shared() {
-        if let Some(cluster) = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            drop(cluster);
-        }
-    }
-    ENDPOINTS
-        .get_or_init(|| {
-            let (tx, rx) = mpsc::channel();
-            // The members die with the thread that started them (PR_SET_PDEATHSIG): a thread
-            // that never ends keeps them for the life of the harness, and an exit handler drops
-            // the cluster (its files too) when the harness exits.
-            thread::spawn(move || {
-                let cluster = Cluster::start();
-                let endpoints = cluster.endpoints().join(",");
-                *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
-                // SAFETY: registers a plain `extern "C" fn()` that lives as long as the program.
-                unsafe { libc::atexit(drop_shared) };
-                tx.send(endpoints).ok();
-                loop {
-                    thread::park();
-                }
-            });
-            rx.recv()
-                .expect("the shared etcd cluster did not start: see the panic above")
-        })
-        .clone()
+    common::etcd::shared_endpoints()
 }
 
 fn spawn_on(dir: &TestDir, endpoints: &str, role: &str, ns: &str, args: &[(&str, &str)]) -> Kid {

@@ -506,3 +506,37 @@ fn http(
     };
     Some(body.to_owned())
 }
+
+/// The endpoints, comma-separated, of one 3-member cluster shared by every test of this test
+/// binary: started on first use by a thread that lives as long as the harness (the members die
+/// with the thread that started them, `PR_SET_PDEATHSIG`), and dropped, files too, by an exit
+/// handler when the harness exits. Each test uses its own namespace on it.
+pub fn shared_endpoints() -> String {
+    use std::sync::{Mutex, OnceLock, mpsc};
+
+    static ENDPOINTS: OnceLock<String> = OnceLock::new();
+    static SHARED: Mutex<Option<Cluster>> = Mutex::new(None);
+    extern "C" fn drop_shared() {
+        if let Some(cluster) = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            drop(cluster);
+        }
+    }
+    ENDPOINTS
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let cluster = Cluster::start();
+                let endpoints = cluster.endpoints().join(",");
+                *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+                // SAFETY: registers a plain `extern "C" fn()` that lives as long as the program.
+                unsafe { libc::atexit(drop_shared) };
+                tx.send(endpoints).ok();
+                loop {
+                    std::thread::park();
+                }
+            });
+            rx.recv()
+                .expect("the shared etcd cluster did not start: see the panic above")
+        })
+        .clone()
+}

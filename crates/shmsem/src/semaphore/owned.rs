@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use super::{
     Semaphore, Until,
-    permit::{give_back, keep},
+    permit::{self, give_back, keep},
 };
 use crate::error::Result;
 
@@ -84,31 +84,25 @@ impl OwnedPermit {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn token(&self) -> Option<u64> {
-        self.sem.as_cluster().and_then(|c| c.token(self.found))
+        permit::cluster_token(&self.sem, self.found)
     }
 
     /// Whether the holding still stands (see [`Permit::check`](super::Permit::check)).
     pub fn check(&self) -> Result<()> {
-        match self.sem.as_cluster() {
-            Some(c) => c.check(self.found),
-            None => Ok(()),
-        }
+        permit::cluster_check(&self.sem, self.found)
     }
 
     /// For a cluster-scope holding, a receiver that changes to `true` when the holding is lost
     /// (see [`Permit::lost`](super::Permit::lost)); `None` for the local scopes.
     #[cfg(feature = "cluster")]
     pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.sem.as_cluster().and_then(|c| c.lost(self.found))
+        permit::cluster_lost(&self.sem, self.found)
     }
 
     /// For a cluster-scope holding, run `callback` once when the holding is lost; `false` for
     /// the local scopes (see [`Permit::on_lost`](super::Permit::on_lost)).
     pub fn on_lost(&self, callback: impl FnOnce() + Send + 'static) -> bool {
-        match self.sem.as_cluster() {
-            Some(c) => c.on_lost(self.found, Box::new(callback)),
-            None => false,
-        }
+        permit::cluster_on_lost(&self.sem, self.found, Box::new(callback))
     }
 
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with

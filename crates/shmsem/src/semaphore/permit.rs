@@ -58,7 +58,7 @@ impl<'a> Permit<'a> {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn token(&self) -> Option<u64> {
-        self.sem.as_cluster().and_then(|c| c.token(self.found))
+        cluster_token(self.sem, self.found)
     }
 
     /// Whether the holding still stands: `Ok` for the local scopes always; for the cluster
@@ -66,10 +66,7 @@ impl<'a> Permit<'a> {
     /// lapsed (its keep-alives unacknowledged for nearly its time to live), after which another
     /// process may hold the weight. See [`Permit::token`] for making that harmless.
     pub fn check(&self) -> crate::Result<()> {
-        match self.sem.as_cluster() {
-            Some(c) => c.check(self.found),
-            None => Ok(()),
-        }
+        cluster_check(self.sem, self.found)
     }
 
     /// For a cluster-scope holding, a receiver that changes to `true` when the holding is lost
@@ -90,7 +87,7 @@ impl<'a> Permit<'a> {
     /// ```
     #[cfg(feature = "cluster")]
     pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.sem.as_cluster().and_then(|c| c.lost(self.found))
+        cluster_lost(self.sem, self.found)
     }
 
     /// For a cluster-scope holding, run `callback` (once, on the cluster client's thread) when
@@ -109,10 +106,7 @@ impl<'a> Permit<'a> {
     /// # Ok::<(), shmsem::Error>(())
     /// ```
     pub fn on_lost(&self, callback: impl FnOnce() + Send + 'static) -> bool {
-        match self.sem.as_cluster() {
-            Some(c) => c.on_lost(self.found, Box::new(callback)),
-            None => false,
-        }
+        cluster_on_lost(self.sem, self.found, Box::new(callback))
     }
 
     /// Keep the weight held without a guard, as [`Semaphore::enter`] does; give it back with
@@ -174,6 +168,34 @@ pub(super) fn give_back(sem: &Semaphore, found: u64, weight: u32, epoch: u32) {
         return;
     }
     drop_slow(sem, found, weight, epoch);
+}
+
+/// The fencing token of holding `found` of `sem`: `None` unless it is a cluster one.
+pub(super) fn cluster_token(sem: &Semaphore, found: u64) -> Option<u64> {
+    sem.as_cluster().and_then(|c| c.token(found))
+}
+
+/// Whether holding `found` of `sem` stands: always for the local scopes.
+pub(super) fn cluster_check(sem: &Semaphore, found: u64) -> crate::Result<()> {
+    sem.as_cluster().map_or(Ok(()), |c| c.check(found))
+}
+
+/// The lost-notification of cluster holding `found` of `sem`.
+#[cfg(feature = "cluster")]
+pub(super) fn cluster_lost(
+    sem: &Semaphore,
+    found: u64,
+) -> Option<tokio::sync::watch::Receiver<bool>> {
+    sem.as_cluster().and_then(|c| c.lost(found))
+}
+
+/// Run `callback` when cluster holding `found` of `sem` is lost; `false` for the local scopes.
+pub(super) fn cluster_on_lost(
+    sem: &Semaphore,
+    found: u64,
+    callback: Box<dyn FnOnce() + Send>,
+) -> bool {
+    sem.as_cluster().is_some_and(|c| c.on_lost(found, callback))
 }
 
 /// Keep `weight` taken from the life packed in `found` in fork epoch `epoch` held without a
