@@ -6,12 +6,14 @@ use pyo3::{exceptions::PyValueError, prelude::*};
 use shmsem::Scope;
 
 /// The scope named `name`: `"self"` (this process tree), `"local"` (this user) or `"global"`
-/// (the machine).
+/// (the machine). `"cluster"` is parsed too, but this package is built without the library's
+/// feature `cluster`: opening one raises `shmsem.Error` saying so.
 pub fn scope(name: &str) -> PyResult<Scope> {
     match name {
         "self" => Ok(Scope::Tree),
         "local" => Ok(Scope::Local),
         "global" => Ok(Scope::Global),
+        "cluster" => Ok(Scope::Cluster),
         _ => Err(PyValueError::new_err(format!(
             "invalid scope {name:?}: use \"self\" (this process tree), \"local\" (this user) or \
              \"global\" (every user of the machine)"
@@ -25,6 +27,7 @@ pub fn scope_name(scope: Scope) -> &'static str {
         Scope::Tree => "self",
         Scope::Local => "local",
         Scope::Global => "global",
+        Scope::Cluster => "cluster",
     }
 }
 

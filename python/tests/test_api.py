@@ -83,6 +83,12 @@ def test_bad_scope_raises_value_error():
         shmsem.Semaphore("ok", scope="tree")
 
 
+def test_the_cluster_scope_says_this_build_has_none():
+    # The package is built without the library's feature `cluster`: a typed error, not a crash.
+    with pytest.raises(shmsem.Error, match="cluster"):
+        shmsem.Semaphore("ok", scope="cluster")
+
+
 @pytest.mark.parametrize("capacity", [0, -1, shmsem.MAX_CAPACITY + 1, 2**40])
 def test_bad_capacities_raise_value_error(capacity):
     with pytest.raises(ValueError):
