@@ -9,6 +9,7 @@
 mod common;
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst},
@@ -33,6 +34,8 @@ crate::child_roles! {
     "mixed" => role_mixed(),
     "fork" => role_fork(),
     "handoff" => role_handoff(),
+    "removed" => role_removed(),
+    "moved" => role_moved(),
 }
 
 fn open(name: &str, capacity: u32) -> Semaphore {
@@ -627,4 +630,150 @@ fn a_future_and_a_blocking_thread_hand_permits_back_and_forth() {
     let dir = TestDir::new("async-handoff");
     let r = Spawn::new(&dir, "handoff").spawn().success(CHILD_TIMEOUT);
     assert_eq!(r.req("done"), "true");
+}
+
+/// Futures wait on an auto semaphore that is removed under them (forced, while held): they
+/// find the removal in their next poll, create the semaphore again (as a blocking acquire
+/// through a get-or-create handle does), and take turns on the new one; the old registration
+/// is given up, and nothing is left counted.
+fn role_removed() {
+    let sem = open("removed", 1);
+    let held = sem.acquire_owned(1).expect("hold");
+    let rt = multi_thread(2);
+    let got = rt.block_on(async {
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let sem = sem.clone();
+                tokio::spawn(async move {
+                    let p = sem
+                        .acquire_owned_async(1)
+                        .await
+                        .expect("acquire after removal");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    drop(p);
+                })
+            })
+            .collect();
+        while word::waiters(state_of(&sem).0) == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        sem.remove(true).expect("forced removal");
+        let mut got = 0;
+        for t in tasks {
+            if tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .is_ok()
+            {
+                got += 1;
+            }
+        }
+        got
+    });
+    report("got", got);
+    drop(held); // of the removed life: gives nothing to the new one
+    report("after", settled(&sem));
+}
+
+#[test]
+fn futures_waiting_on_a_removed_auto_semaphore_create_it_again_and_take_turns() {
+    let dir = TestDir::new("async-removed");
+    let r = Spawn::new(&dir, "removed").spawn().success(CHILD_TIMEOUT);
+    assert_eq!(r.req("got"), "3");
+    assert_eq!(
+        r.req("after"),
+        "value=0 counted=0 heavy=false reservation=0 waiters=0"
+    );
+}
+
+/// Counts its wakes, and lets the polling thread sleep until the next one.
+struct CountingWaker {
+    wakes: AtomicU32,
+    woken: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, SeqCst);
+        *self.woken.lock().unwrap() = true;
+        self.cv.notify_one();
+    }
+}
+
+/// A future waits on an auto semaphore that is removed under it (forced) and at once created
+/// again, full, by another handle: it registers again on the new record instead of staying on
+/// the old one, so it sleeps until the new one is released (a handful of wakes in 300 ms, not
+/// the helper and the future waking each other over the old record without end), then takes it.
+fn role_moved() {
+    let sem = open("moved", 1);
+    let held = sem.acquire_owned(1).expect("hold");
+    let counter = Arc::new(CountingWaker {
+        wakes: AtomicU32::new(0),
+        woken: std::sync::Mutex::new(false),
+        cv: std::sync::Condvar::new(),
+    });
+    let waker = std::task::Waker::from(counter.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(sem.acquire_owned_async(1));
+    assert!(
+        future.as_mut().poll(&mut cx).is_pending(),
+        "the semaphore is held"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while word::waiters(state_of(&sem).0) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sem.remove(true).expect("forced removal");
+    // Another handle creates it again at once and holds the new one.
+    let other = open("moved", 1);
+    let new_holder = other.acquire_owned(1).expect("the new semaphore");
+    let counted_from = counter.wakes.load(SeqCst);
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        let mut woken = counter.woken.lock().unwrap();
+        if !*woken {
+            woken = counter
+                .cv
+                .wait_timeout(woken, Duration::from_millis(10))
+                .unwrap()
+                .0;
+        }
+        if std::mem::take(&mut *woken) {
+            drop(woken);
+            assert!(
+                future.as_mut().poll(&mut cx).is_pending(),
+                "the new one is held"
+            );
+        }
+    }
+    report("wakes", counter.wakes.load(SeqCst) - counted_from);
+    drop(new_holder);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let taken = loop {
+        if let std::task::Poll::Ready(r) = future.as_mut().poll(&mut cx) {
+            break r.map(|p| p.weight()).unwrap_or(0);
+        }
+        if Instant::now() > deadline {
+            break 0;
+        }
+        let woken = counter.woken.lock().unwrap();
+        let _ = counter.cv.wait_timeout(woken, Duration::from_millis(10));
+    };
+    report("taken", taken);
+    drop(held);
+}
+
+#[test]
+fn a_future_on_a_semaphore_created_again_waits_on_the_new_record() {
+    let dir = TestDir::new("async-moved");
+    let r = Spawn::new(&dir, "moved").spawn().success(CHILD_TIMEOUT);
+    assert!(
+        r.u64("wakes") < 20,
+        "{} wakes in 300 ms while the new semaphore was held",
+        r.req("wakes")
+    );
+    assert_eq!(r.req("taken"), "1");
 }

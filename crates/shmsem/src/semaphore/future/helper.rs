@@ -190,6 +190,13 @@ impl Registration {
         self.epoch == sys::FORK_EPOCH.load(Relaxed)
     }
 
+    /// Whether this registration is of this process and watches the word `sem` acts on now (an
+    /// auto semaphore removed and created again lives in another record, or another life).
+    pub fn is_for(&self, sem: &Semaphore) -> bool {
+        let (addr, life, _) = key_of(sem);
+        self.is_current() && self.key == (addr, life)
+    }
+
     /// The reservation the helper holds for this future, or [`Reservation::NONE`].
     pub fn reserved(&self) -> Reservation {
         if !self.is_current() {

@@ -229,8 +229,11 @@ fn poll_waiting(
         }
         Ok(None) => {
             match waiting {
-                Some(r) if r.is_current() => r.again(cx.waker()),
+                Some(r) if r.is_for(sem) => r.again(cx.waker()),
                 _ => {
+                    // First, or the semaphore moved (created again) or this is a forked child:
+                    // the old registration goes (its drop gives up what was held for it).
+                    *waiting = None;
                     *waiting = Registration::new(sem, weight, cx.waker());
                     if waiting.is_none() {
                         // No helper thread could be started: be polled again at once.
