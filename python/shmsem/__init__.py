@@ -42,6 +42,8 @@ from ._shmsem import MAX_CAPACITY, SLICE_SECONDS, Info, Party, Permit, Semaphore
 SCOPES = ("self", "local", "global")
 """The scope names ``Semaphore`` accepts."""
 
+# Written out, exceptions too (not `*_errors.__all__`): type checkers and stubtest read
+# `__all__` without running it.
 __all__ = [
     "Semaphore",
     "Permit",

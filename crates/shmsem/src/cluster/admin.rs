@@ -51,17 +51,7 @@ pub fn open(opts: &Options, name: &str, how: Open) -> Result<Semaphore> {
         idle_ms,
         idle_since_ms: 0,
     };
-    let existing = client.run(async {
-        let mut etcd = client.etcd.clone();
-        let r = client
-            .call(deadline, etcd.get(keys::meta(&prefix), None))
-            .await?;
-        Ok::<_, Error>(
-            r.kvs()
-                .first()
-                .and_then(|kv| keys::Meta::decode(kv.value())),
-        )
-    })?;
+    let existing = client.run(read_meta(&client, &prefix, deadline))?;
     let meta = match (existing, how) {
         (Some(_), Open::CreateNew) => {
             return Err(Error::AlreadyExists {
@@ -85,17 +75,7 @@ pub fn open(opts: &Options, name: &str, how: Open) -> Result<Semaphore> {
                 new
             } else {
                 client
-                    .run(async {
-                        let mut etcd = client.etcd.clone();
-                        let r = client
-                            .call(deadline, etcd.get(keys::meta(&prefix), None))
-                            .await?;
-                        Ok::<_, Error>(
-                            r.kvs()
-                                .first()
-                                .and_then(|kv| keys::Meta::decode(kv.value())),
-                        )
-                    })?
+                    .run(read_meta(&client, &prefix, deadline))?
                     .unwrap_or(new)
             }
         }
@@ -112,6 +92,21 @@ pub fn open(opts: &Options, name: &str, how: Open) -> Result<Semaphore> {
 }
 
 /// Create the record under `prefix` if there is none; whether this call created it.
+/// The record (`meta`) of the semaphore under `prefix`, if it exists and can be read.
+async fn read_meta(
+    client: &Client,
+    prefix: &str,
+    deadline: Option<Instant>,
+) -> Result<Option<keys::Meta>> {
+    let mut etcd = client.etcd.clone();
+    let r = client
+        .call(deadline, etcd.get(keys::meta(prefix), None))
+        .await?;
+    Ok(r.kvs()
+        .first()
+        .and_then(|kv| keys::Meta::decode(kv.value())))
+}
+
 pub async fn create(
     client: &Client,
     prefix: &str,
