@@ -303,7 +303,7 @@ fn role_wait_tasks() {
         for t in tasks {
             t.await.expect("task");
         }
-        report("ms", since.elapsed().as_millis());
+        report("us", since.elapsed().as_micros());
     });
     report("got", got.load(SeqCst));
 }
@@ -319,7 +319,12 @@ fn a_killed_holders_weight_reaches_the_waiting_tasks() {
     let r = waiter.success(CHILD_TIMEOUT);
     assert_eq!(r.req("got"), "10");
     // The reclaim target is well under a second; the bound is for a loaded machine.
-    assert!(r.u64("ms") < 10_000, "{} ms", r.req("ms"));
+    assert!(r.u64("us") < 10_000_000, "{} µs", r.req("us"));
+    eprintln!(
+        "the weight of a SIGKILLed holder reached 10 waiting tasks in turn {} µs after they all \
+         waited (the kill included)",
+        r.req("us")
+    );
 }
 
 /// A second executor, `futures`': `block_on` on this thread, 20 futures in turn for a
